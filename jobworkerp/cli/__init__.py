@@ -1,0 +1,1 @@
+"""Command-line entry points: the server (`jobworkerp`) and the client (`jobworkerp-client`)."""

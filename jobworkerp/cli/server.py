@@ -1,0 +1,62 @@
+"""`jobworkerp all-in-one`: start the server with settings from the environment and `.env`.
+
+SIGINT / SIGTERM stop taking jobs, let running jobs finish, then exit 0. A malformed setting
+exits 2 with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+import trio
+
+from jobworkerp.config import Config, ConfigError, load_config
+
+
+def setup_logging(config: Config) -> None:
+    level = {"TRACE": "DEBUG", "WARN": "WARNING"}.get(config.log_level, config.log_level)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def _serve_until_signal(config: Config) -> None:
+    from jobworkerp.app import run_all_in_one
+
+    stop = trio.Event()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_all_in_one, config, stop)
+
+            async def wait_for_signal() -> None:
+                async for signum in signals:
+                    logging.getLogger("jobworkerp").info("received %s", signal.Signals(signum).name)
+                    stop.set()
+                    return
+
+            nursery.start_soon(wait_for_signal)
+            await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jobworkerp", description="jobworkerp job worker server")
+    parser.add_argument("mode", choices=["all-in-one"], help="what to run (Standalone: all-in-one only)")
+    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(dotenv_path=args.env_file)
+    except ConfigError as e:
+        print(f"jobworkerp: configuration error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(config)
+    trio.run(_serve_until_signal, config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

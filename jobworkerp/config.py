@@ -1,0 +1,192 @@
+"""Every setting of the server, read from the environment (and `.env`) and validated in one place.
+
+Upstream silently falls back to defaults when a variable is malformed; here a bad value is a
+start-up error that names the variable, because a job system quietly running with the wrong
+concurrency or the wrong database is worse than one that refuses to start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
+
+STANDALONE = "Standalone"
+SCALABLE = "Scalable"
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A configuration variable is malformed; the message names it."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """One named job channel this process serves and how many jobs it runs at once."""
+
+    name: str
+    concurrency: int
+
+
+@dataclass(frozen=True)
+class Config:
+    storage_type: str = STANDALONE
+    storage_restore_at_startup: bool = False
+    grpc_addr: str = "127.0.0.1:9000"
+    auth_token: str | None = None
+    sqlite_dbname: str = "jobworkerp.sqlite3"
+    job_result_ttl_seconds: int = 3600
+    fetch_interval_ms: int = 1000
+    default_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
+    channels: tuple[ChannelConfig, ...] = ()
+    plugins_runner_dir: tuple[str, ...] = ()
+    redis_url: str = "redis://127.0.0.1:6379"
+    redis_username: str | None = None
+    redis_password: str | None = None
+    redis_pool_size: int = 10
+    mysql_host: str = "127.0.0.1"
+    mysql_port: int = 3306
+    mysql_user: str = "root"
+    mysql_password: str = ""
+    mysql_dbname: str = "jobworkerp"
+    mysql_max_connections: int = 10
+    log_level: str = "INFO"
+    log_use_json: bool = False
+    log_file_dir: str | None = None
+    runner_host_startup_timeout: float = 30.0
+
+    @property
+    def grpc_host(self) -> str:
+        return self.grpc_addr.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def grpc_port(self) -> int:
+        return int(self.grpc_addr.rsplit(":", 1)[1])
+
+    def all_channels(self) -> tuple[ChannelConfig, ...]:
+        """The default channel plus every extra channel, as served by this process."""
+        from jobworkerp.storage.rdb import DEFAULT_CHANNEL
+
+        return (ChannelConfig(DEFAULT_CHANNEL, self.default_concurrency), *self.channels)
+
+
+def _parse_int(var: str, raw: str, minimum: int | None = None) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(var, f"expected an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(var, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _parse_bool(var: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(var, f"expected true or false, got {raw!r}")
+
+
+def _parse_addr(var: str, raw: str) -> str:
+    host, sep, port = raw.strip().rpartition(":")
+    if not sep or not host:
+        raise ConfigError(var, f"expected HOST:PORT, got {raw!r}")
+    _parse_int(var, port, minimum=0)
+    if int(port) > 65535:
+        raise ConfigError(var, f"port must be <= 65535, got {port}")
+    return raw.strip()
+
+
+def _parse_list(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _parse_channels(env: Mapping[str, str]) -> tuple[ChannelConfig, ...]:
+    names = _parse_list(env.get("WORKER_CHANNELS", ""))
+    raw_conc = _parse_list(env.get("WORKER_CHANNEL_CONCURRENCIES", ""))
+    if len(names) != len(raw_conc):
+        raise ConfigError(
+            "WORKER_CHANNEL_CONCURRENCIES",
+            f"needs one concurrency per WORKER_CHANNELS entry ({len(names)} channels, {len(raw_conc)} values)",
+        )
+    seen: set[str] = set()
+    channels = []
+    for name, conc in zip(names, raw_conc, strict=True):
+        if name in seen:
+            raise ConfigError("WORKER_CHANNELS", f"channel {name!r} is listed twice")
+        seen.add(name)
+        channels.append(ChannelConfig(name, _parse_int("WORKER_CHANNEL_CONCURRENCIES", conc, minimum=1)))
+    return tuple(channels)
+
+
+def _get(env: Mapping[str, str], var: str, parse: Callable[[str, str], T], default: T) -> T:
+    raw = env.get(var)
+    if raw is None or raw.strip() == "":
+        return default
+    return parse(var, raw)
+
+
+def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = ".env") -> Config:
+    """Build the Config from `env` (default: os.environ overlaid on the `.env` file).
+
+    Real environment variables win over `.env`, as with every dotenv loader.
+    """
+    if env is None:
+        merged: dict[str, str] = {}
+        if dotenv_path and os.path.exists(dotenv_path):
+            from dotenv import dotenv_values
+
+            merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        merged.update(os.environ)
+        env = merged
+
+    storage_type = env.get("STORAGE_TYPE", STANDALONE).strip() or STANDALONE
+    if storage_type not in (STANDALONE, SCALABLE):
+        raise ConfigError("STORAGE_TYPE", f"expected Standalone or Scalable, got {storage_type!r}")
+    log_level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if log_level not in LOG_LEVELS:
+        raise ConfigError("LOG_LEVEL", f"expected one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+
+    def pos_int(var: str, raw: str) -> int:
+        return _parse_int(var, raw, minimum=1)
+
+    def nonneg_int(var: str, raw: str) -> int:
+        return _parse_int(var, raw, minimum=0)
+
+    def text(var: str, raw: str) -> str:
+        return raw.strip()
+
+    return Config(
+        storage_type=storage_type,
+        storage_restore_at_startup=_get(env, "STORAGE_RESTORE_AT_STARTUP", _parse_bool, False),
+        grpc_addr=_get(env, "GRPC_ADDR", _parse_addr, "127.0.0.1:9000"),
+        auth_token=_get(env, "AUTH_TOKEN", text, None),
+        sqlite_dbname=_get(env, "SQLITE_DBNAME", text, "jobworkerp.sqlite3"),
+        job_result_ttl_seconds=_get(env, "JOB_QUEUE_EXPIRE_JOB_RESULT_SECONDS", pos_int, 3600),
+        fetch_interval_ms=_get(env, "JOB_QUEUE_FETCH_INTERVAL", pos_int, 1000),
+        default_concurrency=_get(env, "WORKER_DEFAULT_CONCURRENCY", pos_int, os.cpu_count() or 1),
+        channels=_parse_channels(env),
+        plugins_runner_dir=tuple(_parse_list(env.get("PLUGINS_RUNNER_DIR", ""))),
+        redis_url=_get(env, "REDIS_URL", text, "redis://127.0.0.1:6379"),
+        redis_username=_get(env, "REDIS_USERNAME", text, None),
+        redis_password=_get(env, "REDIS_PASSWORD", text, None),
+        redis_pool_size=_get(env, "REDIS_POOL_SIZE", pos_int, 10),
+        mysql_host=_get(env, "MYSQL_HOST", text, "127.0.0.1"),
+        mysql_port=_get(env, "MYSQL_PORT", nonneg_int, 3306),
+        mysql_user=_get(env, "MYSQL_USER", text, "root"),
+        mysql_password=env.get("MYSQL_PASSWORD", ""),
+        mysql_dbname=_get(env, "MYSQL_DBNAME", text, "jobworkerp"),
+        mysql_max_connections=_get(env, "MYSQL_MAX_CONNECTIONS", pos_int, 10),
+        log_level=log_level,
+        log_use_json=_get(env, "LOG_USE_JSON", _parse_bool, False),
+        log_file_dir=_get(env, "LOG_FILE_DIR", text, None),
+    )

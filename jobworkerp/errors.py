@@ -1,0 +1,35 @@
+"""Domain errors raised by the core and mapped to gRPC status codes by the front.
+
+Every error names the offending field or object, so a client can tell what to fix
+without reading server logs.
+"""
+
+from __future__ import annotations
+
+
+class JobworkerpError(Exception):
+    """Base of every error the front turns into a non-INTERNAL gRPC status."""
+
+
+class InvalidArgument(JobworkerpError):
+    """A request field is missing or malformed (gRPC INVALID_ARGUMENT)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class NotFound(JobworkerpError):
+    """The named object does not exist (gRPC NOT_FOUND)."""
+
+
+class AlreadyExists(JobworkerpError):
+    """A unique key (worker name, job uniq_key) is taken (gRPC ALREADY_EXISTS)."""
+
+
+class Unavailable(JobworkerpError):
+    """Storage or a dependency cannot serve the request now (gRPC UNAVAILABLE)."""
+
+
+class DeadlineExceeded(JobworkerpError):
+    """A wait (DIRECT result, Listen) ran out of time (gRPC DEADLINE_EXCEEDED)."""

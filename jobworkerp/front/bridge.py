@@ -1,0 +1,77 @@
+"""The ONLY module that touches asyncio: grpclib runs here inside trio-asyncio.
+
+grpclib is an asyncio library; the rest of the system is trio. Handlers (asyncio side) make one
+hop into trio per call (`call_trio`), or one hop per item for open-ended streams
+(`iterate_trio`), which is what keeps the RPC path cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import trio
+import trio_asyncio
+from grpclib.events import RecvRequest, listen
+from grpclib.server import Server
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def open_asyncio_bridge() -> AsyncIterator[None]:
+    """Run an asyncio loop inside the current trio run (needed before serving gRPC)."""
+    async with trio_asyncio.open_loop():
+        yield
+
+
+async def call_trio(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """From asyncio code: run a trio coroutine function and return its value."""
+    return await trio_asyncio.trio_as_aio(fn)(*args)
+
+
+def iterate_trio(agen: AsyncIterator[T]) -> AsyncIterator[T]:
+    """From asyncio code: iterate a trio async generator."""
+    return trio_asyncio.trio_as_aio(agen)
+
+
+def _require_token(server: Server, token: str, metadata_key: str) -> None:
+    async def check(event: RecvRequest) -> None:
+        from grpclib.const import Status
+        from grpclib.exceptions import GRPCError
+
+        if event.method_name.startswith("/grpc.health.v1."):
+            return
+        if event.metadata.get(metadata_key) != token:
+            raise GRPCError(Status.UNAUTHENTICATED, f"missing or wrong {metadata_key} metadata")
+
+    listen(server, RecvRequest, check)
+
+
+async def serve_grpc(
+    handlers: Sequence[Any],
+    host: str,
+    port: int,
+    *,
+    auth_token: str | None = None,
+    auth_metadata_key: str = "jobworkerp-auth",
+    stopping: trio.Event | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled (or `stopping` is set); reports the bound port via task_status."""
+    server = Server(list(handlers))
+    if auth_token:
+        _require_token(server, auth_token, auth_metadata_key)
+    await trio_asyncio.aio_as_trio(server.start)(host, port)
+    try:
+        bound_port = server._server.sockets[0].getsockname()[1] if server._server else port
+        task_status.started(bound_port)
+        if stopping is None:
+            await trio.sleep_forever()
+        else:
+            await stopping.wait()
+    finally:
+        with trio.CancelScope(shield=True):
+            server.close()
+            await trio_asyncio.aio_as_trio(server.wait_closed)()

@@ -1,0 +1,214 @@
+"""grpclib service classes: translate requests, hop into trio once, map errors to gRPC status.
+
+Every domain error becomes a precise status with a message naming the field; anything
+unexpected is logged and reported as INTERNAL (never a hang or a dropped connection).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from jobworkerp.front.bridge import call_trio, iterate_trio
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp import service as svc
+from jobworkerp.usecase.jobs import Unimplemented
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_STATUS_OF: tuple[tuple[type[Exception], Status], ...] = (
+    (InvalidArgument, Status.INVALID_ARGUMENT),
+    (NotFound, Status.NOT_FOUND),
+    (AlreadyExists, Status.ALREADY_EXISTS),
+    (Unavailable, Status.UNAVAILABLE),
+    (DeadlineExceeded, Status.DEADLINE_EXCEEDED),
+    (Unimplemented, Status.UNIMPLEMENTED),
+)
+
+
+def _to_grpc_error(e: Exception) -> GRPCError:
+    for exc_type, status in _STATUS_OF:
+        if isinstance(e, exc_type):
+            return GRPCError(status, str(e))
+    log.exception("unexpected error while serving a request", exc_info=e)
+    return GRPCError(Status.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+
+
+async def _call(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    try:
+        return await call_trio(fn, *args)
+    except GRPCError:
+        raise
+    except Exception as e:
+        raise _to_grpc_error(e) from None
+
+
+async def _stream(agen: AsyncIterator[T]) -> AsyncIterator[T]:
+    try:
+        async for item in iterate_trio(agen):
+            yield item
+    except GRPCError:
+        raise
+    except Exception as e:
+        raise _to_grpc_error(e) from None
+
+
+def _page(req: svc.FindListRequest) -> tuple[int | None, int | None]:
+    limit = req.limit if req.limit is None or req.limit >= 0 else None
+    offset = req.offset
+    if offset is not None and offset < 0:
+        raise GRPCError(Status.INVALID_ARGUMENT, f"offset: must be >= 0, got {offset}")
+    return limit, offset
+
+
+def _id(message: Any, field: str = "value") -> int:
+    return int(getattr(message, field))
+
+
+class RunnerService(svc.RunnerServiceBase):
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def delete(self, message: data.RunnerId) -> svc.SuccessResponse:
+        return svc.SuccessResponse(is_success=await _call(self._app.runners.delete, _id(message)))
+
+    async def find(self, message: data.RunnerId) -> svc.OptionalRunnerResponse:
+        return svc.OptionalRunnerResponse(data=await _call(self._app.runners.find, _id(message)))
+
+    async def find_list(self, message: svc.FindListRequest) -> AsyncIterator[data.Runner]:
+        for runner in await _call(self._app.runners.list, *_page(message)):
+            yield runner
+
+    async def count(self, message: svc.CountCondition) -> svc.CountResponse:
+        return svc.CountResponse(total=await _call(self._app.runners.count))
+
+
+class WorkerService(svc.WorkerServiceBase):
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def create(self, message: data.WorkerData) -> svc.CreateWorkerResponse:
+        worker_id = await _call(self._app.workers.create, message)
+        return svc.CreateWorkerResponse(id=data.WorkerId(value=worker_id))
+
+    async def update(self, message: data.Worker) -> svc.SuccessResponse:
+        return svc.SuccessResponse(is_success=await _call(self._app.workers.update, message))
+
+    async def delete(self, message: data.WorkerId) -> svc.SuccessResponse:
+        return svc.SuccessResponse(is_success=await _call(self._app.workers.delete, _id(message)))
+
+    async def find(self, message: data.WorkerId) -> svc.OptionalWorkerResponse:
+        return svc.OptionalWorkerResponse(data=await _call(self._app.workers.get, _id(message)))
+
+    async def find_by_name(self, message: svc.WorkerNameRequest) -> svc.OptionalWorkerResponse:
+        return svc.OptionalWorkerResponse(data=await _call(self._app.workers.find_by_name, message.name))
+
+    async def find_list(self, message: svc.FindListRequest) -> AsyncIterator[data.Worker]:
+        for worker in await _call(self._app.workers.list, *_page(message)):
+            yield worker
+
+    async def count(self, message: svc.CountCondition) -> svc.CountResponse:
+        return svc.CountResponse(total=await _call(self._app.workers.count))
+
+
+class JobService(svc.JobServiceBase):
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def enqueue(self, message: svc.JobRequest) -> svc.CreateJobResponse:
+        job_id, result = await _call(self._app.jobs.enqueue, message)
+        return svc.CreateJobResponse(id=data.JobId(value=job_id), result=result)
+
+    async def delete(self, message: data.JobId) -> svc.SuccessResponse:
+        return svc.SuccessResponse(is_success=await _call(self._app.jobs.delete, _id(message)))
+
+    async def find(self, message: data.JobId) -> svc.OptionalJobResponse:
+        return svc.OptionalJobResponse(data=await _call(self._app.jobs.find, _id(message)))
+
+    async def find_list(self, message: svc.FindListRequest) -> AsyncIterator[data.Job]:
+        for job in await _call(self._app.jobs.list, *_page(message)):
+            yield job
+
+    async def count(self, message: svc.CountCondition) -> svc.CountResponse:
+        return svc.CountResponse(total=await _call(self._app.jobs.count))
+
+
+class JobStatusService(svc.JobStatusServiceBase):
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def find(self, message: data.JobId) -> svc.OptionalJobStatusResponse:
+        return svc.OptionalJobStatusResponse(status=await _call(self._app.jobs.status, _id(message)))
+
+    async def find_all(self, message: data.Empty) -> AsyncIterator[svc.JobStatusResponse]:
+        for job_id, status in await _call(self._app.jobs.all_statuses):
+            yield svc.JobStatusResponse(id=data.JobId(value=job_id), status=status)
+
+
+class JobRestoreService(svc.JobRestoreServiceBase):
+    """Standalone keeps no backup to restore from: Restore succeeds, FindAll is empty."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def restore(self, message: svc.JobRestoreRequest) -> svc.SuccessResponse:
+        return svc.SuccessResponse(is_success=True)
+
+    async def find_all(self, message: svc.JobRestoreRequest) -> AsyncIterator[data.Job]:
+        for job in ():
+            yield job
+
+
+class JobResultService(svc.JobResultServiceBase):
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def delete(self, message: data.JobResultId) -> svc.SuccessResponse:
+        return svc.SuccessResponse(is_success=await _call(self._app.results.delete, _id(message)))
+
+    async def find(self, message: data.JobResultId) -> svc.OptionalJobResultResponse:
+        return svc.OptionalJobResultResponse(data=await _call(self._app.results.find, _id(message)))
+
+    async def find_list(self, message: svc.FindListRequest) -> AsyncIterator[data.JobResult]:
+        for result in await _call(self._app.results.list, *_page(message)):
+            yield result
+
+    async def find_list_by_job_id(self, message: svc.FindListByJobIdRequest) -> AsyncIterator[data.JobResult]:
+        if message.job_id is None:
+            raise GRPCError(Status.INVALID_ARGUMENT, "job_id: is required")
+        for result in await _call(self._app.results.list_by_job_id, message.job_id.value):
+            yield result
+
+    async def listen(self, message: svc.ListenRequest) -> data.JobResult:
+        return await _call(self._app.results.listen, message)
+
+    async def listen_stream_by_worker(self, message: svc.ListenStreamByWorkerRequest) -> AsyncIterator[data.JobResult]:
+        async for result in _stream(self._app.results.stream_by_worker(message)):
+            yield result
+
+    async def count(self, message: svc.CountCondition) -> svc.CountResponse:
+        return svc.CountResponse(total=await _call(self._app.results.count))
+
+
+def build_services(app: Any) -> list[Any]:
+    """The six jobworkerp services plus gRPC health and server reflection."""
+    from grpclib.health.service import Health
+    from grpclib.reflection.service import ServerReflection
+
+    from jobworkerp.front.reflection import descriptor_pool
+
+    services = [
+        RunnerService(app),
+        WorkerService(app),
+        JobService(app),
+        JobStatusService(app),
+        JobRestoreService(app),
+        JobResultService(app),
+    ]
+    return [*ServerReflection.extend(services, pool=descriptor_pool()), Health()]

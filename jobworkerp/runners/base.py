@@ -1,0 +1,67 @@
+"""The Runner contract and the errors a runner uses to say how a job failed.
+
+A runner runs inside a runner host subprocess (never in the server process), one job at a
+time, so its methods are plain synchronous code. The error class a runner raises decides the
+job's ResultStatus; any other exception counts as OTHER_ERROR.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+from jobworkerp.proto.jobworkerp.data import ResultStatus, RunnerType
+
+
+class Runner(Protocol):
+    name: ClassVar[str]
+    runner_type: ClassVar[RunnerType]
+    settings_proto: ClassVar[str]  # .proto text; its first message is the settings type
+    args_proto: ClassVar[str]  # .proto text; its first message is the args type
+    result_proto: ClassVar[str | None]  # .proto text of output items; None/"" = raw bytes
+
+    def load(self, settings: bytes) -> None:
+        """Parse settings and prepare (connect, check the executable...). Errors here are FATAL."""
+
+    def run(self, args: bytes) -> list[bytes]:
+        """Run one job and return its output items."""
+
+    def cancel(self) -> None:
+        """Stop a run in progress, or reset state before a static runner is reused."""
+
+
+class RunnerError(Exception):
+    """A failure whose ResultStatus the runner chose."""
+
+    status: ClassVar[ResultStatus] = ResultStatus.OTHER_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RetryableError(RunnerError):
+    """Transient failure: worth another attempt (ERROR_AND_RETRY)."""
+
+    status = ResultStatus.ERROR_AND_RETRY
+
+
+class FatalError(RunnerError):
+    """Will fail the same way every time (FATAL_ERROR), e.g. unusable settings."""
+
+    status = ResultStatus.FATAL_ERROR
+
+
+class AbortError(RunnerError):
+    """The call was cancelled or aborted on the far side (ABORT)."""
+
+    status = ResultStatus.ABORT
+
+
+class OtherError(RunnerError):
+    """Bad arguments or another non-retryable failure (OTHER_ERROR)."""
+
+    status = ResultStatus.OTHER_ERROR
+
+
+class RunnerLoadError(FatalError):
+    """The runner could not be created or loaded with the worker's settings."""

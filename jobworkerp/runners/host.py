@@ -1,0 +1,55 @@
+"""Code that runs inside a runner host subprocess: build or reuse a runner, run one job.
+
+The server sends `run_job` (pickled by reference) with the runner's ref, the worker's settings
+and the job's args. Static runners (worker.use_static) are kept in this host between jobs,
+keyed by worker id and settings, so an updated worker gets a freshly loaded runner.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from jobworkerp.runners.base import RunnerError, RunnerLoadError
+from jobworkerp.runners.registry import load_runner_class
+
+# Loaded static runners of this host, least recently used first.
+_static_runners: OrderedDict[tuple[int, bytes, str], object] = OrderedDict()
+MAX_STATIC_RUNNERS = 32
+
+
+def _new_runner(ref: str, settings: bytes):
+    try:
+        runner = load_runner_class(ref)()
+        runner.load(settings)
+    except RunnerError:
+        raise
+    except Exception as e:
+        raise RunnerLoadError(f"cannot load runner {ref}: {type(e).__name__}: {e}") from None
+    return runner
+
+
+def _static_runner(ref: str, settings: bytes, worker_id: int):
+    key = (worker_id, settings, ref)
+    runner = _static_runners.get(key)
+    if runner is not None:
+        _static_runners.move_to_end(key)
+        runner.cancel()  # reset before reuse, as upstream's pool does
+        return runner
+    runner = _new_runner(ref, settings)
+    _static_runners[key] = runner
+    while len(_static_runners) > MAX_STATIC_RUNNERS:
+        _, old = _static_runners.popitem(last=False)
+        try:
+            old.cancel()
+        except Exception:
+            pass
+    return runner
+
+
+def run_job(ref: str, settings: bytes, args: bytes, worker_id: int, use_static: bool) -> list[bytes]:
+    """Run one job in this host and return its output items (raises RunnerError subclasses)."""
+    if use_static:
+        runner = _static_runner(ref, settings, worker_id)
+    else:
+        runner = _new_runner(ref, settings)
+    return runner.run(args)

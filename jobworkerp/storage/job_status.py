@@ -1,0 +1,42 @@
+"""Where each live job is (PENDING / RUNNING); entries vanish when a job finishes.
+
+Standalone keeps the map in memory; Scalable keeps it in a Redis hash.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from jobworkerp.proto.jobworkerp import data
+
+
+class JobStatusStore(Protocol):
+    async def set(self, job_id: int, status: data.JobStatus) -> None: ...
+
+    async def get(self, job_id: int) -> data.JobStatus | None: ...
+
+    async def delete(self, job_id: int) -> None: ...
+
+    async def all(self) -> list[tuple[int, data.JobStatus]]: ...
+
+
+class MemoryJobStatusStore:
+    """A dict; the async methods keep the driver interface uniform."""
+
+    def __init__(self) -> None:
+        self._status: dict[int, data.JobStatus] = {}
+
+    def set_nowait(self, job_id: int, status: data.JobStatus) -> None:
+        self._status[job_id] = status
+
+    async def set(self, job_id: int, status: data.JobStatus) -> None:
+        self._status[job_id] = status
+
+    async def get(self, job_id: int) -> data.JobStatus | None:
+        return self._status.get(job_id)
+
+    async def delete(self, job_id: int) -> None:
+        self._status.pop(job_id, None)
+
+    async def all(self) -> list[tuple[int, data.JobStatus]]:
+        return sorted(self._status.items())

@@ -1,0 +1,93 @@
+"""In-process job queues for Standalone mode: one set of priority deques per channel.
+
+Pop is O(1): removed jobs are dropped lazily (their id leaves `_queued`, and pop skips
+entries whose id is gone), so JobService.Delete never scans a deque.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import trio
+
+from jobworkerp.errors import AlreadyExists
+from jobworkerp.proto.jobworkerp import data
+
+# Pop order: HIGH, MEDIUM, LOW.
+_PRIORITIES = (data.Priority.HIGH, data.Priority.MEDIUM, data.Priority.LOW)
+
+
+class _Channel:
+    def __init__(self) -> None:
+        self.deques: dict[int, deque[data.Job]] = {int(p): deque() for p in _PRIORITIES}
+        self.uniq_keys: set[str] = set()
+        self.size = 0
+        self.nonempty = trio.Event()
+
+
+class MemoryJobQueue:
+    """Strict-priority FIFO queues keyed by channel name; waiters are woken on push."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, _Channel] = {}
+        self._queued: dict[int, tuple[str, str | None]] = {}  # job id -> (channel, uniq_key)
+
+    def _channel(self, name: str) -> _Channel:
+        ch = self._channels.get(name)
+        if ch is None:
+            ch = self._channels[name] = _Channel()
+        return ch
+
+    async def push(self, channel: str, job: data.Job) -> None:
+        self.push_nowait(channel, job)
+
+    def push_nowait(self, channel: str, job: data.Job) -> None:
+        ch = self._channel(channel)
+        key = job.data.uniq_key
+        if key is not None:
+            if key in ch.uniq_keys:
+                raise AlreadyExists(f"uniq_key {key!r} is already queued on channel {channel!r}")
+            ch.uniq_keys.add(key)
+        prio = int(job.data.priority)
+        ch.deques.get(prio, ch.deques[int(data.Priority.MEDIUM)]).append(job)
+        ch.size += 1
+        self._queued[job.id.value] = (channel, key)
+        ch.nonempty.set()
+
+    def pop_nowait(self, channel: str) -> data.Job | None:
+        ch = self._channel(channel)
+        while ch.size:
+            for prio in _PRIORITIES:
+                dq = ch.deques[int(prio)]
+                if dq:
+                    job = dq.popleft()
+                    ch.size -= 1
+                    if self._queued.pop(job.id.value, None) is None:
+                        break  # removed while queued: skip it, look again from HIGH
+                    if job.data.uniq_key is not None:
+                        ch.uniq_keys.discard(job.data.uniq_key)
+                    return job
+        ch.nonempty = trio.Event()
+        return None
+
+    async def pop(self, channel: str) -> data.Job:
+        while True:
+            job = self.pop_nowait(channel)
+            if job is not None:
+                return job
+            await self._channel(channel).nonempty.wait()
+
+    async def remove(self, job_id: int) -> bool:
+        entry = self._queued.pop(job_id, None)
+        if entry is None:
+            return False
+        channel, key = entry
+        if key is not None:
+            self._channel(channel).uniq_keys.discard(key)
+        return True
+
+    async def length(self, channel: str) -> int:
+        ch = self._channels.get(channel)
+        if ch is None:
+            return 0
+        return sum(1 for dq in ch.deques.values() for job in dq if job.id.value in self._queued)

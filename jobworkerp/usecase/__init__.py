@@ -1,0 +1,1 @@
+"""The operations behind the gRPC services, in trio, independent of gRPC types' transport."""

@@ -1,0 +1,138 @@
+"""JobService / JobStatusService operations: validate, route (spec §5.3), find, delete.
+
+Routing in Standalone:
+- DIRECT worker: queue only; the caller waits for the result (the wait slot is opened before
+  the job is queued, so a fast job cannot finish unseen).
+- WITH_BACKUP: an RDB row plus the queue; the row goes when the job finishes.
+- NORMAL: queue only.
+- periodic workers, FORCED_RDB and far-future jobs need the RDB scheduler (a later issue).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import trio
+
+from jobworkerp.config import Config
+from jobworkerp.errors import DeadlineExceeded, InvalidArgument, JobworkerpError
+from jobworkerp.ids import SnowflakeGenerator
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp.service import JobRequest
+from jobworkerp.storage import Storage
+from jobworkerp.usecase.workers import Workers, channel_of
+from jobworkerp.worker.running import RunningJobs
+
+DEFAULT_TIMEOUT_MS = 31_536_000_000  # one year, when the request gives none
+DIRECT_WAIT_GRACE_S = 5.0  # beyond the job timeout, for queueing and result hand-off
+_PRIORITIES = {int(p) for p in data.Priority}
+
+
+class Unimplemented(JobworkerpError):
+    """The request needs a feature this version does not have (gRPC UNIMPLEMENTED)."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Jobs:
+    def __init__(
+        self, storage: Storage, workers: Workers, ids: SnowflakeGenerator, running: RunningJobs, config: Config
+    ) -> None:
+        self._storage = storage
+        self._workers = workers
+        self._ids = ids
+        self._running = running
+        self._config = config
+
+    def _build_job(self, req: JobRequest, worker: data.Worker) -> data.Job:
+        run_after = req.run_after_time or 0
+        if run_after < 0:
+            raise InvalidArgument("run_after_time", f"must be >= 0, got {run_after}")
+        priority = data.Priority.MEDIUM if req.priority is None else req.priority
+        if int(priority) not in _PRIORITIES:
+            raise InvalidArgument("priority", f"unknown value {int(priority)}")
+        timeout = DEFAULT_TIMEOUT_MS if req.timeout is None else req.timeout
+        return data.Job(
+            id=data.JobId(value=self._ids.next_id()),
+            data=data.JobData(
+                worker_id=worker.id,
+                args=req.args,
+                uniq_key=req.uniq_key,
+                enqueue_time=now_ms(),
+                run_after_time=run_after,
+                retried=0,
+                priority=priority,
+                timeout=timeout,
+            ),
+        )
+
+    async def enqueue(self, req: JobRequest) -> tuple[int, data.JobResult | None]:
+        """Queue a job; for DIRECT workers also wait for and return its result."""
+        worker = await self._workers.resolve(req.worker_id, req.worker_name)
+        job = self._build_job(req, worker)
+        wd = worker.data
+        run_after = job.data.run_after_time
+        is_future = run_after > now_ms() + self._config.fetch_interval_ms
+        if wd.response_type == data.ResponseType.DIRECT:
+            if run_after > 0:
+                raise InvalidArgument("run_after_time", "DIRECT workers run jobs at once; run_after_time must be 0")
+            return job.id.value, await self._run_direct(job, wd)
+        if wd.periodic_interval or is_future or wd.queue_type == data.QueueType.FORCED_RDB:
+            raise Unimplemented("periodic, scheduled (future run_after_time) and FORCED_RDB jobs are not supported yet")
+        if wd.queue_type == data.QueueType.WITH_BACKUP:
+            await self._storage.repo.create_job(job)
+        await self._storage.status.set(job.id.value, data.JobStatus.PENDING)
+        try:
+            await self._storage.queue.push(channel_of(wd), job)
+        except BaseException:
+            await self._storage.status.delete(job.id.value)
+            if wd.queue_type == data.QueueType.WITH_BACKUP:
+                await self._storage.repo.delete_job(job.id.value)
+            raise
+        return job.id.value, None
+
+    async def _run_direct(self, job: data.Job, wd: data.WorkerData) -> data.JobResult:
+        job_id = job.id.value
+        wait_s = math.inf if job.data.timeout == 0 else job.data.timeout / 1000 + DIRECT_WAIT_GRACE_S
+        async with self._storage.bus.listen_job(job_id) as waiter:
+            await self._storage.status.set(job_id, data.JobStatus.PENDING)
+            await self._storage.queue.push(channel_of(wd), job)
+            finished = False
+            try:
+                with trio.move_on_after(wait_s):
+                    result = await waiter.wait()
+                    finished = True
+                    return result
+                raise DeadlineExceeded(f"job {job_id}: no result within timeout {job.data.timeout} ms")
+            finally:
+                if not finished:  # caller gone or timed out: nobody can receive the result any more
+                    with trio.CancelScope(shield=True):
+                        await self.delete(job_id)
+
+    async def find(self, job_id: int) -> data.Job | None:
+        job = await self._storage.repo.find_job(job_id)
+        return job if job is not None else self._running.job(job_id)
+
+    async def list(self, limit: int | None, offset: int | None) -> list[data.Job]:
+        return await self._storage.repo.list_jobs(limit, offset)
+
+    async def count(self) -> int:
+        return await self._storage.repo.count_jobs()
+
+    async def delete(self, job_id: int) -> bool:
+        """Remove a job wherever it is: queue, RDB row, and cancel it when it is running."""
+        removed_queued = await self._storage.queue.remove(job_id)
+        removed_row = await self._storage.repo.delete_job(job_id)
+        cancelled = self._running.cancel(job_id)
+        if removed_queued or removed_row:
+            await self._storage.status.delete(job_id)
+        return removed_queued or removed_row or cancelled
+
+    async def status(self, job_id: int) -> data.JobStatus | None:
+        return await self._storage.status.get(job_id)
+
+    async def all_statuses(self) -> list[tuple[int, data.JobStatus]]:
+        return await self._storage.status.all()

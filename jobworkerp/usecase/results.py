@@ -1,0 +1,89 @@
+"""JobResultService operations: stored results, Listen (long-poll) and per-worker streams.
+
+Stored rows do not keep the worker-derived fields (worker_name, max_retry, response_type,
+store flags); reads fill them from the current worker, and keep the row as stored when the
+worker has since been deleted (upstream dropped such rows from lists).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+
+import trio
+
+from jobworkerp.errors import DeadlineExceeded, InvalidArgument
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp.service import ListenRequest, ListenStreamByWorkerRequest
+from jobworkerp.storage import Storage
+from jobworkerp.usecase.workers import Workers
+
+DEFAULT_LISTEN_TIMEOUT_MS = 86_400_000  # one day
+
+
+def fill_worker_fields(result: data.JobResult, worker: data.Worker | None) -> data.JobResult:
+    """Copy the worker-derived fields of a result from its (current) worker definition."""
+    if worker is not None and result.data is not None:
+        wd = worker.data
+        rd = result.data
+        rd.worker_name = wd.name
+        rd.max_retry = wd.retry_policy.max_retry if wd.retry_policy is not None else 0
+        rd.response_type = wd.response_type
+        rd.store_success = wd.store_success
+        rd.store_failure = wd.store_failure
+    return result
+
+
+class Results:
+    def __init__(self, storage: Storage, workers: Workers) -> None:
+        self._storage = storage
+        self._workers = workers
+
+    async def _filled(self, result: data.JobResult) -> data.JobResult:
+        return fill_worker_fields(result, await self._workers.get(result.data.worker_id.value))
+
+    async def _filled_all(self, results: list[data.JobResult]) -> list[data.JobResult]:
+        return [await self._filled(r) for r in results]
+
+    async def find(self, result_id: int) -> data.JobResult | None:
+        result = await self._storage.repo.find_result(result_id)
+        return None if result is None else await self._filled(result)
+
+    async def list(self, limit: int | None, offset: int | None) -> list[data.JobResult]:
+        return await self._filled_all(await self._storage.repo.list_results(limit, offset))
+
+    async def list_by_job_id(self, job_id: int) -> list[data.JobResult]:
+        return await self._filled_all(await self._storage.repo.list_results_by_job_id(job_id))
+
+    async def count(self) -> int:
+        return await self._storage.repo.count_results()
+
+    async def delete(self, result_id: int) -> bool:
+        return await self._storage.repo.delete_result(result_id)
+
+    async def listen(self, req: ListenRequest) -> data.JobResult:
+        """Wait for the final result of a job (subscribe first, then look at storage)."""
+        if req.job_id is None or req.job_id.value == 0:
+            raise InvalidArgument("job_id", "is required")
+        worker = await self._workers.resolve(req.worker_id, req.worker_name)
+        if worker.data.response_type == data.ResponseType.DIRECT:
+            raise InvalidArgument("worker", "results of DIRECT workers are returned by Enqueue, not Listen")
+        job_id = req.job_id.value
+        timeout_ms = DEFAULT_LISTEN_TIMEOUT_MS if req.timeout is None else req.timeout
+        wait_s = math.inf if timeout_ms == 0 else timeout_ms / 1000
+        async with self._storage.bus.listen_job(job_id) as waiter:
+            stored = await self._storage.repo.latest_result_of_job(job_id)
+            if stored is not None and stored.data.status != data.ResultStatus.ERROR_AND_RETRY:
+                return fill_worker_fields(stored, worker)
+            with trio.move_on_after(wait_s):
+                return await waiter.wait()
+        raise DeadlineExceeded(f"job_id: no result for job {job_id} within {timeout_ms} ms")
+
+    async def stream_by_worker(self, req: ListenStreamByWorkerRequest) -> AsyncIterator[data.JobResult]:
+        """Every final result of one worker from now on, until the caller goes away."""
+        worker = await self._workers.resolve(req.worker_id, req.worker_name)
+        if worker.data.response_type == data.ResponseType.DIRECT:
+            raise InvalidArgument("worker", "results of DIRECT workers are returned by Enqueue only")
+        async with self._storage.bus.listen_worker(worker.id.value) as receive:
+            async for result in receive:
+                yield result

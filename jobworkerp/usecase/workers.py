@@ -1,0 +1,144 @@
+"""WorkerService operations: validation (spec §5.2), persistence and the in-process worker cache.
+
+The executor resolves the worker of every job, so lookups are served from a cache that is
+invalidated by this module's own writes (in Standalone this process is the only writer).
+"""
+
+from __future__ import annotations
+
+import math
+
+from jobworkerp.config import Config
+from jobworkerp.errors import InvalidArgument, NotFound
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.runners.registry import RunnerRegistry
+from jobworkerp.storage.rdb import DEFAULT_CHANNEL, Repository
+
+_RESPONSE_TYPES = {int(v) for v in data.ResponseType}
+_QUEUE_TYPES = {int(v) for v in data.QueueType}
+_RETRY_TYPES = {int(v) for v in data.RetryType}
+
+
+def channel_of(worker: data.WorkerData) -> str:
+    """The queue channel of a worker; absent means the default channel."""
+    return worker.channel if worker.channel else DEFAULT_CHANNEL
+
+
+class Workers:
+    def __init__(self, repo: Repository, registry: RunnerRegistry, config: Config) -> None:
+        self._repo = repo
+        self._registry = registry
+        self._config = config
+        self._served_channels = {c.name for c in config.all_channels()}
+        self._by_id: dict[int, data.Worker | None] = {}
+
+    # --- validation ----------------------------------------------------------------
+    async def _validate(self, wd: data.WorkerData) -> None:
+        if not wd.name or not wd.name.strip():
+            raise InvalidArgument("name", "must not be empty")
+        if wd.runner_id is None or wd.runner_id.value == 0:
+            raise InvalidArgument("runner_id", "is required")
+        spec = self._registry.get(wd.runner_id.value)
+        if spec is None or await self._repo.find_runner(wd.runner_id.value) is None:
+            raise InvalidArgument("runner_id", f"runner {wd.runner_id.value} does not exist")
+        if spec.settings_type is not None:
+            try:
+                spec.settings_type.parse(wd.runner_settings)
+            except Exception as e:
+                raise InvalidArgument(
+                    "runner_settings", f"is not a valid {spec.settings_type.__name__} message: {e}"
+                ) from None
+        if int(wd.response_type) not in _RESPONSE_TYPES:
+            raise InvalidArgument("response_type", f"unknown value {int(wd.response_type)}")
+        if int(wd.queue_type) not in _QUEUE_TYPES:
+            wd.queue_type = data.QueueType.NORMAL  # upstream coerces unknown queue types
+        if wd.periodic_interval:
+            if wd.response_type == data.ResponseType.DIRECT:
+                raise InvalidArgument("periodic_interval", "a periodic worker cannot have response_type DIRECT")
+            if wd.periodic_interval <= self._config.fetch_interval_ms:
+                raise InvalidArgument(
+                    "periodic_interval",
+                    f"must be greater than JOB_QUEUE_FETCH_INTERVAL ({self._config.fetch_interval_ms} ms)",
+                )
+        if wd.queue_type == data.QueueType.FORCED_RDB and wd.response_type == data.ResponseType.DIRECT:
+            raise InvalidArgument("queue_type", "FORCED_RDB cannot be combined with response_type DIRECT")
+        if wd.response_type == data.ResponseType.LISTEN_AFTER and not (wd.store_success and wd.store_failure):
+            raise InvalidArgument("store_success", "LISTEN_AFTER workers need store_success and store_failure")
+        policy = wd.retry_policy
+        if policy is not None:
+            if int(policy.type) not in _RETRY_TYPES:
+                raise InvalidArgument("retry_policy.type", f"unknown value {int(policy.type)}")
+            if math.isnan(policy.basis) or policy.basis < 1.0:
+                raise InvalidArgument("retry_policy.basis", f"must be >= 1.0, got {policy.basis}")
+        if wd.channel is not None and channel_of(wd) not in self._served_channels:
+            served = ", ".join(sorted(self._served_channels))
+            raise InvalidArgument(
+                "channel",
+                f"channel {wd.channel!r} is not served by this server (served: {served}; see WORKER_CHANNELS)",
+            )
+        for i, nxt in enumerate(wd.next_workers):
+            if nxt.value <= 0:
+                raise InvalidArgument(f"next_workers[{i}]", f"invalid worker id {nxt.value}")
+
+    # --- operations ----------------------------------------------------------------
+    async def create(self, wd: data.WorkerData) -> int:
+        await self._validate(wd)
+        worker_id = await self._repo.create_worker(wd)
+        self._by_id.pop(worker_id, None)
+        return worker_id
+
+    async def update(self, worker: data.Worker) -> bool:
+        if worker.id is None or worker.id.value == 0:
+            raise NotFound("id: a worker id is required")
+        if worker.data is None:
+            self._by_id.pop(worker.id.value, None)
+            return False
+        if await self.get(worker.id.value) is None:
+            raise NotFound(f"worker {worker.id.value} does not exist")
+        await self._validate(worker.data)
+        try:
+            return await self._repo.update_worker(worker.id.value, worker.data)
+        finally:
+            self._by_id.pop(worker.id.value, None)
+
+    async def delete(self, worker_id: int) -> bool:
+        try:
+            return await self._repo.delete_worker(worker_id)
+        finally:
+            self._by_id.pop(worker_id, None)
+
+    async def get(self, worker_id: int) -> data.Worker | None:
+        """Cached lookup used on the job path."""
+        try:
+            return self._by_id[worker_id]
+        except KeyError:
+            worker = await self._repo.find_worker(worker_id)
+            self._by_id[worker_id] = worker
+            return worker
+
+    async def find_by_name(self, name: str) -> data.Worker | None:
+        return await self._repo.find_worker_by_name(name)
+
+    async def list(self, limit: int | None, offset: int | None) -> list[data.Worker]:
+        return await self._repo.list_workers(limit, offset)
+
+    async def count(self) -> int:
+        return await self._repo.count_workers()
+
+    async def resolve(
+        self, worker_id: data.WorkerId | None, worker_name: str | None, field_prefix: str = ""
+    ) -> data.Worker:
+        """The worker named by a request's `worker` oneof; INVALID_ARGUMENT when missing or unknown."""
+        if worker_id is not None:
+            worker = await self.get(worker_id.value)
+            if worker is None:
+                raise InvalidArgument(f"{field_prefix}worker_id", f"worker {worker_id.value} does not exist")
+            return worker
+        if worker_name is not None:
+            if not worker_name:
+                raise InvalidArgument(f"{field_prefix}worker_name", "must not be empty")
+            worker = await self.find_by_name(worker_name)
+            if worker is None:
+                raise InvalidArgument(f"{field_prefix}worker_name", f"worker {worker_name!r} does not exist")
+            return worker
+        raise InvalidArgument(f"{field_prefix}worker", "one of worker_id or worker_name is required")

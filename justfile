@@ -1,0 +1,35 @@
+# jobworkerp tasks. Run `just --list` to see them. Tools come from the project's .venv.
+
+set dotenv-load := false
+
+export PATH := justfile_directory() + "/.venv/bin:" + env_var('PATH')
+
+# List the recipes
+default:
+    @just --list
+
+# Create .venv and install the project with its dev tools
+install:
+    test -x .venv/bin/python || python3 -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e '.[dev]'
+
+# Start the all-in-one server (Standalone: SQLite + in-memory queues) on GRPC_ADDR
+run-all-in-one:
+    python -m jobworkerp all-in-one
+
+# Run the whole test suite (needs Redis and MariaDB running; see README)
+test *ARGS:
+    python -m pytest -n 2 --dist loadfile -q {{ARGS}}
+
+# Regenerate jobworkerp/proto/ from proto/*.proto
+proto:
+    python scripts/gen_proto.py
+
+# Lint
+lint:
+    ruff check .
+
+# Benchmarks: DIRECT round trip and NO_RESULT throughput against a fresh all-in-one server
+bench:
+    python bench/bench_all_in_one.py

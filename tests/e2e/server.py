@@ -1,0 +1,122 @@
+"""Start the real all-in-one server as a subprocess on a free port, and talk to it over gRPC.
+
+End-to-end tests are plain (sync) pytest functions that run an asyncio scenario with the
+generated betterproto2 stubs, exactly as an external client would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from grpclib.client import Channel
+
+from jobworkerp.proto.jobworkerp import service as svc
+
+T = TypeVar("T")
+STARTUP_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """One `python -m jobworkerp all-in-one` with its own SQLite file and port."""
+
+    def __init__(self, workdir: Path, env: Mapping[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.log_path = workdir / "server.log"
+        self.env = {
+            **os.environ,
+            "GRPC_ADDR": f"127.0.0.1:{self.port}",
+            "SQLITE_DBNAME": str(workdir / "jobworkerp.sqlite3"),
+            "WORKER_DEFAULT_CONCURRENCY": "4",
+            "LOG_LEVEL": "INFO",
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServerProcess:
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jobworkerp", "all-in-one", "--env-file", str(self.workdir / "none.env")],
+            cwd=self.workdir, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while b"listening on" not in self.log_path.read_bytes():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise RuntimeError(f"server did not start within {STARTUP_TIMEOUT_S}s:\n{self.log()}")
+            time.sleep(0.05)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, wait for the graceful exit, return the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"server did not stop within {timeout}s:\n{self.log()}") from None
+        self._log.close()
+        return self.proc.returncode
+
+
+@dataclass
+class Client:
+    """The six service stubs over one HTTP/2 connection."""
+
+    channel: Channel
+    runner: svc.RunnerServiceStub
+    worker: svc.WorkerServiceStub
+    job: svc.JobServiceStub
+    job_result: svc.JobResultServiceStub
+    job_status: svc.JobStatusServiceStub
+    job_restore: svc.JobRestoreServiceStub
+
+
+@asynccontextmanager
+async def connect(port: int) -> AsyncIterator[Client]:
+    channel = Channel("127.0.0.1", port)
+    try:
+        yield Client(
+            channel,
+            svc.RunnerServiceStub(channel),
+            svc.WorkerServiceStub(channel),
+            svc.JobServiceStub(channel),
+            svc.JobResultServiceStub(channel),
+            svc.JobStatusServiceStub(channel),
+            svc.JobRestoreServiceStub(channel),
+        )
+    finally:
+        channel.close()
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+    """Run an asyncio client scenario from a sync test, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))

@@ -1,0 +1,227 @@
+"""The issue's acceptance scenarios, driven over real gRPC against a real server process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp import runner as runner_pb
+from jobworkerp.proto.jobworkerp import service as svc
+from tests.e2e.server import Client, ServerProcess, connect, run
+
+pytestmark = pytest.mark.timeout(120)
+
+COMMAND = data.RunnerId(value=1)
+
+
+def command_worker(name: str, command: str, **kwargs) -> data.WorkerData:
+    return data.WorkerData(
+        name=name,
+        runner_id=COMMAND,
+        runner_settings=bytes(runner_pb.CommandRunnerSettings(name=command)),
+        **kwargs,
+    )
+
+
+def args(*argv: str) -> bytes:
+    return bytes(runner_pb.CommandArgs(args=list(argv)))
+
+
+async def create(c: Client, wd: data.WorkerData) -> data.WorkerId:
+    return (await c.worker.create(wd)).id
+
+
+def test_runners_are_listed_with_command_as_id_1(server: ServerProcess) -> None:
+    async def scenario() -> list[data.Runner]:
+        async with connect(server.port) as c:
+            return [r async for r in c.runner.find_list(svc.FindListRequest())]
+
+    runners = {r.id.value: r for r in run(scenario())}
+    assert runners[1].data.name == "COMMAND"
+    assert runners[1].data.runner_type == data.RunnerType.COMMAND
+    assert "CommandRunnerSettings" in runners[1].data.runner_settings_proto
+    assert {2: "HTTP_REQUEST", 3: "GRPC_UNARY", 4: "DOCKER"} == {i: runners[i].data.name for i in (2, 3, 4)}
+
+
+def test_direct_echo_returns_stdout_in_the_enqueue_call(server: ServerProcess) -> None:
+    async def scenario() -> svc.CreateJobResponse:
+        async with connect(server.port) as c:
+            await create(c, command_worker("echo", "echo", response_type=data.ResponseType.DIRECT))
+            return await c.job.enqueue(svc.JobRequest(worker_name="echo", args=args("hello", "world")))
+
+    response = run(scenario())
+    assert response.result is not None
+    assert response.result.data.status == data.ResultStatus.SUCCESS
+    assert response.result.data.output.items == [b"hello world\n"]
+    assert response.result.data.job_id.value == response.id.value
+    assert response.result.data.worker_name == "echo"
+
+
+def test_listen_after_result_reaches_two_concurrent_listeners(server: ServerProcess) -> None:
+    async def scenario() -> tuple[int, list[data.JobResult]]:
+        async with connect(server.port) as c:
+            worker_id = await create(c, command_worker(
+                "sleep", "sleep", response_type=data.ResponseType.LISTEN_AFTER, store_success=True,
+                store_failure=True))
+            job_id = (await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=args("1")))).id
+            listen = svc.ListenRequest(job_id=job_id, worker_id=worker_id, timeout=30_000)
+            results = await asyncio.gather(c.job_result.listen(listen), c.job_result.listen(listen))
+            return job_id.value, list(results)
+
+    job_id, results = run(scenario())
+    for result in results:
+        assert result.data.job_id.value == job_id
+        assert result.data.status == data.ResultStatus.SUCCESS
+    assert results[0].id.value == results[1].id.value
+
+
+def test_no_result_worker_with_store_success_result_found_by_job_id(server: ServerProcess) -> None:
+    async def scenario() -> tuple[int, svc.CreateJobResponse, list[data.JobResult], svc.OptionalJobResultResponse]:
+        async with connect(server.port) as c:
+            worker_id = await create(c, command_worker("stored-echo", "echo", store_success=True))
+            response = await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=args("stored")))
+            listened = await c.job_result.listen(svc.ListenRequest(job_id=response.id, worker_id=worker_id,
+                                                                   timeout=30_000))
+            by_job = [r async for r in c.job_result.find_list_by_job_id(svc.FindListByJobIdRequest(job_id=response.id))]
+            found = await c.job_result.find(listened.id)
+            return response.id.value, response, by_job, found
+
+    job_id, response, by_job, found = run(scenario())
+    assert response.result is None  # NO_RESULT: only the id comes back
+    assert len(by_job) == 1
+    assert by_job[0].data.job_id.value == job_id
+    assert by_job[0].data.output.items == [b"stored\n"]
+    assert by_job[0].data.worker_name == "stored-echo"
+    assert found.data is not None and found.data.id.value == by_job[0].id.value
+
+
+def _peak_in_flight(log: str) -> int:
+    peak = current = 0
+    for line in log.split():
+        current += 1 if line == "start" else -1
+        peak = max(peak, current)
+    return peak
+
+
+# Each job logs start, waits until `barrier` jobs have started (or ~10 s pass), then logs end.
+BARRIER_SCRIPT = (
+    'echo start >> "$0"; i=0; '
+    'while [ "$(grep -c start "$0")" -lt "$1" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; '
+    'sleep "$2"; echo end >> "$0"'
+)
+
+
+async def _run_batch(c: Client, worker_id: data.WorkerId, n: int, argv: list[str]) -> list[data.JobResult]:
+    """Enqueue n jobs, then Listen for each (stored results make a late Listen safe)."""
+    job_ids = [(await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=args(*argv)))).id for _ in range(n)]
+    return list(await asyncio.gather(*(
+        c.job_result.listen(svc.ListenRequest(job_id=job_id, worker_id=worker_id, timeout=60_000))
+        for job_id in job_ids
+    )))
+
+
+def test_channel_concurrency_limits_jobs_in_flight(server: ServerProcess) -> None:
+    single_log = server.workdir / "single.log"
+    default_log = server.workdir / "default.log"
+
+    async def scenario() -> tuple[list[data.JobResult], list[data.JobResult]]:
+        async with connect(server.port) as c:
+            stored = {"store_success": True, "store_failure": True}
+            single = await create(c, command_worker("barrier-single", "sh", channel="single", **stored))
+            default = await create(c, command_worker("barrier-default", "sh", **stored))
+            return await asyncio.gather(
+                _run_batch(c, single, 3, ["-c", BARRIER_SCRIPT, str(single_log), "1", "0.2"]),
+                _run_batch(c, default, 8, ["-c", BARRIER_SCRIPT, str(default_log), "4", "0"]),
+            )
+
+    single_results, default_results = run(scenario(), timeout=100)
+    assert all(r.data.status == data.ResultStatus.SUCCESS for r in single_results + default_results)
+    assert _peak_in_flight(single_log.read_text()) == 1
+    assert _peak_in_flight(default_log.read_text()) == 4
+
+
+@pytest.mark.parametrize("signal_name", ["SEGV", "KILL"])
+def test_runner_host_crash_fails_only_that_job(server: ServerProcess, signal_name: str) -> None:
+    async def scenario() -> tuple[svc.CreateJobResponse, svc.CreateJobResponse]:
+        async with connect(server.port) as c:
+            worker_id = await create(c, command_worker(f"crasher-{signal_name}", "sh",
+                                                       response_type=data.ResponseType.DIRECT))
+            # The command's parent is the runner host: signal it mid-job.
+            crashed = await c.job.enqueue(svc.JobRequest(
+                worker_id=worker_id, args=args("-c", f"kill -{signal_name} $PPID; sleep 5")))
+            after = await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=args("-c", "echo fine")))
+            return crashed, after
+
+    crashed, after = run(scenario())
+    assert crashed.result.data.status in (data.ResultStatus.ERROR_AND_RETRY, data.ResultStatus.MAX_RETRY)
+    message = crashed.result.data.output.items[0].decode()
+    assert "runner host" in message and f"SIG{signal_name}" in message
+    assert after.result.data.status == data.ResultStatus.SUCCESS
+    assert after.result.data.output.items == [b"fine\n"]
+    assert server.alive()
+
+
+def test_non_zero_exit_is_a_failure_with_stderr(server: ServerProcess) -> None:
+    async def scenario() -> svc.CreateJobResponse:
+        async with connect(server.port) as c:
+            worker_id = await create(c, command_worker("failing", "sh", response_type=data.ResponseType.DIRECT))
+            return await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=args("-c", "echo oops >&2; exit 3")))
+
+    result = run(scenario()).result.data
+    assert result.status == data.ResultStatus.MAX_RETRY  # retryable failure, no retry policy
+    assert "exit code 3" in result.output.items[0].decode()
+    assert "oops" in result.output.items[0].decode()
+
+
+def test_job_timeout_kills_the_command(server: ServerProcess) -> None:
+    async def scenario() -> tuple[svc.CreateJobResponse, float]:
+        async with connect(server.port) as c:
+            worker_id = await create(c, command_worker("slow", "sleep", response_type=data.ResponseType.DIRECT))
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            response = await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=args("30"), timeout=300))
+            return response, loop.time() - started
+
+    response, elapsed = run(scenario())
+    assert response.result.data.status == data.ResultStatus.MAX_RETRY
+    assert "timed out after 300 ms" in response.result.data.output.items[0].decode()
+    assert elapsed < 10
+
+
+def test_job_status_is_pending_or_running_then_gone(server: ServerProcess) -> None:
+    async def scenario() -> tuple[svc.OptionalJobStatusResponse, svc.OptionalJobStatusResponse]:
+        async with connect(server.port) as c:
+            worker_id = await create(c, command_worker(
+                "status-sleep", "sleep", response_type=data.ResponseType.LISTEN_AFTER, store_success=True,
+                store_failure=True))
+            job_id = (await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=args("0.5")))).id
+            during = await c.job_status.find(job_id)
+            await c.job_result.listen(svc.ListenRequest(job_id=job_id, worker_id=worker_id, timeout=30_000))
+            after = await c.job_status.find(job_id)
+            return during, after
+
+    during, after = run(scenario())
+    assert during.status in (data.JobStatus.PENDING, data.JobStatus.RUNNING)
+    assert after.status is None
+
+
+def test_delete_cancels_a_running_job(server: ServerProcess) -> None:
+    async def scenario() -> tuple[bool, data.JobResult]:
+        async with connect(server.port) as c:
+            worker_id = await create(c, command_worker(
+                "deletable", "sleep", response_type=data.ResponseType.LISTEN_AFTER, store_success=True,
+                store_failure=True))
+            job_id = (await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=args("30")))).id
+            listen = asyncio.ensure_future(c.job_result.listen(
+                svc.ListenRequest(job_id=job_id, worker_id=worker_id, timeout=30_000)))
+            # The API has no "job started" event to await; poll the status as a client would.
+            while (await c.job_status.find(job_id)).status != data.JobStatus.RUNNING:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            deleted = (await c.job.delete(job_id)).is_success
+            return deleted, await listen
+
+    deleted, result = run(scenario())
+    assert deleted
+    assert result.data.status == data.ResultStatus.ABORT
