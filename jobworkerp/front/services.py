@@ -201,7 +201,7 @@ def build_services(app: Any) -> list[Any]:
     from grpclib.health.service import Health
     from grpclib.reflection.service import ServerReflection
 
-    from jobworkerp.front.reflection import descriptor_pool
+    from jobworkerp.descriptors import descriptor_pool
 
     services = [
         RunnerService(app),

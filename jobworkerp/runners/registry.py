@@ -9,10 +9,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-import betterproto2
-
 from jobworkerp.proto.jobworkerp import data
-from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.runners import command
 
 HTTP_SETTINGS_PROTO = """syntax = "proto3";
@@ -118,7 +115,7 @@ class RunnerSpec:
     settings_proto: str
     args_proto: str
     result_proto: str | None
-    settings_type: type[betterproto2.Message] | None  # to validate worker settings in the server
+    settings_message: str | None  # full protobuf name, to validate worker settings in the server
     ref: str | None  # "module:Class" loaded inside a runner host; None = not available yet
 
     def to_runner(self) -> data.Runner:
@@ -136,13 +133,13 @@ class RunnerSpec:
 
 BUILTIN_RUNNERS: tuple[RunnerSpec, ...] = (
     RunnerSpec(1, "COMMAND", data.RunnerType.COMMAND, "builtin1", command.SETTINGS_PROTO, command.ARGS_PROTO, "",
-               runner_pb.CommandRunnerSettings, "jobworkerp.runners.command:CommandRunner"),
+               "jobworkerp.runner.CommandRunnerSettings", "jobworkerp.runners.command:CommandRunner"),
     RunnerSpec(2, "HTTP_REQUEST", data.RunnerType.HTTP_REQUEST, "builtin2", HTTP_SETTINGS_PROTO, HTTP_ARGS_PROTO,
-               HTTP_RESULT_PROTO, runner_pb.HttpRequestRunnerSettings, None),
+               HTTP_RESULT_PROTO, "jobworkerp.runner.HttpRequestRunnerSettings", None),
     RunnerSpec(3, "GRPC_UNARY", data.RunnerType.GRPC_UNARY, "builtin3", GRPC_SETTINGS_PROTO, GRPC_ARGS_PROTO, None,
-               runner_pb.GrpcUnaryRunnerSettings, None),
+               "jobworkerp.runner.GrpcUnaryRunnerSettings", None),
     RunnerSpec(4, "DOCKER", data.RunnerType.DOCKER, "builtin4", DOCKER_SETTINGS_PROTO, DOCKER_ARGS_PROTO, "",
-               runner_pb.DockerRunnerSettings, None),
+               "jobworkerp.runner.DockerRunnerSettings", None),
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from jobworkerp.config import Config
+from jobworkerp.descriptors import check_message_bytes
 from jobworkerp.errors import InvalidArgument, NotFound
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners.registry import RunnerRegistry
@@ -41,13 +42,11 @@ class Workers:
         spec = self._registry.get(wd.runner_id.value)
         if spec is None or await self._repo.find_runner(wd.runner_id.value) is None:
             raise InvalidArgument("runner_id", f"runner {wd.runner_id.value} does not exist")
-        if spec.settings_type is not None:
+        if spec.settings_message is not None:
             try:
-                spec.settings_type.parse(wd.runner_settings)
-            except Exception as e:
-                raise InvalidArgument(
-                    "runner_settings", f"is not a valid {spec.settings_type.__name__} message: {e}"
-                ) from None
+                check_message_bytes(spec.settings_message, wd.runner_settings)
+            except ValueError as e:
+                raise InvalidArgument("runner_settings", f"is not a valid {spec.settings_message}: {e}") from None
         if int(wd.response_type) not in _RESPONSE_TYPES:
             raise InvalidArgument("response_type", f"unknown value {int(wd.response_type)}")
         if int(wd.queue_type) not in _QUEUE_TYPES:

@@ -9,7 +9,7 @@ import pytest
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
-from tests.e2e.server import Client, ServerProcess, connect, run
+from jobworkerp.testing.server import Client, ServerProcess, connect, run
 
 pytestmark = pytest.mark.timeout(120)
 

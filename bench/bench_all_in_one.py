@@ -1,0 +1,115 @@
+"""Benchmark a fresh all-in-one server over real gRPC and print the numbers.
+
+1. DIRECT round trip: one client calls Enqueue on a DIRECT COMMAND worker and waits for the
+   result, one call at a time; prints p50 / p99 / mean in ms.
+2. NO_RESULT throughput: C concurrent callers on one HTTP/2 connection enqueue N jobs; a
+   ListenStreamByWorker subscription counts completions; prints jobs/s from the first enqueue
+   to the last result.
+
+Every job runs in a runner-host subprocess. The no-op job is the COMMAND runner running `true`
+(one fork+exec per job inside the host: Python runners are plugins, a later issue).
+
+Usage: python bench/bench_all_in_one.py [--direct 300] [--jobs 2000] [--callers 32] [--concurrency 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp import runner as runner_pb
+from jobworkerp.proto.jobworkerp import service as svc
+from jobworkerp.testing.server import Client, ServerProcess, connect
+
+NOOP_ARGS = bytes(runner_pb.CommandArgs(args=[]))
+
+
+async def create_worker(c: Client, name: str, response_type: data.ResponseType) -> data.WorkerId:
+    wd = data.WorkerData(name=name, runner_id=data.RunnerId(value=1),
+                         runner_settings=bytes(runner_pb.CommandRunnerSettings(name="true")),
+                         response_type=response_type, use_static=True)
+    return (await c.worker.create(wd)).id
+
+
+async def bench_direct(c: Client, n: int) -> None:
+    worker_id = await create_worker(c, "bench-direct", data.ResponseType.DIRECT)
+    request = svc.JobRequest(worker_id=worker_id, args=NOOP_ARGS)
+    for _ in range(min(50, n)):  # warm-up: runner hosts started, caches filled
+        await c.job.enqueue(request)
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        response = await c.job.enqueue(request)
+        samples.append((time.perf_counter() - start) * 1000)
+        assert response.result.data.status == data.ResultStatus.SUCCESS, response.result
+    samples.sort()
+    p50 = samples[len(samples) // 2]
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    print(f"DIRECT round trip ({n} sequential calls): p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
+          f"mean {statistics.fmean(samples):.2f} ms")
+
+
+async def bench_no_result(c: Client, n: int, callers: int) -> None:
+    worker_id = await create_worker(c, "bench-noresult", data.ResponseType.NO_RESULT)
+    done = asyncio.Event()
+    seen = 0
+
+    async def count_results() -> None:
+        nonlocal seen
+        stream = c.job_result.listen_stream_by_worker(svc.ListenStreamByWorkerRequest(worker_id=worker_id))
+        async for _ in stream:
+            seen += 1
+            if seen == n:
+                done.set()
+                return
+
+    counter = asyncio.ensure_future(count_results())
+    await asyncio.sleep(0.5)  # the subscription must be in place before the first job ends
+    request = svc.JobRequest(worker_id=worker_id, args=NOOP_ARGS)
+    remaining = n
+
+    async def caller() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await c.job.enqueue(request)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    enqueued = time.perf_counter() - start
+    await asyncio.wait_for(done.wait(), 300)
+    elapsed = time.perf_counter() - start
+    counter.cancel()
+    print(f"NO_RESULT throughput ({n} jobs, {callers} callers): {n / elapsed:.0f} jobs/s completed "
+          f"({n / enqueued:.0f} enqueues/s)")
+
+
+async def main_async(args: argparse.Namespace, port: int) -> None:
+    async with connect(port) as c:
+        await bench_direct(c, args.direct)
+        await bench_no_result(c, args.jobs, args.callers)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--direct", type=int, default=300)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--callers", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=2, help="WORKER_DEFAULT_CONCURRENCY of the server")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ServerProcess(Path(tmp), {"WORKER_DEFAULT_CONCURRENCY": str(args.concurrency),
+                                           "LOG_LEVEL": "WARN"}).start()
+        try:
+            asyncio.run(main_async(args, server.port))
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Server-level behaviour: health, reflection, auth token, graceful shutdown, config errors."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from grpclib.health.v1.health_grpc import HealthStub
+from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+from grpclib.reflection.v1.reflection_grpc import ServerReflectionStub
+from grpclib.reflection.v1.reflection_pb2 import ServerReflectionRequest
+
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp import runner as runner_pb
+from jobworkerp.proto.jobworkerp import service as svc
+from jobworkerp.testing.server import ServerProcess, connect, run
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_health_and_reflection_are_served(server: ServerProcess) -> None:
+    async def scenario() -> tuple[int, list[str]]:
+        async with connect(server.port) as c:
+            health = await HealthStub(c.channel).Check(HealthCheckRequest())
+            async with ServerReflectionStub(c.channel).ServerReflectionInfo.open() as stream:
+                await stream.send_message(ServerReflectionRequest(list_services=""), end=True)
+                reply = await stream.recv_message()
+            return health.status, [s.name for s in reply.list_services_response.service]
+
+    health, services = run(scenario())
+    assert health == HealthCheckResponse.SERVING
+    for name in ("RunnerService", "WorkerService", "JobService", "JobStatusService", "JobRestoreService",
+                 "JobResultService"):
+        assert f"jobworkerp.service.{name}" in services
+
+
+def test_sigterm_lets_the_running_job_finish_and_deliver(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path).start()
+
+    async def scenario() -> data.JobResult:
+        async with connect(server.port) as c:
+            worker_id = (await c.worker.create(data.WorkerData(
+                name="slow", runner_id=data.RunnerId(value=1),
+                runner_settings=bytes(runner_pb.CommandRunnerSettings(name="sh")),
+                response_type=data.ResponseType.LISTEN_AFTER, store_success=True, store_failure=True))).id
+            marker = tmp_path / "started"
+            job_id = (await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=bytes(runner_pb.CommandArgs(
+                args=["-c", f"touch {marker}; sleep 1; echo done"]))))).id
+            listen = asyncio.ensure_future(c.job_result.listen(svc.ListenRequest(
+                job_id=job_id, worker_id=worker_id, timeout=30_000)))
+            while not marker.exists():  # noqa: ASYNC110 - the job's own side effect is the only signal
+                await asyncio.sleep(0.02)
+            server.terminate()
+            return await listen
+
+    try:
+        result = run(scenario())
+    finally:
+        code = server.stop()
+    assert result.data.status == data.ResultStatus.SUCCESS
+    assert result.data.output.items == [b"done\n"]
+    assert code == 0, server.log()
+
+
+def test_auth_token_is_required_when_configured(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, {"AUTH_TOKEN": "s3cret"}).start()
+
+    async def scenario() -> tuple[Status, int]:
+        async with connect(server.port) as c:
+            with pytest.raises(GRPCError) as info:
+                await c.runner.count(svc.CountCondition())
+            ok = await c.runner.count(svc.CountCondition(), metadata={"jobworkerp-auth": "s3cret"})
+            return info.value.status, ok.total
+
+    try:
+        status, total = run(scenario())
+    finally:
+        server.stop()
+    assert status == Status.UNAUTHENTICATED
+    assert total == 4
+
+
+def test_malformed_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobworkerp", "all-in-one", "--env-file", str(tmp_path / "none.env")],
+        env={"PATH": "/usr/bin:/bin", "WORKER_DEFAULT_CONCURRENCY": "lots"},
+        capture_output=True, timeout=30, cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert b"WORKER_DEFAULT_CONCURRENCY" in proc.stderr
