@@ -1,0 +1,80 @@
+"""Host side of one call: decode the request, run it, encode a reply that will load.
+
+Kept apart from the process plumbing in ``_host_main`` so the reply rules can
+be tested in-process. Every path returns a reply frame: whatever goes wrong,
+the parent must get an answer for its call rather than a hung pipe.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+
+import cloudpickle
+from tblib import pickling_support
+
+from actors._framing import encode_frame, encode_object
+
+__all__ = ["serve_one"]
+
+
+def serve_one(request: bytes) -> bytes:
+    """Run the call in ``request`` and return the framed ``(call_id, ok, value)`` reply."""
+    call_id: int | None = None
+    try:
+        call_id, fn, args, kwargs = pickle.loads(request)
+    except BaseException as exc:  # e.g. the function's module is not importable here
+        # call_id None means "the call you sent": the host runs one call at a time.
+        return _error_reply(call_id, _as_exception(exc), "could not decode the call")
+    try:
+        value = fn(*args, **kwargs)
+    except BaseException as exc:  # report everything; the host itself keeps serving
+        return _error_reply(call_id, _as_exception(exc), None)
+    try:
+        return encode_object((call_id, True, value))
+    except Exception as exc:
+        name = getattr(fn, "__qualname__", repr(fn))
+        error = pickle.PicklingError(f"the result of {name}() could not be pickled for the caller: {exc!r}")
+        return _error_reply(call_id, error, None)
+
+
+def _as_exception(exc: BaseException) -> BaseException:
+    """Turn SystemExit/KeyboardInterrupt from a call into an ordinary error.
+
+    Re-raising those in the parent would stop the parent's event loop, which is
+    never what a failing job should do.
+    """
+    if isinstance(exc, Exception):
+        return exc
+    wrapped = RuntimeError(f"the call raised {type(exc).__name__}{exc.args!r}")
+    wrapped.__cause__ = exc
+    wrapped.__traceback__ = exc.__traceback__
+    return wrapped
+
+
+def _error_reply(call_id: int | None, exc: BaseException, context: str | None) -> bytes:
+    """Encode ``exc`` with its traceback; fall back to a text copy if it won't round-trip.
+
+    Exceptions with custom ``__init__`` signatures or unpicklable attributes are
+    common; the parent must still get the type name, message and remote
+    traceback, so we check that the pickle loads before sending it.
+    """
+    if context is not None:
+        exc.add_note(f"runner host: {context}")
+    pickling_support.install(exc)  # classes defined after start-up need registering
+    try:
+        payload = cloudpickle.dumps((call_id, False, exc), protocol=cloudpickle.DEFAULT_PROTOCOL)
+        pickle.loads(payload)
+        return encode_frame(payload)  # already pickled: don't pickle twice
+    except Exception as pickling_error:
+        return encode_object((call_id, False, _text_copy(exc, pickling_error)))
+
+
+def _text_copy(exc: BaseException, pickling_error: Exception) -> RuntimeError:
+    """A plain RuntimeError carrying the remote exception's type, message and traceback."""
+    remote = "".join(traceback.format_exception(exc))
+    return RuntimeError(
+        f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}\n"
+        f"(the original exception could not be sent to the caller: {pickling_error!r})\n"
+        f"remote traceback:\n{remote}"
+    )

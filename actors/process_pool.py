@@ -1,0 +1,395 @@
+"""A pool of subprocess "runner hosts" that run picklable calls.
+
+Design, driven by the hot path (thousands of small calls per second):
+
+* ``size`` slots; a slot holds at most one host process. A caller takes a free
+  slot (FIFO among waiters, most recently used host first), then does the
+  call itself: one frame write and one frame read, in the caller's own task.
+  No per-call task, no channel hop.
+* Hosts are spawned lazily in a slot the first time it is used, and kept.
+* A host that dies mid-call fails that call with :class:`HostCrashed`. A host
+  whose caller is cancelled is killed at once (its state is unknown). Either
+  way the slot is handed to a background task that waits for the old process
+  to be reaped (never more than ``size`` processes) and spawns a replacement,
+  backing off when hosts keep dying during start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import sys
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import Any, TypeVar
+
+import trio
+
+from actors import _framing
+from actors._host import Host, HostCrashed, HostEOF
+from actors._host_main import PYTHONPATH_ENV, SYS_PATH_ENV
+
+__all__ = ["HostCrashed", "ProcessPool", "open_process_pool"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("actors.process_pool")
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_BACKOFF_FIRST = 0.05
+_BACKOFF_MAX = 2.0
+
+
+class _Slot:
+    """Capacity for one host; ``host`` is None until first used."""
+
+    __slots__ = ("had_host", "host")
+
+    def __init__(self) -> None:
+        self.host: Host | None = None
+        self.had_host = False
+
+
+class _Waiter:
+    """A caller queued for a slot; the releaser hands the slot over directly."""
+
+    __slots__ = ("event", "slot")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.slot: _Slot | None = None
+
+
+class ProcessPool:
+    """Runs ``fn(*args, **kwargs)`` in subprocess hosts, at most ``size`` at once.
+
+    Use as ``async with ProcessPool(2) as pool: await pool.run(fn, x)`` (or
+    :func:`open_process_pool`). Functions are pickled with cloudpickle; ones
+    defined at module level in importable modules travel by reference (cheap),
+    and the host imports their module on first use. The host sees the parent's
+    ``sys.path``. ``preload`` modules are imported when a host starts.
+
+    ``env`` entries are added to (override) the inherited environment.
+    ``kill_grace`` > 0 sends SIGTERM to a host's process group and waits that
+    long before SIGKILL when the pool stops a host (the caller never waits).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        name: str = "pool",
+        preload: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        startup_timeout: float = 30.0,
+        kill_grace: float = 0.0,
+    ) -> None:
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        self.name = name
+        self.size = size
+        self._command = [sys.executable, "-u", "-m", "actors._host_main", *preload]
+        self._env = self._host_environment(env)
+        self._startup_timeout = startup_timeout
+        self._kill_grace = kill_grace
+
+        self._free_warm: list[_Slot] = []
+        self._free_cold: list[_Slot] = [_Slot() for _ in range(size)]
+        self._waiters: deque[_Waiter] = deque()
+        self._hosts: set[Host] = set()
+        # Host tasks alive (spawning, running or cleaning up); aclose waits for 0.
+        self._host_tasks = 0
+        self._no_host_tasks = trio.Event()
+        self._no_host_tasks.set()
+
+        self._nursery: trio.Nursery | None = None
+        self._exit_stack: AsyncExitStack | None = None
+        self._closed = False
+        self._next_call_id = 0
+        self._start_failures = 0
+        self._busy = 0
+        self._starting = 0
+        self._calls = 0
+        self._crashes = 0
+        self._killed = 0
+        self._restarts = 0
+
+    @staticmethod
+    def _host_environment(extra: Mapping[str, str] | None) -> dict[str, str]:
+        """Inherited env + overrides, with this package and the parent's sys.path importable."""
+        env = dict(os.environ)
+        if extra:
+            env.update(extra)
+        python_path = env.get("PYTHONPATH", "")
+        # Only so `-m actors._host_main` resolves; the host restores the original.
+        env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + python_path if python_path else "")
+        env[PYTHONPATH_ENV] = python_path
+        parent_path = [os.path.abspath(entry or os.curdir) for entry in sys.path]
+        env[SYS_PATH_ENV] = os.pathsep.join(parent_path)
+        return env
+
+    # --------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> ProcessPool:
+        if self._exit_stack is not None or self._closed:
+            raise RuntimeError(f"process pool {self.name!r} cannot be entered twice")
+        stack = AsyncExitStack()
+        outer = await stack.enter_async_context(trio.open_nursery())
+        self._nursery = await outer.start(self._background_nursery)
+        self._exit_stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Shielded: cleanup must finish even when we leave because of a cancel.
+        with trio.CancelScope(shield=True):
+            await self.aclose()
+        assert self._exit_stack is not None
+        # The outer nursery only holds _background_nursery, which aclose() ended;
+        # passing no exception keeps the body's exception (if any) unwrapped
+        # instead of turning it into an ExceptionGroup.
+        await self._exit_stack.__aexit__(None, None, None)
+
+    async def _background_nursery(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+        """Host the pool's background tasks in a nursery of their own.
+
+        The ``async with`` body runs inside the outer nursery's cancel scope, so
+        aclose() must cancel this inner one instead, or it would cancel the body.
+        """
+        async with trio.open_nursery() as nursery:
+            task_status.started(nursery)
+            await trio.sleep_forever()
+
+    async def aclose(self) -> None:
+        """Kill all hosts, reap them and close their pipes; the pool is unusable after."""
+        self._closed = True
+        while self._waiters:
+            self._waiters.popleft().event.set()  # slot None -> ClosedResourceError
+        for host in list(self._hosts):
+            host.stop()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+        await self._no_host_tasks.wait()
+
+    # -------------------------------------------------------------------- calls
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` in an idle host and return its value.
+
+        Raises what ``fn`` raised (same type, remote traceback attached),
+        :class:`HostCrashed` if the host died during the call, or
+        ``trio.ClosedResourceError`` if the pool is closed. If the caller is
+        cancelled while the host runs the call, the host is killed and replaced.
+        """
+        if self._closed or self._nursery is None:
+            raise trio.ClosedResourceError(f"process pool {self.name!r} is not open")
+        self._next_call_id += 1
+        call_id = self._next_call_id
+        # Pickle before taking a slot: an unpicklable call must not cost a host.
+        frame = _framing.encode_object((call_id, fn, args, kwargs))
+        slot = await self._acquire_slot()
+        try:
+            host = slot.host
+            if host is None or host.gone.is_set() or host.stop_requested:
+                host = await self._start_host(slot)
+        except BaseException:
+            self._release_slot(slot)
+            raise
+        self._busy += 1
+        self._calls += 1
+        try:
+            reply = await self._call_host(slot, host, frame)
+        finally:
+            self._busy -= 1
+        return self._unpack_reply(call_id, slot, host, reply)
+
+    async def _call_host(self, slot: _Slot, host: Host, frame: bytes) -> bytes:
+        """One round trip; on cancel or death, retire the host and pass the slot on."""
+        try:
+            # A cancel delivered here leaves the host untouched and reusable.
+            await trio.lowlevel.checkpoint_if_cancelled()
+        except BaseException:
+            self._release_slot(slot)
+            raise
+        try:
+            return await host.call(frame)
+        except HostEOF:
+            raise await self._host_died(slot, host) from None
+        except BaseException:
+            # Cancelled mid-call (or an unexpected error): the host's state is unknown.
+            self._retire(slot, host, killed=True)
+            raise
+
+    async def _host_died(self, slot: _Slot, host: Host) -> Exception:
+        """Build the error for a host that died under a call (waits for its reaping)."""
+        self._retire(slot, host, killed=False)
+        await host.gone.wait()
+        if self._closed:
+            return trio.ClosedResourceError(f"process pool {self.name!r} was closed during the call")
+        self._crashes += 1
+        error = host.crash_error("while running the call")
+        logger.warning("%s: %s", self.name, error.message)
+        return error
+
+    def _unpack_reply(self, call_id: int, slot: _Slot, host: Host, reply: bytes) -> Any:
+        """Decode the host's reply; protocol violations retire the host."""
+        try:
+            reply_id, ok, value = pickle.loads(reply)
+        except Exception as exc:
+            self._release_slot(slot)  # the frame was complete: the host is fine
+            raise RuntimeError(f"could not unpickle the reply of the runner host: {exc!r}") from exc
+        if reply_id is not None and reply_id != call_id:
+            self._retire(slot, host, killed=True)
+            raise RuntimeError(f"runner host answered call {reply_id}, expected {call_id}")
+        self._release_slot(slot)
+        if ok:
+            return value
+        raise value
+
+    def _retire(self, slot: _Slot, host: Host, *, killed: bool) -> None:
+        """Kill ``host`` and give its slot to a background replacement task."""
+        if killed and not host.stop_requested:
+            self._killed += 1
+        host.stop()
+        if self._closed or self._nursery is None:
+            self._release_slot(slot)
+            return
+        self._nursery.start_soon(self._replace, slot, name=f"{self.name}-replace")
+
+    # -------------------------------------------------------------------- slots
+
+    async def _acquire_slot(self) -> _Slot:
+        """Take a free slot, preferring one with an idle host; FIFO when waiting."""
+        if not self._waiters:
+            if self._free_warm:
+                return self._free_warm.pop()
+            if self._free_cold:
+                return self._free_cold.pop()
+        waiter = _Waiter()
+        self._waiters.append(waiter)
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            if waiter.slot is not None:
+                self._release_slot(waiter.slot)  # handed over just as we were cancelled
+            elif waiter in self._waiters:  # (aclose() may have dequeued it already)
+                self._waiters.remove(waiter)
+            raise
+        if waiter.slot is None:
+            raise trio.ClosedResourceError(f"process pool {self.name!r} was closed")
+        return waiter.slot
+
+    def _release_slot(self, slot: _Slot) -> None:
+        """Hand ``slot`` to the oldest waiter, or park it as free."""
+        if self._waiters and not self._closed:
+            waiter = self._waiters.popleft()
+            waiter.slot = slot
+            waiter.event.set()
+            return
+        host = slot.host
+        if host is not None and not host.stop_requested and not host.gone.is_set():
+            self._free_warm.append(slot)
+        else:
+            self._free_cold.append(slot)
+
+    # -------------------------------------------------------------------- hosts
+
+    async def _start_host(self, slot: _Slot) -> Host:
+        """Spawn a host into ``slot`` (which the caller holds) and wait until ready."""
+        old = slot.host
+        if old is not None:
+            old.stop()
+            await old.gone.wait()  # keep at most `size` processes alive
+        slot.host = None
+        if self._start_failures:
+            delay = min(_BACKOFF_FIRST * 2 ** (self._start_failures - 1), _BACKOFF_MAX)
+            await trio.sleep(delay)
+        if self._closed or self._nursery is None:
+            raise trio.ClosedResourceError(f"process pool {self.name!r} is closed")
+        self._starting += 1
+        try:
+            host = await self._nursery.start(self._host_task)
+        except HostCrashed:
+            self._start_failures += 1
+            raise
+        finally:
+            self._starting -= 1
+        self._start_failures = 0
+        if slot.had_host:
+            self._restarts += 1
+        slot.host = host
+        slot.had_host = True
+        return host
+
+    async def _host_task(self, *, task_status: trio.TaskStatus[Host]) -> None:
+        """Own one host process from spawn to reaping (runs in the pool's nursery)."""
+        assert self._nursery is not None
+        if self._host_tasks == 0:
+            self._no_host_tasks = trio.Event()
+        self._host_tasks += 1
+        try:
+            host = await Host.spawn(self._command, self._env, self.name)
+            self._hosts.add(host)
+            if self._closed:
+                host.stop()  # aclose() ran while we were spawning
+            try:
+                await host.live(self._nursery, self._startup_timeout, self._kill_grace, task_status)
+            finally:
+                self._hosts.discard(host)
+                if not host.stop_requested and not self._closed:
+                    logger.warning("%s: runner host %d exited unexpectedly", self.name, host.pid)
+        finally:
+            self._host_tasks -= 1
+            if self._host_tasks == 0:
+                self._no_host_tasks.set()
+
+    async def _replace(self, slot: _Slot) -> None:
+        """Background: put a fresh host in ``slot`` after a crash or kill, then free it."""
+        try:
+            await self._start_host(slot)
+        except HostCrashed as exc:
+            logger.warning("%s: replacement host failed to start: %s", self.name, exc.message)
+        except trio.ClosedResourceError:
+            pass
+        finally:
+            self._release_slot(slot)
+
+    # -------------------------------------------------------------------- stats
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters for tests and metrics.
+
+        ``alive``: host processes that exist (including starting and dying ones);
+        ``busy``: calls in flight; ``idle``: ready hosts waiting for a call;
+        ``restarts``: hosts spawned to replace a dead or killed one; ``crashes``:
+        calls failed by a host dying; ``killed``: hosts killed because their caller
+        was cancelled; ``calls``: calls sent to a host; ``pids``: host pids.
+        """
+        return {
+            "size": self.size,
+            "alive": len(self._hosts),
+            "busy": self._busy,
+            "idle": sum(1 for slot in self._free_warm if slot.host is not None and not slot.host.gone.is_set()),
+            "starting": self._starting,
+            "waiting": len(self._waiters),
+            "restarts": self._restarts,
+            "crashes": self._crashes,
+            "killed": self._killed,
+            "calls": self._calls,
+            "pids": sorted(host.pid for host in self._hosts),
+        }
+
+
+@asynccontextmanager
+async def open_process_pool(size: int, **options: Any) -> AsyncIterator[ProcessPool]:
+    """``async with open_process_pool(2) as pool:`` — same as ``async with ProcessPool(2)``."""
+    async with ProcessPool(size, **options) as pool:
+        yield pool

@@ -1,0 +1,132 @@
+"""Functions the process-pool tests run inside runner hosts.
+
+They live in an importable module (not in the test module) so cloudpickle sends
+them by reference and the host imports only this light module. Host-side code
+is synchronous by nature, so blocking calls are fine here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+_state: dict[str, object] = {}
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def noop() -> None:
+    return None
+
+
+def fail_with_value_error(message: str) -> None:
+    raise ValueError(message)
+
+
+class TwoArgError(Exception):
+    """An exception whose __init__ signature defeats plain pickling."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+
+
+def fail_with_two_arg_error() -> None:
+    raise TwoArgError(7, "custom init")
+
+
+def call_sys_exit() -> None:
+    sys.exit(5)
+
+
+def return_unpicklable() -> object:
+    return threading.Lock()
+
+
+def chatty(kib: int) -> str:
+    """Write a lot to stdout and stderr by every route a job might use."""
+    line = "x" * 1023
+    for _ in range(kib):
+        print(line)
+    sys.stdout.flush()
+    os.write(1, b"raw write to fd 1\n")
+    subprocess.run(["echo", "a child process writing to its stdout"], check=True)
+    print("and stderr", file=sys.stderr)
+    return "still framed"
+
+
+def segfault() -> None:
+    ctypes.string_at(0)
+
+
+def exit_with(code: int) -> None:
+    os._exit(code)
+
+
+def notify(fifo: str, text: str) -> None:
+    """Tell the test something (one atomic line on a FIFO the test reads)."""
+    with open(fifo, "w") as pipe:
+        pipe.write(text + "\n")
+
+
+def report_pid_and_hang(fifo: str) -> None:
+    notify(fifo, str(os.getpid()))
+    time.sleep(60)
+
+
+def hang(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def spawn_grandchild_and_hang(fifo: str) -> None:
+    child = subprocess.Popen(["sleep", "100"])
+    notify(fifo, str(child.pid))
+    time.sleep(60)
+
+
+def rendezvous(fifo: str, gate: str, name: str) -> str:
+    """Report arrival, then wait until the test opens the gate."""
+    notify(fifo, name)
+    deadline = time.monotonic() + 20
+    while not Path(gate).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: gate never opened")
+        time.sleep(0.005)
+    return name
+
+
+def remember(key: str, value: object) -> int:
+    _state[key] = value
+    return os.getpid()
+
+
+def recall(key: str) -> tuple[object, int]:
+    return _state.get(key), os.getpid()
+
+
+def getpid() -> int:
+    return os.getpid()
+
+
+def echo(value: object) -> object:
+    return value
+
+
+def hang_until_sigterm(fifo: str) -> None:
+    """Exit cleanly on SIGTERM, after telling the test (proves a kill grace was given)."""
+    import signal
+
+    def on_term(signum: int, frame: object) -> None:
+        notify(fifo, "terminated politely")
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    notify(fifo, "ready")
+    time.sleep(60)
