@@ -30,7 +30,7 @@ class MemoryJobQueue:
 
     def __init__(self) -> None:
         self._channels: dict[str, _Channel] = {}
-        self._queued: dict[int, tuple[str, str | None]] = {}  # job id -> (channel, uniq_key)
+        self._queued: dict[int, tuple[str, data.Job]] = {}  # job id -> (channel, job)
 
     def _channel(self, name: str) -> _Channel:
         ch = self._channels.get(name)
@@ -51,7 +51,7 @@ class MemoryJobQueue:
         prio = int(job.data.priority)
         ch.deques.get(prio, ch.deques[int(data.Priority.MEDIUM)]).append(job)
         ch.size += 1
-        self._queued[job.id.value] = (channel, key)
+        self._queued[job.id.value] = (channel, job)
         ch.nonempty.set()
 
     def pop_nowait(self, channel: str) -> data.Job | None:
@@ -77,14 +77,14 @@ class MemoryJobQueue:
                 return job
             await self._channel(channel).nonempty.wait()
 
-    async def remove(self, job_id: int) -> bool:
+    async def remove(self, job_id: int) -> data.Job | None:
         entry = self._queued.pop(job_id, None)
         if entry is None:
-            return False
-        channel, key = entry
-        if key is not None:
-            self._channel(channel).uniq_keys.discard(key)
-        return True
+            return None
+        channel, job = entry
+        if job.data.uniq_key is not None:
+            self._channel(channel).uniq_keys.discard(job.data.uniq_key)
+        return job
 
     async def length(self, channel: str) -> int:
         ch = self._channels.get(channel)

@@ -82,6 +82,7 @@ class MemoryResultBus:
                     del self._worker_streams[worker_id]
             send.close()
             receive.close()
+            log.debug("worker %s result stream unsubscribed", worker_id)
 
     def has_job_listeners(self, job_id: int) -> bool:
         return job_id in self._job_waiters

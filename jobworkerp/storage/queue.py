@@ -18,8 +18,8 @@ class JobQueue(Protocol):
     async def pop(self, channel: str) -> data.Job:
         """Wait for and take the next job of the channel (highest priority, oldest first)."""
 
-    async def remove(self, job_id: int) -> bool:
-        """Drop a queued job (JobService.Delete); False when it is not queued."""
+    async def remove(self, job_id: int) -> data.Job | None:
+        """Drop a queued job (JobService.Delete); the job, or None when it is not queued."""
 
     async def length(self, channel: str) -> int:
         """How many jobs wait on the channel."""

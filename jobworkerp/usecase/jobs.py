@@ -21,6 +21,7 @@ from jobworkerp.ids import SnowflakeGenerator
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.service import JobRequest
 from jobworkerp.storage import Storage
+from jobworkerp.usecase.results import build_result
 from jobworkerp.usecase.workers import Workers, channel_of
 from jobworkerp.worker.running import RunningJobs
 
@@ -124,12 +125,18 @@ class Jobs:
 
     async def delete(self, job_id: int) -> bool:
         """Remove a job wherever it is: queue, RDB row, and cancel it when it is running."""
-        removed_queued = await self._storage.queue.remove(job_id)
+        queued = await self._storage.queue.remove(job_id)
         removed_row = await self._storage.repo.delete_job(job_id)
-        cancelled = self._running.cancel(job_id)
-        if removed_queued or removed_row:
+        cancelled = self._running.cancel(job_id)  # the executor reports ABORT itself
+        if queued is not None or removed_row:
             await self._storage.status.delete(job_id)
-        return removed_queued or removed_row or cancelled
+        if queued is not None:  # a DIRECT caller or a Listen waiting on it must not wait forever
+            now = now_ms()
+            aborted = build_result(self._ids.next_id(), queued, await self._workers.get(queued.data.worker_id.value),
+                                   data.ResultStatus.ABORT, [f"job {job_id} was deleted before it ran".encode()],
+                                   now, now)
+            await self._storage.bus.publish(aborted, to_job=True, to_worker=False)
+        return queued is not None or removed_row or cancelled
 
     async def status(self, job_id: int) -> data.JobStatus | None:
         return await self._storage.status.get(job_id)

@@ -34,6 +34,31 @@ def fill_worker_fields(result: data.JobResult, worker: data.Worker | None) -> da
     return result
 
 
+def build_result(result_id: int, job: data.Job, worker: data.Worker | None, status: data.ResultStatus,
+                 items: list[bytes], start: int, end: int) -> data.JobResult:
+    """The JobResult of one attempt of `job`, with the worker-derived fields filled in."""
+    jd = job.data
+    result = data.JobResult(
+        id=data.JobResultId(value=result_id),
+        data=data.JobResultData(
+            job_id=job.id,
+            worker_id=jd.worker_id,
+            args=jd.args,
+            uniq_key=jd.uniq_key,
+            status=status,
+            output=data.ResultOutput(items=items),
+            retried=jd.retried,
+            priority=jd.priority,
+            timeout=jd.timeout,
+            enqueue_time=jd.enqueue_time,
+            run_after_time=jd.run_after_time,
+            start_time=start,
+            end_time=end,
+        ),
+    )
+    return fill_worker_fields(result, worker)
+
+
 class Results:
     def __init__(self, storage: Storage, workers: Workers) -> None:
         self._storage = storage

@@ -23,7 +23,7 @@ from jobworkerp.runners.host import run_job
 from jobworkerp.runners.registry import RunnerRegistry
 from jobworkerp.storage import Storage
 from jobworkerp.storage.group_commit import GroupCommitWriter
-from jobworkerp.usecase.results import fill_worker_fields
+from jobworkerp.usecase.results import build_result
 from jobworkerp.usecase.workers import Workers
 from jobworkerp.worker.running import RunningJobs
 
@@ -100,6 +100,11 @@ async def execute_job(ctx: ExecutorContext, pool: ProcessPool, job: data.Job) ->
         log.warning("job %s: worker %s no longer exists; job dropped", job_id, job.data.worker_id.value)
         await storage.status.delete(job_id)
         await storage.repo.delete_job(job_id)
+        # Nothing is stored, but a DIRECT caller or a Listen must not wait forever.
+        gone = _error(Status.FATAL_ERROR, f"worker {job.data.worker_id.value} was deleted before job {job_id} ran")
+        now = now_ms()
+        notice = build_result(ctx.ids.next_id(), job, None, gone.status, gone.items, now, now)
+        await storage.bus.publish(notice, to_job=True, to_worker=False)
         return
     wd = worker.data
     spec = ctx.registry.get(wd.runner_id.value)
@@ -125,27 +130,7 @@ async def execute_job(ctx: ExecutorContext, pool: ProcessPool, job: data.Job) ->
 
     end = now_ms()
     status = final_status(outcome.status, job, wd)
-    result = fill_worker_fields(
-        data.JobResult(
-            id=data.JobResultId(value=ctx.ids.next_id()),
-            data=data.JobResultData(
-                job_id=job.id,
-                worker_id=worker.id,
-                args=job.data.args,
-                uniq_key=job.data.uniq_key,
-                status=status,
-                output=data.ResultOutput(items=outcome.items),
-                retried=job.data.retried,
-                priority=job.data.priority,
-                timeout=job.data.timeout,
-                enqueue_time=job.data.enqueue_time,
-                run_after_time=job.data.run_after_time,
-                start_time=start,
-                end_time=end,
-            ),
-        ),
-        worker,
-    )
+    result = build_result(ctx.ids.next_id(), job, worker, status, outcome.items, start, end)
     if should_store(status, wd):
         try:
             await ctx.result_writer.write(result)

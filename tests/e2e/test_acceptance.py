@@ -225,3 +225,27 @@ def test_delete_cancels_a_running_job(server: ServerProcess) -> None:
     deleted, result = run(scenario())
     assert deleted
     assert result.data.status == data.ResultStatus.ABORT
+
+
+def test_deleting_a_queued_direct_job_answers_its_caller_with_abort(server: ServerProcess) -> None:
+    async def scenario() -> svc.CreateJobResponse:
+        async with connect(server.port) as c:
+            blocker = await create(c, command_worker("single-blocker", "sleep", channel="single"))
+            direct = await create(c, command_worker("single-direct", "echo", channel="single",
+                                                    response_type=data.ResponseType.DIRECT))
+            blocker_job = (await c.job.enqueue(svc.JobRequest(worker_id=blocker, args=args("30")))).id
+            known = {s.id.value async for s in c.job_status.find_all(data.Empty())}
+            waiting = asyncio.ensure_future(c.job.enqueue(svc.JobRequest(worker_id=direct, args=args("never"))))
+            pending: list[int] = []
+            while not pending:  # noqa: ASYNC110 - find the DIRECT job's id as a client would
+                pending = [s.id.value async for s in c.job_status.find_all(data.Empty())
+                           if s.status == data.JobStatus.PENDING and s.id.value not in known]
+                await asyncio.sleep(0.02)
+            assert (await c.job.delete(data.JobId(value=pending[0]))).is_success
+            response = await waiting
+            await c.job.delete(blocker_job)
+            return response
+
+    response = run(scenario())
+    assert response.result.data.status == data.ResultStatus.ABORT
+    assert b"deleted before it ran" in response.result.data.output.items[0]

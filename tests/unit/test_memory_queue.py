@@ -48,8 +48,8 @@ async def test_removed_job_is_never_popped_and_frees_its_uniq_key() -> None:
     q = MemoryJobQueue()
     await q.push("c", job(1, uniq_key="k"))
     await q.push("c", job(2))
-    assert await q.remove(1)
-    assert not await q.remove(1)
+    assert (await q.remove(1)).id.value == 1
+    assert await q.remove(1) is None
     assert await q.length("c") == 1
     assert (await q.pop("c")).id.value == 2
     await q.push("c", job(3, uniq_key="k"))  # key free again
