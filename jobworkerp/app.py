@@ -50,7 +50,7 @@ class App:
     def __init__(self, config: Config, storage: Storage) -> None:
         self.config = config
         self.storage = storage
-        self.registry = RunnerRegistry()
+        self.registry = RunnerRegistry.from_config(config)
         self.ids = SnowflakeGenerator()
         self.running = RunningJobs()
         self.runners = Runners(storage.repo, self.registry)

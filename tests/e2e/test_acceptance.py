@@ -224,10 +224,10 @@ def test_delete_cancels_a_running_job(server: ServerProcess) -> None:
 
     deleted, result = run(scenario())
     assert deleted
-    assert result.data.status == data.ResultStatus.ABORT
+    assert result.data.status == data.ResultStatus.CANCELLED
 
 
-def test_deleting_a_queued_direct_job_answers_its_caller_with_abort(server: ServerProcess) -> None:
+def test_deleting_a_queued_direct_job_answers_its_caller_with_cancelled(server: ServerProcess) -> None:
     async def scenario() -> svc.CreateJobResponse:
         async with connect(server.port) as c:
             blocker = await create(c, command_worker("single-blocker", "sleep", channel="single"))
@@ -247,5 +247,5 @@ def test_deleting_a_queued_direct_job_answers_its_caller_with_abort(server: Serv
             return response
 
     response = run(scenario())
-    assert response.result.data.status == data.ResultStatus.ABORT
+    assert response.result.data.status == data.ResultStatus.CANCELLED
     assert b"deleted before it ran" in response.result.data.output.items[0]

@@ -100,6 +100,11 @@ class ResultStatus(betterproto2.Enum):
 
     OTHER_ERROR = 5
 
+    CANCELLED = 6
+    """
+    deleted while queued or running (newer upstream value)
+    """
+
 
 class RetryType(betterproto2.Enum):
     NONE = 0

@@ -8,7 +8,6 @@ __all__ = (
     "CommandRunnerSettings",
     "DockerArgs",
     "DockerRunnerSettings",
-    "GrpcUnaryArgs",
     "GrpcUnaryRunnerSettings",
     "HttpRequestArgs",
     "HttpRequestArgsKeyValue",
@@ -41,6 +40,8 @@ class ResultStatus(betterproto2.Enum):
     MAX_RETRY = 4
 
     OTHER_ERROR = 5
+
+    CANCELLED = 6
 
 
 @dataclass(eq=False, repr=False)
@@ -117,26 +118,16 @@ default_message_pool.register_message("jobworkerp.runner", "DockerRunnerSettings
 
 
 @dataclass(eq=False, repr=False)
-class GrpcUnaryArgs(betterproto2.Message):
-    path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
-    """
-    e.g. /jobworkerp.service.JobService/Count
-    """
-
-    request: "bytes" = betterproto2.field(2, betterproto2.TYPE_BYTES)
-
-
-default_message_pool.register_message("jobworkerp.runner", "GrpcUnaryArgs", GrpcUnaryArgs)
-
-
-@dataclass(eq=False, repr=False)
 class GrpcUnaryRunnerSettings(betterproto2.Message):
-    host: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
-    with scheme, e.g. http://localhost
+    e.g. http://localhost:9000
     """
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    e.g. jobworkerp.service.RunnerService/Count (leading slash optional)
+    """
 
 
 default_message_pool.register_message("jobworkerp.runner", "GrpcUnaryRunnerSettings", GrpcUnaryRunnerSettings)
