@@ -44,6 +44,7 @@ class Config:
     sqlite_dbname: str = "jobworkerp.sqlite3"
     job_result_ttl_seconds: int = 3600
     fetch_interval_ms: int = 1000
+    claim_lease_ms: int = 30_000
     default_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
     channels: tuple[ChannelConfig, ...] = ()
     plugins_runner_dir: tuple[str, ...] = ()
@@ -173,6 +174,7 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         sqlite_dbname=_get(env, "SQLITE_DBNAME", text, "jobworkerp.sqlite3"),
         job_result_ttl_seconds=_get(env, "JOB_QUEUE_EXPIRE_JOB_RESULT_SECONDS", pos_int, 3600),
         fetch_interval_ms=_get(env, "JOB_QUEUE_FETCH_INTERVAL", pos_int, 1000),
+        claim_lease_ms=_get(env, "JOB_QUEUE_CLAIM_LEASE_MS", pos_int, 30_000),
         default_concurrency=_get(env, "WORKER_DEFAULT_CONCURRENCY", pos_int, os.cpu_count() or 1),
         channels=_parse_channels(env),
         plugins_runner_dir=tuple(_parse_list(env.get("PLUGINS_RUNNER_DIR", ""))),

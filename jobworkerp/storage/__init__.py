@@ -12,6 +12,7 @@ from jobworkerp.storage.memory_queue import MemoryJobQueue
 from jobworkerp.storage.pubsub import MemoryResultBus, ResultBus
 from jobworkerp.storage.queue import JobQueue
 from jobworkerp.storage.rdb import Repository
+from jobworkerp.storage.uniq_keys import MemoryUniqKeyGuard, UniqKeyGuard
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Storage:
     queue: JobQueue
     status: JobStatusStore
     bus: ResultBus
+    uniq_keys: UniqKeyGuard
 
 
 @asynccontextmanager
@@ -34,6 +36,7 @@ async def open_storage(config: Config) -> AsyncIterator[Storage]:
     repo = SqliteRepository(config.sqlite_dbname)
     await repo.open()
     try:
-        yield Storage(repo=repo, queue=MemoryJobQueue(), status=MemoryJobStatusStore(), bus=MemoryResultBus())
+        yield Storage(repo=repo, queue=MemoryJobQueue(), status=MemoryJobStatusStore(), bus=MemoryResultBus(),
+                      uniq_keys=MemoryUniqKeyGuard())
     finally:
         await repo.aclose()

@@ -10,7 +10,6 @@ from collections import deque
 
 import trio
 
-from jobworkerp.errors import AlreadyExists
 from jobworkerp.proto.jobworkerp import data
 
 # Pop order: HIGH, MEDIUM, LOW.
@@ -20,7 +19,6 @@ _PRIORITIES = (data.Priority.HIGH, data.Priority.MEDIUM, data.Priority.LOW)
 class _Channel:
     def __init__(self) -> None:
         self.deques: dict[int, deque[data.Job]] = {int(p): deque() for p in _PRIORITIES}
-        self.uniq_keys: set[str] = set()
         self.size = 0
         self.nonempty = trio.Event()
 
@@ -30,7 +28,7 @@ class MemoryJobQueue:
 
     def __init__(self) -> None:
         self._channels: dict[str, _Channel] = {}
-        self._queued: dict[int, tuple[str, data.Job]] = {}  # job id -> (channel, job)
+        self._queued: dict[int, tuple[str, data.Job]] = {}  # job id -> (channel, job), for remove()
 
     def _channel(self, name: str) -> _Channel:
         ch = self._channels.get(name)
@@ -43,11 +41,6 @@ class MemoryJobQueue:
 
     def push_nowait(self, channel: str, job: data.Job) -> None:
         ch = self._channel(channel)
-        key = job.data.uniq_key
-        if key is not None:
-            if key in ch.uniq_keys:
-                raise AlreadyExists(f"uniq_key {key!r} is already queued on channel {channel!r}")
-            ch.uniq_keys.add(key)
         prio = int(job.data.priority)
         ch.deques.get(prio, ch.deques[int(data.Priority.MEDIUM)]).append(job)
         ch.size += 1
@@ -64,8 +57,6 @@ class MemoryJobQueue:
                     ch.size -= 1
                     if self._queued.pop(job.id.value, None) is None:
                         break  # removed while queued: skip it, look again from HIGH
-                    if job.data.uniq_key is not None:
-                        ch.uniq_keys.discard(job.data.uniq_key)
                     return job
         ch.nonempty = trio.Event()
         return None
@@ -79,12 +70,7 @@ class MemoryJobQueue:
 
     async def remove(self, job_id: int) -> data.Job | None:
         entry = self._queued.pop(job_id, None)
-        if entry is None:
-            return None
-        channel, job = entry
-        if job.data.uniq_key is not None:
-            self._channel(channel).uniq_keys.discard(job.data.uniq_key)
-        return job
+        return None if entry is None else entry[1]
 
     async def length(self, channel: str) -> int:
         ch = self._channels.get(channel)

@@ -13,7 +13,7 @@ from jobworkerp.proto.jobworkerp import data
 
 class JobQueue(Protocol):
     async def push(self, channel: str, job: data.Job) -> None:
-        """Queue a job; AlreadyExists when its uniq_key is already queued on the channel."""
+        """Queue a job (uniq_key is checked before, by the UniqKeyGuard)."""
 
     async def pop(self, channel: str) -> data.Job:
         """Wait for and take the next job of the channel (highest priority, oldest first)."""

@@ -1,28 +1,26 @@
-"""JobService / JobStatusService operations: validate, route (spec §5.3), find, delete.
+"""JobService / JobStatusService operations: validate, build the job, hand it to the Dispatcher
+(routing of spec §5.3), find, delete and cancel.
 
-Routing in Standalone:
-- DIRECT worker: queue only; the caller waits for the result (the wait slot is opened before
-  the job is queued, so a fast job cannot finish unseen).
-- WITH_BACKUP: an RDB row plus the queue; the row goes when the job finishes.
-- NORMAL: queue only.
-- periodic workers, FORCED_RDB and far-future jobs need the RDB scheduler (a later issue).
+DIRECT enqueues wait for the result; the wait slot is opened before the job is queued, so a fast
+job cannot finish unseen.
 """
 
 from __future__ import annotations
 
 import math
-import time
 
 import trio
 
+from jobworkerp.clock import now_ms
 from jobworkerp.config import Config
-from jobworkerp.errors import DeadlineExceeded, InvalidArgument, JobworkerpError
+from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, JobworkerpError
 from jobworkerp.ids import SnowflakeGenerator
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.service import JobRequest
 from jobworkerp.storage import Storage
+from jobworkerp.usecase.dispatch import Dispatcher
 from jobworkerp.usecase.results import build_result
-from jobworkerp.usecase.workers import Workers, channel_of
+from jobworkerp.usecase.workers import Workers
 from jobworkerp.worker.running import RunningJobs
 
 DEFAULT_TIMEOUT_MS = 31_536_000_000  # one year, when the request gives none
@@ -34,18 +32,21 @@ class Unimplemented(JobworkerpError):
     """The request needs a feature this version does not have (gRPC UNIMPLEMENTED)."""
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Jobs:
     def __init__(
-        self, storage: Storage, workers: Workers, ids: SnowflakeGenerator, running: RunningJobs, config: Config
+        self,
+        storage: Storage,
+        workers: Workers,
+        ids: SnowflakeGenerator,
+        running: RunningJobs,
+        dispatcher: Dispatcher,
+        config: Config,
     ) -> None:
         self._storage = storage
         self._workers = workers
         self._ids = ids
         self._running = running
+        self._dispatcher = dispatcher
         self._config = config
 
     def _build_job(self, req: JobRequest, worker: data.Worker) -> data.Job:
@@ -71,36 +72,34 @@ class Jobs:
         )
 
     async def enqueue(self, req: JobRequest) -> tuple[int, data.JobResult | None]:
-        """Queue a job; for DIRECT workers also wait for and return its result."""
+        """Accept a job; for DIRECT workers also wait for and return its result."""
         worker = await self._workers.resolve(req.worker_id, req.worker_name)
         job = self._build_job(req, worker)
-        wd = worker.data
-        run_after = job.data.run_after_time
-        is_future = run_after > now_ms() + self._config.fetch_interval_ms
-        if wd.response_type == data.ResponseType.DIRECT:
-            if run_after > 0:
-                raise InvalidArgument("run_after_time", "DIRECT workers run jobs at once; run_after_time must be 0")
-            return job.id.value, await self._run_direct(job, wd)
-        if wd.periodic_interval or is_future or wd.queue_type == data.QueueType.FORCED_RDB:
-            raise Unimplemented("periodic, scheduled (future run_after_time) and FORCED_RDB jobs are not supported yet")
-        if wd.queue_type == data.QueueType.WITH_BACKUP:
-            await self._storage.repo.create_job(job)
-        await self._storage.status.set(job.id.value, data.JobStatus.PENDING)
+        if worker.data.response_type == data.ResponseType.DIRECT and job.data.run_after_time > 0:
+            raise InvalidArgument("run_after_time", "DIRECT workers run jobs at once; run_after_time must be 0")
+        await self._take_uniq_key(job)
         try:
-            await self._storage.queue.push(channel_of(wd), job)
+            if worker.data.response_type == data.ResponseType.DIRECT:
+                return job.id.value, await self._run_direct(job, worker)
+            await self._dispatcher.submit(job, worker, new=True)
         except BaseException:
-            await self._storage.status.delete(job.id.value)
-            if wd.queue_type == data.QueueType.WITH_BACKUP:
-                await self._storage.repo.delete_job(job.id.value)
+            with trio.CancelScope(shield=True):
+                await self._storage.uniq_keys.release(job.id.value)
             raise
         return job.id.value, None
 
-    async def _run_direct(self, job: data.Job, wd: data.WorkerData) -> data.JobResult:
+    async def _take_uniq_key(self, job: data.Job) -> None:
+        key = job.data.uniq_key
+        if key is not None:
+            holder = await self._storage.uniq_keys.acquire(key, job.id.value)
+            if holder is not None:
+                raise AlreadyExists(f"uniq_key {key!r} is taken by job {holder}")
+
+    async def _run_direct(self, job: data.Job, worker: data.Worker) -> data.JobResult:
         job_id = job.id.value
         wait_s = math.inf if job.data.timeout == 0 else job.data.timeout / 1000 + DIRECT_WAIT_GRACE_S
         async with self._storage.bus.listen_job(job_id) as waiter:
-            await self._storage.status.set(job_id, data.JobStatus.PENDING)
-            await self._storage.queue.push(channel_of(wd), job)
+            await self._dispatcher.submit(job, worker, new=True)
             finished = False
             try:
                 with trio.move_on_after(wait_s):
@@ -126,13 +125,18 @@ class Jobs:
     async def delete(self, job_id: int) -> bool:
         """Remove a job wherever it is: queue, RDB row, and cancel it when it is running."""
         queued = await self._storage.queue.remove(job_id)
+        row = await self._storage.repo.find_job(job_id)
         removed_row = await self._storage.repo.delete_job(job_id)
         cancelled = self._running.cancel(job_id)  # the executor reports CANCELLED itself
         if queued is not None or removed_row:
             await self._storage.status.delete(job_id)
-        if queued is not None:  # a DIRECT caller or a Listen waiting on it must not wait forever
+            if not cancelled:
+                await self._storage.uniq_keys.release(job_id)
+        waiting_job = queued or row
+        if waiting_job is not None and not cancelled:  # a DIRECT caller or a Listen must not wait forever
             now = now_ms()
-            aborted = build_result(self._ids.next_id(), queued, await self._workers.get(queued.data.worker_id.value),
+            aborted = build_result(self._ids.next_id(), waiting_job,
+                                   await self._workers.get(waiting_job.data.worker_id.value),
                                    data.ResultStatus.CANCELLED, [f"job {job_id} was deleted before it ran".encode()],
                                    now, now)
             await self._storage.bus.publish(aborted, to_job=True, to_worker=False)

@@ -32,6 +32,7 @@ class Workers:
         self._config = config
         self._served_channels = {c.name for c in config.all_channels()}
         self._by_id: dict[int, data.Worker | None] = {}
+        self._ids_by_channel: dict[str, list[int]] | None = None  # for the scheduler's polls
 
     # --- validation ----------------------------------------------------------------
     async def _validate(self, wd: data.WorkerData) -> None:
@@ -83,14 +84,14 @@ class Workers:
     async def create(self, wd: data.WorkerData) -> int:
         await self._validate(wd)
         worker_id = await self._repo.create_worker(wd)
-        self._by_id.pop(worker_id, None)
+        self._forget(worker_id)
         return worker_id
 
     async def update(self, worker: data.Worker) -> bool:
         if worker.id is None or worker.id.value == 0:
             raise NotFound("id: a worker id is required")
         if worker.data is None:
-            self._by_id.pop(worker.id.value, None)
+            self._forget(worker.id.value)
             return False
         if await self.get(worker.id.value) is None:
             raise NotFound(f"worker {worker.id.value} does not exist")
@@ -98,13 +99,27 @@ class Workers:
         try:
             return await self._repo.update_worker(worker.id.value, worker.data)
         finally:
-            self._by_id.pop(worker.id.value, None)
+            self._forget(worker.id.value)
 
     async def delete(self, worker_id: int) -> bool:
         try:
             return await self._repo.delete_worker(worker_id)
         finally:
-            self._by_id.pop(worker_id, None)
+            self._forget(worker_id)
+
+    def _forget(self, worker_id: int) -> None:
+        """Drop cached views of a worker after a write."""
+        self._by_id.pop(worker_id, None)
+        self._ids_by_channel = None
+
+    async def ids_on_channel(self, channel: str) -> list[int]:
+        """Ids of the workers whose jobs run on `channel` (cached until a worker changes)."""
+        if self._ids_by_channel is None:
+            index: dict[str, list[int]] = {}
+            for worker in await self._repo.list_workers():
+                index.setdefault(channel_of(worker.data), []).append(worker.id.value)
+            self._ids_by_channel = index
+        return self._ids_by_channel.get(channel, [])
 
     async def get(self, worker_id: int) -> data.Worker | None:
         """Cached lookup used on the job path."""

@@ -1,8 +1,10 @@
 """One job from start to finish, as one readable pipeline:
 
-resolve worker -> wait until run_after_time -> mark RUNNING -> run in a runner host under the
-job's timeout -> classify the outcome -> store (if the worker's flags say so) -> deliver
-(DIRECT waiter, Listen subscribers, worker streams) -> clean up status and backup row.
+resolve worker -> claim its RDB row if it has one -> wait until run_after_time -> mark RUNNING ->
+run in a runner host under the job's timeout (renewing the claim) -> classify the outcome ->
+then either schedule a retry, or finish: store (if the worker's flags say so), deliver (DIRECT
+waiter, Listen subscribers, worker streams), schedule the next periodic run or drop the row,
+start next_workers jobs, free the uniq_key.
 
 Nothing in here blocks: the runner runs in a subprocess host, storage calls are trio calls.
 """
@@ -10,12 +12,13 @@ Nothing in here blocks: the runner runs in a subprocess host, storage calls are 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import trio
 
-from actors.process_pool import HostCrashed, ProcessPool
+from actors.process_pool import HostCrashed
+from jobworkerp.clock import now_ms, sleep_until_ms
 from jobworkerp.ids import SnowflakeGenerator
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners.base import RunnerError
@@ -23,17 +26,22 @@ from jobworkerp.runners.host import run_job
 from jobworkerp.runners.registry import RunnerRegistry
 from jobworkerp.storage import Storage
 from jobworkerp.storage.group_commit import GroupCommitWriter
+from jobworkerp.usecase.dispatch import Dispatcher
 from jobworkerp.usecase.results import build_result
 from jobworkerp.usecase.workers import Workers
-from jobworkerp.worker.running import RunningJobs
+from jobworkerp.worker import chain, periodic, retry
+from jobworkerp.worker.routing import Route, route
+from jobworkerp.worker.running import RunningJob, RunningJobs
 
 log = logging.getLogger(__name__)
 
 Status = data.ResultStatus
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+class RunnerPool(Protocol):
+    """What the executor needs of a runner-host pool (actors.ProcessPool, or a stub in tests)."""
+
+    async def run(self, fn: Any, *args: Any) -> Any: ...
 
 
 @dataclass
@@ -51,7 +59,10 @@ class ExecutorContext:
     registry: RunnerRegistry
     ids: SnowflakeGenerator
     running: RunningJobs
+    dispatcher: Dispatcher
     result_writer: GroupCommitWriter[data.JobResult]
+    fetch_interval_ms: int
+    claim_lease_ms: int
 
 
 def _error(status: data.ResultStatus, message: str) -> Outcome:
@@ -62,15 +73,7 @@ def should_store(status: data.ResultStatus, wd: data.WorkerData) -> bool:
     return wd.store_success if status == Status.SUCCESS else wd.store_failure
 
 
-def final_status(status: data.ResultStatus, job: data.Job, wd: data.WorkerData) -> data.ResultStatus:
-    """A retryable failure with no retries left is reported as MAX_RETRY (spec §5.6)."""
-    max_retry = wd.retry_policy.max_retry if wd.retry_policy is not None else 0
-    if status == Status.ERROR_AND_RETRY and job.data.retried >= max_retry:
-        return Status.MAX_RETRY
-    return status
-
-
-async def _perform(pool: ProcessPool, ref: str | None, runner_name: str, worker: data.Worker,
+async def _perform(pool: RunnerPool, ref: str | None, runner_name: str, worker: data.Worker,
                    job: data.Job) -> Outcome:
     """Run the job in a runner host and turn every way it can end into an Outcome."""
     if ref is None:
@@ -91,52 +94,136 @@ async def _perform(pool: ProcessPool, ref: str | None, runner_name: str, worker:
     return _error(Status.ERROR_AND_RETRY, f"job timed out after {timeout_ms} ms; the runner was killed")
 
 
-async def execute_job(ctx: ExecutorContext, pool: ProcessPool, job: data.Job) -> None:
-    """Run one popped job to completion; never raises for a job failure."""
-    job_id = job.id.value
-    storage = ctx.storage
-    worker = await ctx.workers.get(job.data.worker_id.value)
-    if worker is None:
-        log.warning("job %s: worker %s no longer exists; job dropped", job_id, job.data.worker_id.value)
-        await storage.status.delete(job_id)
-        await storage.repo.delete_job(job_id)
-        # Nothing is stored, but a DIRECT caller or a Listen must not wait forever.
-        gone = _error(Status.FATAL_ERROR, f"worker {job.data.worker_id.value} was deleted before job {job_id} ran")
-        now = now_ms()
-        notice = build_result(ctx.ids.next_id(), job, None, gone.status, gone.items, now, now)
-        await storage.bus.publish(notice, to_job=True, to_worker=False)
-        return
-    wd = worker.data
-    spec = ctx.registry.get(wd.runner_id.value)
+async def _keep_claim(ctx: ExecutorContext, job_id: int, lease_until: int) -> None:
+    """Renew the RDB claim while the job runs, so only a dead process's claims expire."""
+    while True:
+        await trio.sleep(ctx.claim_lease_ms / 3000)
+        renewed = now_ms() + ctx.claim_lease_ms
+        if not await ctx.storage.repo.claim_job(job_id, lease_until, renewed):
+            return  # row deleted or taken over: nothing left to renew
+        lease_until = renewed
 
-    entry = ctx.running.add(job)
+
+async def _run_attempt(ctx: ExecutorContext, pool: RunnerPool, entry: RunningJob, worker: data.Worker,
+                       lease_until: int | None) -> tuple[Outcome, int]:
+    """Wait until due, run once; returns the outcome and the start time."""
+    job = entry.job
+    job_id = job.id.value
     start = now_ms()
     outcome = _error(Status.CANCELLED, f"job {job_id} was deleted while it was running")
-    try:
-        with entry.scope:
-            delay_ms = job.data.run_after_time - now_ms()
-            if delay_ms > 0:
-                await trio.sleep(delay_ms / 1000)
-            await storage.status.set(job_id, data.JobStatus.RUNNING)
-            start = now_ms()
+    with entry.scope:
+        await sleep_until_ms(job.data.run_after_time)
+        await ctx.storage.status.set(job_id, data.JobStatus.RUNNING)
+        start = now_ms()
+        spec = ctx.registry.get(worker.data.runner_id.value)
+        async with trio.open_nursery() as nursery:
+            if lease_until is not None:
+                nursery.start_soon(_keep_claim, ctx, job_id, lease_until)
             if spec is None:
-                outcome = _error(Status.FATAL_ERROR, f"runner {wd.runner_id.value} does not exist")
+                outcome = _error(Status.FATAL_ERROR, f"runner {worker.data.runner_id.value} does not exist")
             else:
                 outcome = await _perform(pool, spec.ref, spec.name, worker, job)
-            if entry.deleted:  # deleted just as the run ended: still report it as aborted
-                outcome = _error(Status.CANCELLED, f"job {job_id} was deleted while it was running")
+            nursery.cancel_scope.cancel()
+    if entry.deleted:  # deleted while (or just as) it ran
+        outcome = _error(Status.CANCELLED, f"job {job_id} was deleted while it was running")
+    return outcome, start
+
+
+async def execute_job(ctx: ExecutorContext, pool: RunnerPool, job: data.Job, *, claimed_until: int | None = None
+                      ) -> None:
+    """Run one job handed over by a channel to completion; never raises for a job failure.
+
+    claimed_until: the lease end when the scheduler already claimed the job's RDB row.
+    """
+    job_id = job.id.value
+    storage = ctx.storage
+    entry = ctx.running.add(job)  # from here on Delete can cancel it
+    try:
+        worker = await ctx.workers.get(job.data.worker_id.value)
+        if worker is None:
+            await _drop_orphan(ctx, job)
+            return
+        wd = worker.data
+        now = now_ms()
+        has_row = claimed_until is not None or route(wd, job.data.run_after_time, now, ctx.fetch_interval_ms) in (
+            Route.RDB, Route.RDB_AND_QUEUE)
+        if has_row and claimed_until is None:
+            # A WITH_BACKUP job popped from the queue: claim its row, or someone else runs it.
+            claimed_until = now + ctx.claim_lease_ms
+            if not await storage.repo.claim_job(job_id, 0, claimed_until):
+                log.info("job %s: its row is gone or already claimed; not running it here", job_id)
+                return
+        outcome, start = await _run_attempt(ctx, pool, entry, worker, claimed_until)
     finally:
         ctx.running.remove(job_id)
+    await _after_attempt(ctx, job, worker, outcome, start, now_ms(), has_row, entry.deleted)
 
-    end = now_ms()
-    status = final_status(outcome.status, job, wd)
+
+async def _after_attempt(ctx: ExecutorContext, job: data.Job, worker: data.Worker, outcome: Outcome, start: int,
+                         end: int, has_row: bool, deleted: bool) -> None:
+    """Retry, or finish: store, deliver, periodic next run / drop the row, chain, free uniq_key."""
+    storage = ctx.storage
+    wd = worker.data
+    job_id = job.id.value
+    policy = wd.retry_policy
+    if not deleted and retry.should_retry(outcome.status, policy, job.data.retried):
+        attempt = build_result(ctx.ids.next_id(), job, worker, outcome.status, outcome.items, start, end)
+        if should_store(outcome.status, wd):
+            await _store(ctx, attempt)
+        again = retry.retry_job(job, policy, end)
+        await ctx.dispatcher.submit(again, worker, new=False)
+        return
+
+    status = retry.final_status(outcome.status, policy, job.data.retried)
     result = build_result(ctx.ids.next_id(), job, worker, status, outcome.items, start, end)
     if should_store(status, wd):
-        try:
-            await ctx.result_writer.write(result)
-        except Exception:
-            log.exception("job %s: storing its result failed", job_id)
-    await storage.status.delete(job_id)
-    if wd.queue_type == data.QueueType.WITH_BACKUP:
-        await storage.repo.delete_job(job_id)
+        await _store(ctx, result)
     await storage.bus.publish(result, to_job=True, to_worker=wd.response_type != data.ResponseType.DIRECT)
+
+    if wd.periodic_interval and not deleted:
+        nxt = periodic.next_periodic_run_ms(job.data.run_after_time, start, wd.periodic_interval, now_ms())
+        await ctx.dispatcher.submit(periodic.next_run_job(job, nxt), worker, new=False)
+    else:
+        await storage.status.delete(job_id)
+        if has_row:
+            await storage.repo.delete_job(job_id)
+        await storage.uniq_keys.release(job_id)
+    if status == Status.SUCCESS and wd.next_workers:
+        await _start_chain(ctx, job, wd, outcome.items)
+
+
+async def _store(ctx: ExecutorContext, result: data.JobResult) -> None:
+    try:
+        await ctx.result_writer.write(result)
+    except Exception:
+        log.exception("job %s: storing its result failed", result.data.job_id.value)
+
+
+async def _start_chain(ctx: ExecutorContext, job: data.Job, wd: data.WorkerData, items: list[bytes]) -> None:
+    """Each output item becomes the args of one job for each next worker (missing workers skipped)."""
+    for next_id in wd.next_workers:
+        nxt = await ctx.workers.get(next_id.value)
+        if nxt is None:
+            log.warning("job %s: next worker %s does not exist; skipped", job.id.value, next_id.value)
+            continue
+        for args in chain.chained_args(items):
+            chained = chain.chained_job(job, nxt, args, ctx.ids.next_id(), now_ms())
+            try:
+                await ctx.dispatcher.submit(chained, nxt, new=True)
+            except Exception:
+                log.exception("job %s: could not start next worker %s; the rest of the chain is skipped",
+                              job.id.value, next_id.value)
+                return
+
+
+async def _drop_orphan(ctx: ExecutorContext, job: data.Job) -> None:
+    """The job's worker was deleted: drop the job, but tell anyone waiting on it."""
+    job_id = job.id.value
+    log.warning("job %s: worker %s no longer exists; job dropped", job_id, job.data.worker_id.value)
+    await ctx.storage.status.delete(job_id)
+    await ctx.storage.repo.delete_job(job_id)
+    await ctx.storage.uniq_keys.release(job_id)
+    gone = _error(Status.FATAL_ERROR, f"worker {job.data.worker_id.value} was deleted before job {job_id} ran")
+    now = now_ms()
+    notice = build_result(ctx.ids.next_id(), job, None, gone.status, gone.items, now, now)
+    await ctx.storage.bus.publish(notice, to_job=True, to_worker=False)

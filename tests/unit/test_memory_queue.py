@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 import trio
 
-from jobworkerp.errors import AlreadyExists
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.memory_queue import MemoryJobQueue
 
@@ -44,21 +43,11 @@ async def test_pop_waits_for_a_push() -> None:
     assert got == [7]
 
 
-async def test_removed_job_is_never_popped_and_frees_its_uniq_key() -> None:
+async def test_removed_job_is_never_popped() -> None:
     q = MemoryJobQueue()
-    await q.push("c", job(1, uniq_key="k"))
+    await q.push("c", job(1))
     await q.push("c", job(2))
     assert (await q.remove(1)).id.value == 1
     assert await q.remove(1) is None
     assert await q.length("c") == 1
     assert (await q.pop("c")).id.value == 2
-    await q.push("c", job(3, uniq_key="k"))  # key free again
-
-
-async def test_duplicate_uniq_key_rejected_while_queued() -> None:
-    q = MemoryJobQueue()
-    await q.push("c", job(1, uniq_key="k"))
-    with pytest.raises(AlreadyExists, match="uniq_key 'k'"):
-        await q.push("c", job(2, uniq_key="k"))
-    await q.pop("c")
-    await q.push("c", job(3, uniq_key="k"))  # popped: the key may be used again

@@ -1,0 +1,38 @@
+"""Standalone start-up recovery: what a crashed or stopped all-in-one left in the RDB.
+
+In Standalone this process is the only worker, so every claim in the table belongs to a dead
+process: release them all at once (no lease to wait out), re-queue backed-up instant jobs
+(their in-memory queue entries died with the process), and rebuild the in-memory job status
+and uniq_key maps for the jobs that still exist.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage import Storage
+from jobworkerp.usecase.workers import Workers, channel_of
+
+log = logging.getLogger(__name__)
+
+
+async def recover_standalone(storage: Storage, workers: Workers) -> int:
+    """Returns how many jobs were found in the RDB."""
+    jobs = await storage.repo.list_jobs()
+    for job in jobs:
+        job_id = job.id.value
+        lease = job.data.grabbed_until_time or 0
+        if lease:
+            await storage.repo.claim_job(job_id, lease, 0)
+            job.data.grabbed_until_time = 0
+        if job.data.uniq_key is not None:
+            await storage.uniq_keys.acquire(job.data.uniq_key, job_id)
+        await storage.status.set(job_id, data.JobStatus.PENDING)
+        if job.data.run_after_time == 0:
+            worker = await workers.get(job.data.worker_id.value)
+            if worker is not None:
+                await storage.queue.push(channel_of(worker.data), job)
+    if jobs:
+        log.info("recovered %d job(s) from the database", len(jobs))
+    return len(jobs)

@@ -1,0 +1,61 @@
+"""Retry policy arithmetic (pure): whether a failed attempt is retried, and after how long.
+
+Departures from upstream v0.7 (see DESIGN.md): `max_interval` caps every delay (0 = no cap) and
+`max_retry = 0` means no retries.
+"""
+
+from __future__ import annotations
+
+from jobworkerp.proto.jobworkerp import data
+
+
+def retry_delay_ms(policy: data.RetryPolicy, retried: int) -> int:
+    """Delay before retry number `retried + 1` (`retried` = retries already made)."""
+    kind = policy.type
+    if kind == data.RetryType.CONSTANT:
+        delay = float(policy.interval)
+    elif kind == data.RetryType.LINEAR:
+        delay = float(policy.interval) * (retried + 1)
+    elif kind == data.RetryType.EXPONENTIAL:
+        delay = policy.interval * (policy.basis**retried)
+    else:
+        return 0
+    if policy.max_interval:
+        delay = min(delay, float(policy.max_interval))
+    return int(round(delay))
+
+
+def should_retry(status: data.ResultStatus, policy: data.RetryPolicy | None, retried: int) -> bool:
+    """Only retryable failures, with a real policy and attempts left, are retried."""
+    return (
+        status == data.ResultStatus.ERROR_AND_RETRY
+        and policy is not None
+        and policy.type != data.RetryType.NONE
+        and retried < policy.max_retry
+    )
+
+
+def final_status(status: data.ResultStatus, policy: data.RetryPolicy | None, retried: int) -> data.ResultStatus:
+    """A retryable failure that will not be retried is reported as MAX_RETRY (spec §5.6)."""
+    if status == data.ResultStatus.ERROR_AND_RETRY and not should_retry(status, policy, retried):
+        return data.ResultStatus.MAX_RETRY
+    return status
+
+
+def retry_job(job: data.Job, policy: data.RetryPolicy, failed_at: int) -> data.Job:
+    """The next attempt: same id, args and settings, `retried` + 1, due after the policy's delay."""
+    jd = job.data
+    return data.Job(
+        id=job.id,
+        data=data.JobData(
+            worker_id=jd.worker_id,
+            args=jd.args,
+            uniq_key=jd.uniq_key,
+            enqueue_time=jd.enqueue_time,
+            grabbed_until_time=0,
+            run_after_time=failed_at + retry_delay_ms(policy, jd.retried),
+            retried=jd.retried + 1,
+            priority=jd.priority,
+            timeout=jd.timeout,
+        ),
+    )
