@@ -91,6 +91,7 @@ async def serve_workers(
     config = app.config
     app.channels = [ChannelActor(channel, app.executor_context, pool_for(channel)) for channel in config.all_channels()]
     scheduler = Scheduler(app.storage.repo, app.workers, app.channels, config.fetch_interval_ms, config.claim_lease_ms)
+    app.dispatcher.on_due_soon = scheduler.wake
     supervisor = Supervisor(
         [ChildSpec(f"channel:{c.channel.name}", c.run, restart="transient") for c in app.channels]
         + [ChildSpec("scheduler", scheduler.run, restart="transient")],

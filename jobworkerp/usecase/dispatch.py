@@ -4,6 +4,8 @@ client enqueues, retries, periodic re-runs and next_workers chains all go throug
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from jobworkerp.clock import now_ms
 from jobworkerp.config import Config
 from jobworkerp.proto.jobworkerp import data
@@ -16,6 +18,9 @@ class Dispatcher:
     def __init__(self, storage: Storage, config: Config) -> None:
         self._storage = storage
         self._fetch_interval_ms = config.fetch_interval_ms
+        # Called when a stored job is due within the fetch window, so a local scheduler can
+        # claim it now instead of at its next tick (set by the app; no-op without a scheduler).
+        self.on_due_soon: Callable[[], None] = lambda: None
 
     async def submit(self, job: data.Job, worker: data.Worker, *, new: bool) -> Route:
         """Store and/or queue the job and mark it PENDING.
@@ -36,6 +41,8 @@ class Dispatcher:
             else:
                 await self._storage.repo.upsert_job(job)
         await self._storage.status.set(job.id.value, data.JobStatus.PENDING)
+        if where == Route.RDB and jd.run_after_time <= now + self._fetch_interval_ms:
+            self.on_due_soon()
         if where != Route.RDB:
             try:
                 await self._storage.queue.push(channel_of(wd), job)

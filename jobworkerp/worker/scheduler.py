@@ -29,17 +29,24 @@ class Scheduler:
         self._channels = channels
         self._fetch_interval_ms = fetch_interval_ms
         self._claim_lease_ms = claim_lease_ms
-        self._stopped = trio.Event()
+        self._stopped = False
+        self._wake = trio.Event()
 
     def stop(self) -> None:
-        self._stopped.set()
+        self._stopped = True
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Poll now rather than at the next tick (a job due within the window was just stored)."""
+        self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        while not self._stopped.is_set():
+        while not self._stopped:
+            self._wake = trio.Event()
             await self.tick()
             with trio.move_on_after(self._fetch_interval_ms / 1000):
-                await self._stopped.wait()
+                await self._wake.wait()
 
     async def tick(self) -> int:
         """One poll over every channel; returns how many jobs were handed over."""

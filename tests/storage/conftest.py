@@ -11,16 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from jobworkerp.storage.memory_rdb import MemoryRepository
 from jobworkerp.storage.rdb import Repository
 from jobworkerp.storage.sqlite import SqliteRepository
 
-DRIVERS = ["sqlite"]
+DRIVERS = ["sqlite", "memory"]
+_MEMORY_STORES: dict[str, MemoryRepository] = {}
 
 
 def make_repository(driver: str, tmp_path: Path) -> Repository:
     """Build an unopened driver whose data lives under ``tmp_path`` (same args → same data)."""
     if driver == "sqlite":
         return SqliteRepository(str(tmp_path / "jobworkerp.sqlite3"))
+    if driver == "memory":  # "the same storage" = the same in-process instance
+        return _MEMORY_STORES.setdefault(str(tmp_path), MemoryRepository())
     raise ValueError(f"unknown storage driver {driver!r}")
 
 
