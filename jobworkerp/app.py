@@ -1,14 +1,15 @@
 """Builds the running system: storage, the use cases, channel actors with their runner-host
-pools under a supervisor, and the gRPC front.
+pools under a supervisor, and the gRPC front — for each process mode.
 
-Supervision tree (all-in-one):
+Supervision tree (all-in-one; `grpc-front` has no workers side, `worker` has no front):
 
-    run_all_in_one
-    ├── storage (SQLite + memory queues / pub-sub)
+    run_server
+    ├── storage (Standalone: SQLite + memory queues; Scalable: MySQL + Redis, its pub/sub reader)
     ├── front: grpclib server on GRPC_ADDR (through the asyncio bridge)
     └── workers Supervisor (one_for_one)
         ├── ChannelActor per channel, each owning a ProcessPool of runner hosts
-        └── Scheduler: claims due RDB jobs every JOB_QUEUE_FETCH_INTERVAL into free channel slots
+        ├── Scheduler: claims due RDB jobs every JOB_QUEUE_FETCH_INTERVAL into free channel slots
+        └── queue upkeep (Scalable): heartbeat lease, return dead workers' in-flight jobs
 
 Shutdown order: stop pulling jobs -> let running jobs finish and deliver -> close the front ->
 flush and close storage.
@@ -25,25 +26,30 @@ import trio
 
 from actors.process_pool import ProcessPool
 from actors.supervisor import ChildSpec, Supervisor
-from jobworkerp.config import ChannelConfig, Config
+from jobworkerp.clock import now_ms
+from jobworkerp.config import STANDALONE, ChannelConfig, Config, ConfigError
 from jobworkerp.front.bridge import open_asyncio_bridge, serve_grpc
 from jobworkerp.front.services import build_services
 from jobworkerp.ids import SnowflakeGenerator
+from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners.registry import RunnerRegistry
 from jobworkerp.storage import Storage, open_storage
 from jobworkerp.storage.group_commit import GroupCommitWriter
 from jobworkerp.usecase.dispatch import Dispatcher
 from jobworkerp.usecase.jobs import Jobs
-from jobworkerp.usecase.results import Results
+from jobworkerp.usecase.restore import Restorer
+from jobworkerp.usecase.results import Results, build_result
 from jobworkerp.usecase.runners import Runners
 from jobworkerp.usecase.workers import Workers
 from jobworkerp.worker.channel import ChannelActor
-from jobworkerp.worker.executor import ExecutorContext, RunnerPool
+from jobworkerp.worker.executor import ExecutorContext, RunnerPool, should_store
 from jobworkerp.worker.recovery import recover_standalone
 from jobworkerp.worker.running import RunningJobs
 from jobworkerp.worker.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+
+MODES = ("all-in-one", "grpc-front", "worker")
 
 # Modules a runner host imports at start, so the first job does not pay for them.
 RUNNER_HOST_PRELOAD = ("jobworkerp.runners.host", "jobworkerp.runners.command")
@@ -60,9 +66,12 @@ class App:
         self.running = RunningJobs()
         self.runners = Runners(storage.repo, self.registry)
         self.workers = Workers(storage.repo, self.registry, config)
+        self.workers.on_changed = storage.worker_events.publish_worker_changed
+        storage.worker_events.on_worker_changed(self.workers.forget)
         self.dispatcher = Dispatcher(storage, config)
         self.jobs = Jobs(storage, self.workers, self.ids, self.running, self.dispatcher, config)
         self.results = Results(storage, self.workers)
+        self.restorer = Restorer(storage, self.workers, config)
         self.executor_context = ExecutorContext(
             storage=storage,
             workers=self.workers,
@@ -75,6 +84,22 @@ class App:
             claim_lease_ms=config.claim_lease_ms,
         )
         self.channels: list[ChannelActor] = []
+
+    async def fail_poisoned(self, job: data.Job, reason: str) -> None:
+        """A job that keeps killing its worker processes: finish it as failed instead of looping."""
+        job_id = job.id.value
+        log.error("job %s gave up: %s", job_id, reason)
+        worker = await self.workers.get(job.data.worker_id.value)
+        now = now_ms()
+        result = build_result(self.ids.next_id(), job, worker, data.ResultStatus.FATAL_ERROR, [reason.encode()],
+                              now, now)
+        if worker is not None and should_store(data.ResultStatus.FATAL_ERROR, worker.data):
+            await self.storage.repo.add_results([result])
+        await self.storage.status.delete(job_id)
+        await self.storage.repo.delete_job(job_id)
+        await self.storage.uniq_keys.release(job_id)
+        to_worker = worker is not None and worker.data.response_type != data.ResponseType.DIRECT
+        await self.storage.bus.publish(result, to_job=True, to_worker=to_worker)
 
 
 async def serve_workers(
@@ -97,44 +122,79 @@ async def serve_workers(
         + [ChildSpec("scheduler", scheduler.run, restart="transient")],
         name="workers",
     )
+    upkeep = trio.CancelScope()
+
+    async def queue_upkeep(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with upkeep:
+            await app.storage.queue.run_maintenance(app.fail_poisoned, task_status=task_status)
+
     async with trio.open_nursery() as nursery:
-        await nursery.start(supervisor.run)
-        task_status.started()
-        await stop.wait()
-        log.info("shutting down: no new jobs; waiting for %d running job(s)", len(app.running))
-        scheduler.stop()
-        for channel in app.channels:
-            channel.stop()
+        await nursery.start(queue_upkeep)
+        async with trio.open_nursery() as jobs_nursery:
+            await jobs_nursery.start(supervisor.run)
+            task_status.started()
+            await stop.wait()
+            log.info("shutting down: no new jobs; waiting for %d running job(s)", len(app.running))
+            scheduler.stop()
+            for channel in app.channels:
+                channel.stop()
+        upkeep.cancel()  # the lease heartbeat outlives the running jobs, then stops
 
 
-async def run_all_in_one(
+def check_mode(config: Config, mode: str) -> None:
+    if mode not in MODES:
+        raise ConfigError("mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
+    if config.storage_type == STANDALONE and mode != "all-in-one":
+        raise ConfigError("STORAGE_TYPE", f"Standalone keeps queues in memory, so it runs only as all-in-one, "
+                                          f"not {mode}; set STORAGE_TYPE=Scalable for separate processes")
+
+
+async def run_server(
     config: Config,
     stop: trio.Event,
+    mode: str = "all-in-one",
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until `stop` is set, then shut down gracefully. Reports the bound port."""
+    """Serve until `stop` is set, then shut down gracefully. Reports the bound port (0 for a worker)."""
+    check_mode(config, mode)
+    serves_front = mode in ("all-in-one", "grpc-front")
+    serves_jobs = mode in ("all-in-one", "worker")
     async with open_asyncio_bridge(), open_storage(config) as storage, AsyncExitStack() as exit_stack:
         app = App(config, storage)
         await app.runners.seed()
-        await recover_standalone(storage, app.workers)
+        if not storage.scalable:
+            await recover_standalone(storage, app.workers)
+        elif serves_jobs and config.storage_restore_at_startup:
+            log.info("restored %d backed-up job(s)", await app.restorer.restore(include_grabbed=False, limit=None))
         pools: dict[str, ProcessPool] = {}
-        for channel in config.all_channels():
-            pools[channel.name] = await exit_stack.enter_async_context(
-                ProcessPool(channel.concurrency, name=f"runners[{channel.name}]", preload=RUNNER_HOST_PRELOAD,
-                            startup_timeout=config.runner_host_startup_timeout)
-            )
+        if serves_jobs:
+            for channel in config.all_channels():
+                pools[channel.name] = await exit_stack.enter_async_context(
+                    ProcessPool(channel.concurrency, name=f"runners[{channel.name}]", preload=RUNNER_HOST_PRELOAD,
+                                startup_timeout=config.runner_host_startup_timeout)
+                )
         front_stop = trio.Event()
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(partial(
-                serve_grpc, build_services(app), config.grpc_host, config.grpc_port,
-                auth_token=config.auth_token, stopping=front_stop,
-            ))
+            port = 0
+            if serves_front:
+                port = await nursery.start(partial(
+                    serve_grpc, build_services(app), config.grpc_host, config.grpc_port,
+                    auth_token=config.auth_token, stopping=front_stop,
+                ))
             async with trio.open_nursery() as worker_nursery:
-                await worker_nursery.start(serve_workers, app, lambda channel: pools[channel.name], stop)
-                log.info("jobworkerp all-in-one listening on %s:%d (storage: %s, channels: %s)",
-                         config.grpc_host, port, config.storage_type,
-                         ", ".join(f"{c.name}={c.concurrency}" for c in config.all_channels()))
+                if serves_jobs:
+                    await worker_nursery.start(serve_workers, app, lambda channel: pools[channel.name], stop)
+                where = f"listening on {config.grpc_host}:{port}" if serves_front else "serving jobs"
+                log.info("jobworkerp %s %s (storage: %s, channels: %s)", mode, where, config.storage_type,
+                         ", ".join(f"{c.name}={c.concurrency}" for c in config.all_channels()) if serves_jobs else "-")
                 task_status.started(port)
+                if not serves_jobs:
+                    await stop.wait()
             front_stop.set()
         log.info("stopped")
+
+
+async def run_all_in_one(config: Config, stop: trio.Event, *,
+                         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    await run_server(config, stop, "all-in-one", task_status=task_status)

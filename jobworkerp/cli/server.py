@@ -1,4 +1,5 @@
-"""`jobworkerp all-in-one`: start the server with settings from the environment and `.env`.
+"""`jobworkerp all-in-one | grpc-front | worker`: start a server process with settings from the
+environment and `.env`.
 
 SIGINT / SIGTERM stop taking jobs, let running jobs finish, then exit 0. A malformed setting
 exits 2 with a message naming the variable.
@@ -25,13 +26,13 @@ def setup_logging(config: Config) -> None:
     )
 
 
-async def _serve_until_signal(config: Config) -> None:
-    from jobworkerp.app import run_all_in_one
+async def _serve_until_signal(config: Config, mode: str) -> None:
+    from jobworkerp.app import run_server
 
     stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(run_all_in_one, config, stop)
+            await nursery.start(run_server, config, stop, mode)
 
             async def wait_for_signal() -> None:
                 async for signum in signals:
@@ -45,16 +46,21 @@ async def _serve_until_signal(config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobworkerp", description="jobworkerp job worker server")
-    parser.add_argument("mode", choices=["all-in-one"], help="what to run (Standalone: all-in-one only)")
+    parser.add_argument("mode", choices=["all-in-one", "grpc-front", "worker"],
+                        help="all-in-one: front + workers in one process (the only mode for Standalone); "
+                             "grpc-front / worker: separate processes sharing Redis + MySQL (Scalable)")
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
     args = parser.parse_args(argv)
     try:
         config = load_config(dotenv_path=args.env_file)
+        from jobworkerp.app import check_mode
+
+        check_mode(config, args.mode)
     except ConfigError as e:
         print(f"jobworkerp: configuration error: {e}", file=sys.stderr)
         return 2
     setup_logging(config)
-    trio.run(_serve_until_signal, config)
+    trio.run(_serve_until_signal, config, args.mode)
     return 0
 
 

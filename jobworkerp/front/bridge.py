@@ -1,8 +1,11 @@
-"""The ONLY module that touches asyncio: grpclib runs here inside trio-asyncio.
+"""The ONLY module that touches asyncio: grpclib and redis.asyncio run here inside trio-asyncio.
 
-grpclib is an asyncio library; the rest of the system is trio. Handlers (asyncio side) make one
-hop into trio per call (`call_trio`), or one hop per item for open-ended streams
-(`iterate_trio`), which is what keeps the RPC path cheap.
+grpclib and redis-py's asyncio client are asyncio libraries; the rest of the system is trio.
+- gRPC handlers (asyncio side) make one hop into trio per call (`call_trio`), or one hop per item
+  for open-ended streams (`iterate_trio`), which is what keeps the RPC path cheap.
+- Trio code calls an asyncio coroutine function with one hop (`call_asyncio`); callers group
+  Redis work into one pipeline or Lua script per hop.
+- `RedisSubscription` runs a Redis pub/sub connection and hands messages to trio.
 """
 
 from __future__ import annotations
@@ -34,6 +37,73 @@ async def call_trio(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
 def iterate_trio(agen: AsyncIterator[T]) -> AsyncIterator[T]:
     """From asyncio code: iterate a trio async generator."""
     return trio_asyncio.trio_as_aio(agen)
+
+
+async def call_asyncio(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """From trio code: run an asyncio coroutine function (e.g. a redis.asyncio command) to completion."""
+    return await trio_asyncio.aio_as_trio(fn)(*args, **kwargs)
+
+
+def open_redis(url: str, *, username: str | None = None, password: str | None = None, max_connections: int = 10,
+               db: int | None = None) -> Any:
+    """A redis.asyncio client (connections open lazily on the asyncio loop; close with `close_redis`)."""
+    import redis.asyncio
+
+    options: dict[str, Any] = {"max_connections": max_connections}
+    if username:
+        options["username"] = username
+    if password:
+        options["password"] = password
+    if db is not None:
+        options["db"] = db
+    return redis.asyncio.Redis.from_url(url, **options)
+
+
+async def close_redis(client: Any) -> None:
+    await trio_asyncio.aio_as_trio(client.aclose)()
+
+
+class RedisSubscription:
+    """One pub/sub connection shared by a process; channels are added and removed on demand.
+
+    `subscribe` returns once Redis has confirmed the subscription, so a caller that subscribes,
+    then checks storage, cannot miss a message published in between.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._pubsub = client.pubsub()
+        self._confirmed: dict[bytes, trio.Event] = {}
+
+    async def subscribe(self, channel: str) -> None:
+        key = channel.encode()
+        event = self._confirmed.setdefault(key, trio.Event())
+        await trio_asyncio.aio_as_trio(self._pubsub.subscribe)(channel)
+        await event.wait()
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._confirmed.pop(channel.encode(), None)
+        await trio_asyncio.aio_as_trio(self._pubsub.unsubscribe)(channel)
+
+    async def messages(self, on_message: Callable[[bytes, bytes], None]) -> None:
+        """Deliver (channel, data) of every message until cancelled (run this in one task)."""
+        get = trio_asyncio.aio_as_trio(self._pubsub.get_message)
+        while True:
+            if not self._pubsub.subscribed:
+                await trio.sleep(0.05)  # nothing to read until the first subscribe
+                continue
+            message = await get(timeout=1.0)
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "subscribe":
+                event = self._confirmed.get(message["channel"])
+                if event is not None:
+                    event.set()
+            elif kind == "message":
+                on_message(message["channel"], message["data"])
+
+    async def aclose(self) -> None:
+        await trio_asyncio.aio_as_trio(self._pubsub.aclose)()
 
 
 def _require_token(server: Server, token: str, metadata_key: str) -> None:

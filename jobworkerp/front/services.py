@@ -67,6 +67,10 @@ def _page(req: svc.FindListRequest) -> tuple[int | None, int | None]:
     return limit, offset
 
 
+def _limit(limit: int | None) -> int | None:
+    return None if limit is None or limit < 0 else limit
+
+
 def _id(message: Any, field: str = "value") -> int:
     return int(getattr(message, field))
 
@@ -152,16 +156,17 @@ class JobStatusService(svc.JobStatusServiceBase):
 
 
 class JobRestoreService(svc.JobRestoreServiceBase):
-    """Standalone keeps no backup to restore from: Restore succeeds, FindAll is empty."""
+    """Re-queue backed-up jobs whose queue entry was lost (Scalable; a no-op in Standalone)."""
 
     def __init__(self, app: Any) -> None:
         self._app = app
 
     async def restore(self, message: svc.JobRestoreRequest) -> svc.SuccessResponse:
+        await _call(self._app.restorer.restore, bool(message.include_grabbed), _limit(message.limit))
         return svc.SuccessResponse(is_success=True)
 
     async def find_all(self, message: svc.JobRestoreRequest) -> AsyncIterator[data.Job]:
-        for job in ():
+        for job in await _call(self._app.restorer.candidates, bool(message.include_grabbed), _limit(message.limit)):
             yield job
 
 

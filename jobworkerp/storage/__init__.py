@@ -1,10 +1,20 @@
-"""Storage drivers behind small protocols: relational DB, job queue, job status, result bus."""
+"""Storage drivers behind small protocols: relational DB, job queue, job status, result bus,
+uniq_key guard and worker-change events — one bundle per storage mode.
+
+Standalone: SQLite + in-process queues and notifications (one all-in-one process).
+Scalable: MySQL/MariaDB + Redis, shared by any number of front and worker processes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import trio
 
 from jobworkerp.config import STANDALONE, Config
 from jobworkerp.storage.job_status import JobStatusStore, MemoryJobStatusStore
@@ -13,6 +23,24 @@ from jobworkerp.storage.pubsub import MemoryResultBus, ResultBus
 from jobworkerp.storage.queue import JobQueue
 from jobworkerp.storage.rdb import Repository
 from jobworkerp.storage.uniq_keys import MemoryUniqKeyGuard, UniqKeyGuard
+
+
+class WorkerEvents(Protocol):
+    """Tells every process when a worker definition changed, so caches are dropped."""
+
+    async def publish_worker_changed(self, worker_id: int) -> None: ...
+
+    def on_worker_changed(self, callback: Callable[[int], None]) -> None: ...
+
+
+class LocalWorkerEvents:
+    """Standalone: one process, nothing to tell."""
+
+    async def publish_worker_changed(self, worker_id: int) -> None:
+        return None
+
+    def on_worker_changed(self, callback: Callable[[int], None]) -> None:
+        return None
 
 
 @dataclass
@@ -24,19 +52,73 @@ class Storage:
     status: JobStatusStore
     bus: ResultBus
     uniq_keys: UniqKeyGuard
+    worker_events: WorkerEvents = field(default_factory=LocalWorkerEvents)
+    scalable: bool = False
+
+
+def memory_storage(repo: Repository) -> Storage:
+    """In-process queues and notifications around a repository (Standalone, and tests)."""
+    return Storage(repo=repo, queue=MemoryJobQueue(), status=MemoryJobStatusStore(), bus=MemoryResultBus(),
+                   uniq_keys=MemoryUniqKeyGuard())
+
+
+def new_instance_id() -> str:
+    """Identifies one worker process in Redis (its in-flight jobs, its lease)."""
+    return f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @asynccontextmanager
 async def open_storage(config: Config) -> AsyncIterator[Storage]:
-    """Open the drivers of the configured mode; closes them (flushing writes) on exit."""
-    if config.storage_type != STANDALONE:
-        raise NotImplementedError("STORAGE_TYPE=Scalable is not available yet; use Standalone")
-    from jobworkerp.storage.sqlite import SqliteRepository
+    """Open the drivers of the configured mode; closes them (flushing writes) on exit.
 
-    repo = SqliteRepository(config.sqlite_dbname)
-    await repo.open()
+    Scalable needs the asyncio bridge to be open (Redis runs through it).
+    """
+    if config.storage_type == STANDALONE:
+        from jobworkerp.storage.sqlite import SqliteRepository
+
+        repo = SqliteRepository(config.sqlite_dbname)
+        await repo.open()
+        try:
+            yield memory_storage(repo)
+        finally:
+            await repo.aclose()
+        return
+    async with _open_scalable(config) as storage:
+        yield storage
+
+
+@asynccontextmanager
+async def _open_scalable(config: Config) -> AsyncIterator[Storage]:
+    from jobworkerp.front.bridge import close_redis, open_redis
+    from jobworkerp.storage.mysql import MysqlRepository
+    from jobworkerp.storage.redis_bus import RedisResultBus
+    from jobworkerp.storage.redis_queue import RedisJobQueue
+    from jobworkerp.storage.redis_state import RedisJobStatusStore, RedisUniqKeyGuard
+
+    prefix = config.redis_key_prefix
+    client = open_redis(config.redis_url, username=config.redis_username, password=config.redis_password,
+                        max_connections=config.redis_pool_size + 8)
+    repo = MysqlRepository(host=config.mysql_host, port=config.mysql_port, user=config.mysql_user,
+                           password=config.mysql_password, database=config.mysql_dbname,
+                           unix_socket=config.mysql_unix_socket, max_connections=config.mysql_max_connections)
+    bus = RedisResultBus(client, prefix)
     try:
-        yield Storage(repo=repo, queue=MemoryJobQueue(), status=MemoryJobStatusStore(), bus=MemoryResultBus(),
-                      uniq_keys=MemoryUniqKeyGuard())
+        await repo.open()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bus.run)
+            yield Storage(
+                repo=repo,
+                queue=RedisJobQueue(client, prefix=prefix, instance_id=new_instance_id(),
+                                    lease_ms=config.queue_lease_ms, max_crashes=config.queue_max_crashes),
+                status=RedisJobStatusStore(client, prefix),
+                bus=bus,
+                uniq_keys=RedisUniqKeyGuard(client, prefix),
+                worker_events=bus,
+                scalable=True,
+            )
+            nursery.cancel_scope.cancel()
     finally:
-        await repo.aclose()
+        with trio.CancelScope(shield=True):
+            await bus.aclose()
+            await repo.aclose()
+            await close_redis(client)

@@ -7,10 +7,12 @@ entries whose id is gone), so JobService.Delete never scans a deque.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 import trio
 
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage.queue import PoisonHandler
 
 # Pop order: HIGH, MEDIUM, LOW.
 _PRIORITIES = (data.Priority.HIGH, data.Priority.MEDIUM, data.Priority.LOW)
@@ -71,6 +73,18 @@ class MemoryJobQueue:
     async def remove(self, job_id: int) -> data.Job | None:
         entry = self._queued.pop(job_id, None)
         return None if entry is None else entry[1]
+
+    async def ack(self, job_id: int) -> None:
+        """Nothing to do: in-process jobs die with the process that runs them."""
+
+    async def queued_ids(self, channels: Iterable[str]) -> set[int]:
+        wanted = set(channels)
+        return {job_id for job_id, (channel, _) in self._queued.items() if channel in wanted}
+
+    async def run_maintenance(self, on_poison: PoisonHandler, *,
+                              task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
 
     async def length(self, channel: str) -> int:
         ch = self._channels.get(channel)

@@ -7,8 +7,11 @@ invalidated by this module's own writes (in Standalone this process is the only 
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 
-from jobworkerp.config import Config
+import trio
+
+from jobworkerp.config import STANDALONE, Config
 from jobworkerp.descriptors import check_message_bytes
 from jobworkerp.errors import InvalidArgument, NotFound
 from jobworkerp.proto.jobworkerp import data
@@ -18,6 +21,10 @@ from jobworkerp.storage.rdb import DEFAULT_CHANNEL, Repository
 _RESPONSE_TYPES = {int(v) for v in data.ResponseType}
 _QUEUE_TYPES = {int(v) for v in data.QueueType}
 _RETRY_TYPES = {int(v) for v in data.RetryType}
+
+
+async def _ignore_change(worker_id: int) -> None:
+    """Standalone: this process is the only one caching workers."""
 
 
 def channel_of(worker: data.WorkerData) -> str:
@@ -33,6 +40,8 @@ class Workers:
         self._served_channels = {c.name for c in config.all_channels()}
         self._by_id: dict[int, data.Worker | None] = {}
         self._ids_by_channel: dict[str, list[int]] | None = None  # for the scheduler's polls
+        # Told about every local write, so other processes can drop their cached copies (Scalable).
+        self.on_changed: Callable[[int], Awaitable[None]] = _ignore_change
 
     # --- validation ----------------------------------------------------------------
     async def _validate(self, wd: data.WorkerData) -> None:
@@ -70,7 +79,9 @@ class Workers:
                 raise InvalidArgument("retry_policy.type", f"unknown value {int(policy.type)}")
             if math.isnan(policy.basis) or policy.basis < 1.0:
                 raise InvalidArgument("retry_policy.basis", f"must be >= 1.0, got {policy.basis}")
-        if wd.channel is not None and channel_of(wd) not in self._served_channels:
+        # Only a Standalone server knows every channel that will ever run jobs.
+        standalone = self._config.storage_type == STANDALONE
+        if standalone and wd.channel is not None and channel_of(wd) not in self._served_channels:
             served = ", ".join(sorted(self._served_channels))
             raise InvalidArgument(
                 "channel",
@@ -84,14 +95,14 @@ class Workers:
     async def create(self, wd: data.WorkerData) -> int:
         await self._validate(wd)
         worker_id = await self._repo.create_worker(wd)
-        self._forget(worker_id)
+        await self._changed(worker_id)
         return worker_id
 
     async def update(self, worker: data.Worker) -> bool:
         if worker.id is None or worker.id.value == 0:
             raise NotFound("id: a worker id is required")
         if worker.data is None:
-            self._forget(worker.id.value)
+            await self._changed(worker.id.value)
             return False
         if await self.get(worker.id.value) is None:
             raise NotFound(f"worker {worker.id.value} does not exist")
@@ -99,18 +110,23 @@ class Workers:
         try:
             return await self._repo.update_worker(worker.id.value, worker.data)
         finally:
-            self._forget(worker.id.value)
+            await self._changed(worker.id.value)
 
     async def delete(self, worker_id: int) -> bool:
         try:
             return await self._repo.delete_worker(worker_id)
         finally:
-            self._forget(worker_id)
+            await self._changed(worker_id)
 
-    def _forget(self, worker_id: int) -> None:
-        """Drop cached views of a worker after a write."""
+    def forget(self, worker_id: int) -> None:
+        """Drop cached views of a worker (after a local write, or another process's)."""
         self._by_id.pop(worker_id, None)
         self._ids_by_channel = None
+
+    async def _changed(self, worker_id: int) -> None:
+        self.forget(worker_id)
+        with trio.CancelScope(shield=True):
+            await self.on_changed(worker_id)
 
     async def ids_on_channel(self, channel: str) -> list[int]:
         """Ids of the workers whose jobs run on `channel` (cached until a worker changes)."""

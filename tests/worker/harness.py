@@ -18,12 +18,8 @@ from jobworkerp.config import load_config
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.runners.base import RetryableError
-from jobworkerp.storage import Storage
-from jobworkerp.storage.job_status import MemoryJobStatusStore
-from jobworkerp.storage.memory_queue import MemoryJobQueue
+from jobworkerp.storage import memory_storage
 from jobworkerp.storage.memory_rdb import MemoryRepository
-from jobworkerp.storage.pubsub import MemoryResultBus
-from jobworkerp.storage.uniq_keys import MemoryUniqKeyGuard
 
 
 @dataclass
@@ -74,8 +70,7 @@ async def running_system(**env: str) -> AsyncIterator[System]:
                           "WORKER_DEFAULT_CONCURRENCY": "2", **env})
     repo = MemoryRepository()
     await repo.open()
-    storage = Storage(repo=repo, queue=MemoryJobQueue(), status=MemoryJobStatusStore(), bus=MemoryResultBus(),
-                      uniq_keys=MemoryUniqKeyGuard())
+    storage = memory_storage(repo)
     app = App(config, storage)
     await app.runners.seed()
     pool = StubPool()

@@ -1,0 +1,152 @@
+"""ResultBus over Redis pub/sub, for results that cross processes (Scalable mode).
+
+One pub/sub connection per process (`RedisSubscription`) carries every subscription; local
+listeners of the same topic share one Redis subscription (reference-counted), and messages are
+fanned out in-process. A listener subscribes — and Redis confirms — before it looks at storage
+or queues its job, so no result can be published unseen in between.
+
+Topics (prefixed): `job_result_changed:job:{id}`, `job_result_changed:worker:{id}`, and
+`worker_changed` (worker create/update/delete events, so every process drops cached workers).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from jobworkerp.front.bridge import RedisSubscription, call_asyncio
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage.pubsub import WORKER_STREAM_BUFFER, JobResultWaiter
+
+log = logging.getLogger(__name__)
+
+
+class RedisResultBus:
+    def __init__(self, client: Any, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._subscription = RedisSubscription(client)
+        self._refcount: dict[str, int] = {}
+        self._job_waiters: dict[str, set[JobResultWaiter]] = {}
+        self._worker_streams: dict[str, set[trio.MemorySendChannel[data.JobResult]]] = {}
+        self._worker_changed: list[Callable[[int], None]] = []
+        self._lock = trio.Lock()  # subscribe / unsubscribe in order
+
+    # --- topics ------------------------------------------------------------------------
+    def _job_topic(self, job_id: int) -> str:
+        return f"{self._prefix}job_result_changed:job:{job_id}"
+
+    def _worker_topic(self, worker_id: int) -> str:
+        return f"{self._prefix}job_result_changed:worker:{worker_id}"
+
+    @property
+    def _worker_changed_topic(self) -> str:
+        return f"{self._prefix}worker_changed"
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Read the shared subscription until cancelled (one task per process)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._subscription.messages, self._on_message)
+            await self._subscription.subscribe(self._worker_changed_topic)
+            task_status.started()
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self._subscription.aclose()
+
+    async def _add(self, topic: str) -> None:
+        async with self._lock:
+            count = self._refcount.get(topic, 0)
+            self._refcount[topic] = count + 1
+            if count == 0:
+                await self._subscription.subscribe(topic)
+
+    async def _drop(self, topic: str) -> None:
+        with trio.CancelScope(shield=True):
+            async with self._lock:
+                count = self._refcount.get(topic, 0) - 1
+                if count > 0:
+                    self._refcount[topic] = count
+                    return
+                self._refcount.pop(topic, None)
+                await self._subscription.unsubscribe(topic)
+
+    def _on_message(self, channel: bytes, payload: bytes) -> None:
+        topic = channel.decode()
+        if topic == self._worker_changed_topic:
+            worker_id = int(payload)
+            for callback in self._worker_changed:
+                callback(worker_id)
+            return
+        waiters = self._job_waiters.get(topic)
+        streams = self._worker_streams.get(topic)
+        if not waiters and not streams:
+            return
+        result = data.JobResult.parse(payload)
+        for waiter in waiters or ():
+            waiter.deliver(result)
+        for send in list(streams or ()):
+            try:
+                send.send_nowait(result)
+            except trio.WouldBlock:
+                log.warning("result stream of %s is %d results behind; closing it", topic, WORKER_STREAM_BUFFER)
+                send.close()
+                streams.discard(send)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                streams.discard(send)
+
+    # --- ResultBus ---------------------------------------------------------------------
+    @asynccontextmanager
+    async def listen_job(self, job_id: int) -> AsyncIterator[JobResultWaiter]:
+        topic = self._job_topic(job_id)
+        waiter = JobResultWaiter()
+        self._job_waiters.setdefault(topic, set()).add(waiter)
+        try:
+            await self._add(topic)
+            yield waiter
+        finally:
+            waiters = self._job_waiters.get(topic)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._job_waiters[topic]
+            await self._drop(topic)
+
+    @asynccontextmanager
+    async def listen_worker(self, worker_id: int) -> AsyncIterator[trio.MemoryReceiveChannel[data.JobResult]]:
+        topic = self._worker_topic(worker_id)
+        send, receive = trio.open_memory_channel[data.JobResult](WORKER_STREAM_BUFFER)
+        self._worker_streams.setdefault(topic, set()).add(send)
+        try:
+            await self._add(topic)
+            yield receive
+        finally:
+            streams = self._worker_streams.get(topic)
+            if streams is not None:
+                streams.discard(send)
+                if not streams:
+                    del self._worker_streams[topic]
+            send.close()
+            receive.close()
+            await self._drop(topic)
+
+    async def publish(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None:
+        payload = bytes(result)
+        pipe = self._client.pipeline(transaction=False)
+        if to_job:
+            pipe.publish(self._job_topic(result.data.job_id.value), payload)
+        if to_worker:
+            pipe.publish(self._worker_topic(result.data.worker_id.value), payload)
+        await call_asyncio(pipe.execute)
+
+    # --- worker change events ----------------------------------------------------------
+    def on_worker_changed(self, callback: Callable[[int], None]) -> None:
+        self._worker_changed.append(callback)
+
+    async def publish_worker_changed(self, worker_id: int) -> None:
+        await call_asyncio(self._client.publish, self._worker_changed_topic, str(worker_id))

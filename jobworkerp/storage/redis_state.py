@@ -1,0 +1,72 @@
+"""Small Redis-backed stores shared by every process in Scalable mode: job status and uniq_key.
+
+Each operation is one command or one Lua script, i.e. one hop through the asyncio bridge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobworkerp.front.bridge import call_asyncio
+from jobworkerp.proto.jobworkerp import data
+
+# Release a uniq_key only if this job still holds it (atomic check-and-delete of two hashes).
+_RELEASE_UNIQ = """
+local key = redis.call('HGET', KEYS[2], ARGV[1])
+if key then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  if redis.call('HGET', KEYS[1], key) == ARGV[1] then
+    redis.call('HDEL', KEYS[1], key)
+  end
+end
+return 1
+"""
+
+# Take a uniq_key for a job: returns 0 when taken now (or already ours), else the holder's id.
+_ACQUIRE_UNIQ = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and holder ~= ARGV[2] then
+  return holder
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+return 0
+"""
+
+
+class RedisJobStatusStore:
+    """JobStatusStore in one hash: job id -> JobStatus number."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self._client = client
+        self._key = f"{prefix}JOB_STATUS"
+
+    async def set(self, job_id: int, status: data.JobStatus) -> None:
+        await call_asyncio(self._client.hset, self._key, str(job_id), int(status))
+
+    async def get(self, job_id: int) -> data.JobStatus | None:
+        raw = await call_asyncio(self._client.hget, self._key, str(job_id))
+        return None if raw is None else data.JobStatus(int(raw))
+
+    async def delete(self, job_id: int) -> None:
+        await call_asyncio(self._client.hdel, self._key, str(job_id))
+
+    async def all(self) -> list[tuple[int, data.JobStatus]]:
+        raw = await call_asyncio(self._client.hgetall, self._key)
+        return sorted((int(k), data.JobStatus(int(v))) for k, v in raw.items())
+
+
+class RedisUniqKeyGuard:
+    """UniqKeyGuard in two hashes: key -> holder job id, and job id -> key (for release by id)."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self._keys = [f"{prefix}UNIQ_HOLDER", f"{prefix}UNIQ_OF_JOB"]
+        self._acquire = client.register_script(_ACQUIRE_UNIQ)
+        self._release = client.register_script(_RELEASE_UNIQ)
+
+    async def acquire(self, key: str, job_id: int) -> int | None:
+        holder = int(await call_asyncio(self._acquire, keys=self._keys, args=[key, str(job_id)]))
+        return None if holder == 0 else holder
+
+    async def release(self, job_id: int) -> None:
+        await call_asyncio(self._release, keys=self._keys, args=[str(job_id)])
