@@ -34,12 +34,14 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """One `python -m jobworkerp all-in-one` with its own SQLite file and port."""
+    """One `python -m jobworkerp MODE` with its own SQLite file (Standalone) and port."""
 
-    def __init__(self, workdir: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, env: Mapping[str, str] | None = None, mode: str = "all-in-one",
+                 name: str = "server") -> None:
         self.workdir = workdir
+        self.mode = mode
         self.port = free_port()
-        self.log_path = workdir / "server.log"
+        self.log_path = workdir / f"{name}.log"
         self.env = {
             **os.environ,
             "GRPC_ADDR": f"127.0.0.1:{self.port}",
@@ -54,7 +56,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobworkerp", "all-in-one", "--env-file", str(self.workdir / "none.env")],
+            [sys.executable, "-m", "jobworkerp", self.mode, "--env-file", str(self.workdir / "none.env")],
             cwd=self.workdir, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -68,6 +70,8 @@ class ServerProcess:
         return self
 
     def _accepting(self) -> bool:
+        if self.mode == "worker":  # no port: ready once it says so
+            return b"serving jobs" in self.log_path.read_bytes()
         try:
             socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
             return True

@@ -87,6 +87,12 @@ class ChannelActor:
         except Exception:
             log.exception("channel %s: job %s failed outside the runner", self.channel.name, job.id.value)
         finally:
+            if claimed_until is None:  # popped from the queue: it is no longer in flight here
+                with trio.CancelScope(shield=True):
+                    try:
+                        await self._ctx.storage.queue.ack(job.id.value)
+                    except Exception:
+                        log.exception("channel %s: could not ack job %s", self.channel.name, job.id.value)
             self.in_flight -= 1
             self.completed += 1
             self._slots.release()
