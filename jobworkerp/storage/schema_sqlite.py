@@ -1,6 +1,7 @@
 """SQLite schema of the relational store (spec §4.1), applied by ``SqliteRepository.open``.
 
-Kept apart from the driver so the DDL reads as one document. Every statement is
+Kept apart from the driver so the DDL reads as one document. The schema is applied as
+recorded migration steps (`MIGRATIONS`, table `schema_version`); every statement is
 ``IF NOT EXISTS`` / ``INSERT OR IGNORE`` so opening an existing file is a no-op, and a
 restart never duplicates the built-in runner rows.
 
@@ -11,6 +12,7 @@ unpacks rows positionally (no ``sqlite3.Row`` factory, which would leak into sql
 from __future__ import annotations
 
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage.migrations import Migration
 
 RUNNER_COLUMNS = ("id", "name", "file_name", "runner_type")
 
@@ -141,4 +143,10 @@ SEED_RUNNERS: tuple[tuple[int, str, str, int], ...] = tuple(
         data.RunnerType.GRPC_UNARY,
         data.RunnerType.DOCKER,
     )
+)
+
+
+# Apply-once schema steps (jobworkerp.storage.migrations); add new steps at the end.
+MIGRATIONS = (
+    Migration(1, "initial schema (spec 4.1)", tuple(st.strip() for st in SCHEMA.split(";") if st.strip())),
 )

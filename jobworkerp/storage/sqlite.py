@@ -28,12 +28,13 @@ import trio
 
 from jobworkerp.errors import AlreadyExists, InvalidArgument, Unavailable
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage.migrations import pending
 from jobworkerp.storage.rdb import DEFAULT_CHANNEL
 from jobworkerp.storage.schema_sqlite import (
     JOB_COLUMNS,
     JOB_RESULT_COLUMNS,
+    MIGRATIONS,
     RUNNER_COLUMNS,
-    SCHEMA,
     SEED_RUNNERS,
     WORKER_COLUMNS,
 )
@@ -276,6 +277,18 @@ def _taken_result_id(db: sqlite_utils.Database, rows: Sequence[Row]) -> int | No
 
 
 # --- connection -----------------------------------------------------------------------
+def _migrate(db: sqlite_utils.Database) -> None:
+    """Apply the schema steps this file has not seen yet, each in its own transaction."""
+    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, description TEXT NOT NULL)")
+    applied = {row[0] for row in db.execute("SELECT version FROM schema_version").fetchall()}
+    for step in pending(MIGRATIONS, applied):
+        with db.atomic():
+            for statement in step.statements:
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version (version, description) VALUES (?, ?)",
+                       [step.version, step.description])
+
+
 def _connect(path: str) -> sqlite_utils.Database:
     """Open the shared connection, switch to WAL and create the schema and seeds."""
     conn = sqlite3.connect(path, check_same_thread=False)
@@ -283,7 +296,7 @@ def _connect(path: str) -> sqlite_utils.Database:
         db = sqlite_utils.Database(conn, execute_plugins=False)
         db.enable_wal()
         db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
+        _migrate(db)
         with db.atomic():
             db.conn.executemany(
                 f"INSERT OR IGNORE INTO runner ({_cols(RUNNER_COLUMNS)}) VALUES ({_marks(4)})",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from jobworkerp.storage.mysql_pool import MysqlParams
 from jobworkerp.storage.memory_rdb import MemoryRepository
+from jobworkerp.storage.mysql_pool import MysqlParams
 from jobworkerp.storage.rdb import Repository
 from jobworkerp.storage.sqlite import SqliteRepository
 from tests.storage.mysql_support import mysql_database_name, mysql_repository, probed_server, temporary_database

@@ -100,3 +100,20 @@ async def test_in_memory_database_works() -> None:
         assert (await repository.find_worker(worker_id)).data.name == "m"
     finally:
         await repository.aclose()
+
+
+async def test_schema_steps_are_recorded_once(tmp_path) -> None:
+    import sqlite3
+
+    from jobworkerp.storage.schema_sqlite import MIGRATIONS
+    from jobworkerp.storage.sqlite import SqliteRepository
+
+    path = str(tmp_path / "migrated.sqlite3")
+    for _ in range(2):  # a second open applies nothing again
+        repo = SqliteRepository(path)
+        await repo.open()
+        await repo.aclose()
+    conn = sqlite3.connect(path)
+    versions = [row[0] for row in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+    conn.close()
+    assert versions == [m.version for m in MIGRATIONS]
