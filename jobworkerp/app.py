@@ -138,6 +138,8 @@ async def serve_workers(
             scheduler.stop()
             for channel in app.channels:
                 channel.stop()
+        with trio.CancelScope(shield=True):
+            await app.storage.queue.retire()
         upkeep.cancel()  # the lease heartbeat outlives the running jobs, then stops
 
 

@@ -49,18 +49,20 @@ def open_redis(url: str, *, username: str | None = None, password: str | None = 
     """A redis.asyncio client (connections open lazily on the asyncio loop; close with `close_redis`)."""
     import redis.asyncio
 
-    options: dict[str, Any] = {"max_connections": max_connections}
+    # A blocking pool makes a burst of commands wait for a free connection instead of failing.
+    options: dict[str, Any] = {"max_connections": max_connections, "timeout": 20}
     if username:
         options["username"] = username
     if password:
         options["password"] = password
     if db is not None:
         options["db"] = db
-    return redis.asyncio.Redis.from_url(url, **options)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(url, **options)
+    return redis.asyncio.Redis(connection_pool=pool)
 
 
 async def close_redis(client: Any) -> None:
-    await trio_asyncio.aio_as_trio(client.aclose)()
+    await trio_asyncio.aio_as_trio(client.aclose)(close_connection_pool=True)
 
 
 class RedisSubscription:

@@ -81,6 +81,9 @@ class MemoryJobQueue:
         wanted = set(channels)
         return {job_id for job_id, (channel, _) in self._queued.items() if channel in wanted}
 
+    async def retire(self) -> None:
+        """Nothing is recorded outside this process."""
+
     async def run_maintenance(self, on_poison: PoisonHandler, *,
                               task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

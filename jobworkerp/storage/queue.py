@@ -41,6 +41,9 @@ class JobQueue(Protocol):
     async def queued_ids(self, channels: Iterable[str]) -> set[int]:
         """Ids of every job waiting (or in flight) on these channels (for JobRestoreService)."""
 
+    async def retire(self) -> None:
+        """Graceful exit: hand back anything still in flight here, without counting a crash."""
+
     async def run_maintenance(self, on_poison: PoisonHandler, *,
                               task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Background upkeep until cancelled: heartbeat this process's lease and return the

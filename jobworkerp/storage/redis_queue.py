@@ -1,0 +1,424 @@
+"""Redis job queue for Scalable mode, with reliable fetch (a dead worker's jobs come back).
+
+Layout (names in `redis_keys.QueueKeys`, all under the deployment prefix):
+
+* ``queue:{channel}`` ZSET job id -> score = priority rank * 2^50 + push sequence. One sorted set
+  per channel instead of three lists because: pop is one ZPOPMIN (strict priority, then FIFO);
+  `remove` is an O(log n) ZREM instead of an O(n) LREM; a reaped job goes back with its original
+  score, i.e. to its old place; and membership keeps a job id in a queue at most once. Scores stay
+  below 3 * 2^50 < 2^53, so they are exact in Redis doubles and in Lua numbers.
+* ``queue-jobs`` / ``queue-channels`` HASHes: job id -> encoded job / channel, for queued jobs only.
+* ``inflight:{instance}`` HASH job id -> packed (score, channel, job bytes) while a worker process
+  runs it; self-contained, so the job can be re-queued exactly as it was, and a re-push of the same
+  id (a retry) never collides with the in-flight copy.
+* ``instances`` ZSET instance id -> lease expiry in Redis server time (ms), refreshed by the heartbeat
+  (and by pop, since a popping process is alive).
+* ``crashes`` HASH job id -> number of dead instances that held the job; deleted on ack, remove and
+  poison.
+* ``queue-wake:{channel}`` LIST holding at most one token: push (and a pop that leaves work behind)
+  adds it, idle poppers wait for it with BLPOP. Lua cannot block, so this list is the wake-up path.
+
+Every state change is one Lua script, i.e. atomic and one bridge hop. Scripts build per-channel and
+per-instance keys from stems passed as arguments, so this needs a single Redis (not Cluster).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import trio
+from redis.exceptions import RedisError
+
+from jobworkerp.front.bridge import call_asyncio
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage.queue import PoisonHandler
+from jobworkerp.storage.redis_keys import QueueKeys
+
+log = logging.getLogger(__name__)
+
+# Pop order: rank 0 (HIGH) first. Unknown priorities are treated as MEDIUM, as in MemoryJobQueue.
+_RANK = {int(data.Priority.HIGH): 0, int(data.Priority.MEDIUM): 1, int(data.Priority.LOW): 2}
+_SHIELD_S = 5.0  # longest we wait, shielded from cancellation, for a script that moves a job
+_REAP_BATCH = 16  # dead instances reaped per maintenance tick (bounds one script's run time)
+_ID_PAGE = 1000  # queued ids read per round trip in queued_ids
+_WAKE_TTL_MS = 60_000  # an unclaimed wake-up token is useless after a while; let it expire
+
+# --- Lua building blocks, prepended to the scripts that use them --------------------------------
+
+# Redis server time in ms: every host agrees on lease expiry, whatever its own clock says.
+_LUA_NOW = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# Leave exactly one wake-up token on a channel. One is enough: a popper that takes a job while
+# more are queued re-notifies (see POP), so waiters wake one after another; trimming keeps idle
+# channels from piling up tokens that would only cause empty pops.
+_LUA_NOTIFY = f"""
+local function notify(wake_key)
+  redis.call('RPUSH', wake_key, '1')
+  redis.call('LTRIM', wake_key, -1, -1)
+  redis.call('PEXPIRE', wake_key, {_WAKE_TTL_MS})
+end
+"""
+
+# In-flight record: "<score> <#channel> <channel><job bytes>" (length-prefixed: any channel name).
+_LUA_RECORD = """
+local function pack(score, channel, job)
+  return score .. ' ' .. #channel .. ' ' .. channel .. job
+end
+local function unpack_record(rec)
+  local a = string.find(rec, ' ', 1, true)
+  local b = string.find(rec, ' ', a + 1, true)
+  local n = tonumber(string.sub(rec, a + 1, b - 1))
+  return string.sub(rec, 1, a - 1), string.sub(rec, b + 1, b + n), string.sub(rec, b + n + 1)
+end
+"""
+
+# Put an in-flight job back at its original score (its old place and priority) and wake a popper.
+# Skipped when the id is queued already: that copy was pushed later (a retry) and wins.
+_LUA_REQUEUE = _LUA_NOTIFY + """
+local function requeue(jobs, channels, queue_stem, wake_stem, id, score, channel, job)
+  if redis.call('HEXISTS', jobs, id) == 1 then return false end
+  redis.call('ZADD', queue_stem .. channel, score, id)
+  redis.call('HSET', jobs, id, job)
+  redis.call('HSET', channels, id, channel)
+  notify(wake_stem .. channel)
+  return true
+end
+"""
+
+# --- Scripts ----------------------------------------------------------------------------------
+
+# PUSH: queue a job (an id already queued is moved: new bytes, new channel, back of its priority).
+# KEYS: jobs, channels, sequence, queue:{channel}, queue-wake:{channel}
+# ARGV: queue_stem, id, channel, rank (0..2), job bytes.  Returns 1.
+PUSH = _LUA_NOTIFY + """
+local id = ARGV[2]
+local old = redis.call('HGET', KEYS[2], id)
+if old then redis.call('ZREM', ARGV[1] .. old, id) end
+local seq = redis.call('INCR', KEYS[3])
+-- %d, not tostring: tostring keeps only 14 digits
+redis.call('ZADD', KEYS[4], string.format('%d', tonumber(ARGV[4]) * 1125899906842624 + seq), id)
+redis.call('HSET', KEYS[1], id, ARGV[5])
+redis.call('HSET', KEYS[2], id, ARGV[3])
+notify(KEYS[5])
+return 1
+"""
+
+# POP: move the best job of a channel into this instance's in-flight record, refresh the lease
+# (which also registers an instance that pops before its first heartbeat, so every in-flight
+# record belongs to a known instance and can be reaped), and pass the wake-up on if work remains.
+# KEYS: queue:{channel}, jobs, channels, inflight:{instance}, instances, queue-wake:{channel}
+# ARGV: channel, instance id, lease ms.  Returns the job bytes, or nil when the queue is empty.
+POP = _LUA_NOW + _LUA_NOTIFY + _LUA_RECORD + """
+while true do
+  local head = redis.call('ZPOPMIN', KEYS[1])
+  if #head == 0 then return false end
+  local id, score = head[1], head[2]
+  local job = redis.call('HGET', KEYS[2], id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+  if job then  -- (a queue entry without a body cannot happen; skip it rather than fail)
+    redis.call('HSET', KEYS[4], id, pack(score, ARGV[1], job))
+    redis.call('ZADD', KEYS[5], string.format('%d', now_ms() + tonumber(ARGV[3])), ARGV[2])
+    if redis.call('ZCARD', KEYS[1]) > 0 then notify(KEYS[6]) end
+    return job
+  end
+end
+"""
+
+# ACK: this instance is done with a job. A no-op when the record is gone (the instance was
+# presumed dead and reaped meanwhile: the job belongs to whoever has it now, counter included).
+# KEYS: inflight:{instance}, crashes.  ARGV: id.  Returns 1 when the record was dropped, else 0.
+ACK = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"""
+
+# RELEASE: give one in-flight job of this instance back to its queue (no crash counted); used when
+# pop is cancelled after the job was moved.
+# KEYS: inflight:{instance}, jobs, channels.  ARGV: id, queue_stem, wake_stem.  Returns 1 or 0.
+RELEASE = _LUA_REQUEUE + _LUA_RECORD + """
+local rec = redis.call('HGET', KEYS[1], ARGV[1])
+if not rec then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local score, channel, job = unpack_record(rec)
+requeue(KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[1], score, channel, job)
+return 1
+"""
+
+# RETIRE: graceful exit: every job still in flight here goes back (no crash counted) and the
+# instance's lease is dropped.
+# KEYS: inflight:{instance}, jobs, channels, instances.  ARGV: instance id, queue_stem, wake_stem.
+# Returns how many jobs went back.
+RETIRE = _LUA_REQUEUE + _LUA_RECORD + """
+local flat = redis.call('HGETALL', KEYS[1])
+local n = 0
+for i = 1, #flat, 2 do
+  local score, channel, job = unpack_record(flat[i + 1])
+  if requeue(KEYS[2], KEYS[3], ARGV[2], ARGV[3], flat[i], score, channel, job) then n = n + 1 end
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return n
+"""
+
+# REMOVE: take a queued job out (not an in-flight one: those are in no queue).
+# KEYS: jobs, channels, crashes.  ARGV: queue_stem, id.  Returns the job bytes or nil.
+REMOVE = """
+local channel = redis.call('HGET', KEYS[2], ARGV[2])
+if not channel then return false end
+redis.call('ZREM', ARGV[1] .. channel, ARGV[2])
+local job = redis.call('HGET', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+return job
+"""
+
+# TICK: heartbeat, then reap. Refreshes this instance's lease first (so it never reaps itself),
+# then for up to ARGV[7] instances whose lease has expired: count a crash for each of their
+# in-flight jobs, re-queue it at its original score, or, at max_crashes, drop it and return it
+# for on_poison; then delete the instance. Atomic, so two reapers cannot re-queue a job twice:
+# the second finds the instance gone.
+# KEYS: instances, crashes, jobs, channels
+# ARGV: instance id, lease ms, max_crashes, inflight_stem, queue_stem, wake_stem, batch
+# Returns {was_missing (1 = lease had been lost, or first beat), requeued, reaped instances,
+#          id1, job1, crashes1, id2, ...} where the triples are the poisoned jobs.
+TICK = _LUA_NOW + _LUA_REQUEUE + _LUA_RECORD + """
+local now = now_ms()
+local missing = redis.call('ZADD', KEYS[1], string.format('%d', now + tonumber(ARGV[2])), ARGV[1])
+local out = {missing, 0, 0}
+local max_crashes = tonumber(ARGV[3])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now), 'LIMIT', 0, tonumber(ARGV[7]))
+for _, inst in ipairs(dead) do
+  local key = ARGV[4] .. inst
+  local flat = redis.call('HGETALL', key)
+  for i = 1, #flat, 2 do
+    local id = flat[i]
+    local score, channel, job = unpack_record(flat[i + 1])
+    local n = redis.call('HINCRBY', KEYS[2], id, 1)
+    if n >= max_crashes then
+      redis.call('HDEL', KEYS[2], id)
+      table.insert(out, id)
+      table.insert(out, job)
+      table.insert(out, n)
+    elseif requeue(KEYS[3], KEYS[4], ARGV[5], ARGV[6], id, score, channel, job) then
+      out[2] = out[2] + 1
+    end
+  end
+  redis.call('DEL', key)
+  redis.call('ZREM', KEYS[1], inst)
+  out[3] = out[3] + 1
+end
+return out
+"""
+
+# INFLIGHT_IDS: ids in flight on any instance for the given channels (read only).
+# KEYS: instances.  ARGV: inflight_stem, channel1, channel2, ...  Returns the ids.
+INFLIGHT_IDS = _LUA_RECORD + """
+local wanted = {}
+for i = 2, #ARGV do wanted[ARGV[i]] = true end
+local ids = {}
+for _, inst in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local flat = redis.call('HGETALL', ARGV[1] .. inst)
+  for i = 1, #flat, 2 do
+    local _, channel = unpack_record(flat[i + 1])
+    if wanted[channel] then table.insert(ids, flat[i]) end
+  end
+end
+return ids
+"""
+
+
+def priority_rank(job: data.Job) -> int:
+    """0 for HIGH, 1 for MEDIUM (and unknown values), 2 for LOW: lower scores pop first."""
+    priority = job.data.priority if job.data is not None else data.Priority.MEDIUM
+    return _RANK.get(int(priority), 1)
+
+
+def poison_reason(crashes: int, max_crashes: int) -> str:
+    return (f"job was in flight on {crashes} worker processes that died (JOB_QUEUE_MAX_CRASHES={max_crashes}); "
+            f"not retried again")
+
+
+class RedisJobQueue:
+    """`JobQueue` over Redis, shared by every worker process; see the module docstring for keys.
+
+    `client` is a redis.asyncio client from `bridge.open_redis` (bytes responses, i.e. without
+    decode_responses); every call goes through the bridge, so the asyncio bridge must be open.
+    """
+
+    def __init__(self, client: Any, *, prefix: str, instance_id: str, lease_ms: int = 10_000, max_crashes: int = 3,
+                 poll_timeout_s: float = 1.0) -> None:
+        if lease_ms <= 0 or max_crashes < 1 or poll_timeout_s <= 0:
+            raise ValueError("lease_ms and poll_timeout_s must be positive, max_crashes at least 1")
+        self._client = client
+        self.keys = QueueKeys(prefix)
+        self.instance_id = instance_id
+        self.lease_ms = lease_ms
+        self.max_crashes = max_crashes
+        self.poll_timeout_s = poll_timeout_s
+        self._inflight_key = self.keys.inflight(instance_id)
+        # One Redis-side waiter per channel per process: the other local poppers of a channel queue
+        # on this (fair) lock, so blocking BLPOPs never take more than one pooled connection each.
+        self._channel_locks: dict[str, trio.Lock] = {}
+        self._push = client.register_script(PUSH)
+        self._pop = client.register_script(POP)
+        self._ack = client.register_script(ACK)
+        self._release = client.register_script(RELEASE)
+        self._retire = client.register_script(RETIRE)
+        self._remove = client.register_script(REMOVE)
+        self._tick = client.register_script(TICK)
+        self._inflight_ids = client.register_script(INFLIGHT_IDS)
+
+    # --- JobQueue ---------------------------------------------------------------------------
+
+    async def push(self, channel: str, job: data.Job) -> None:
+        k = self.keys
+        await call_asyncio(self._push, keys=[k.jobs, k.channels, k.sequence, k.queue(channel), k.wake(channel)],
+                           args=[k.queue_stem, job.id.value, channel, priority_rank(job), bytes(job)])
+
+    async def pop(self, channel: str) -> data.Job:
+        """Take the next job; wait on the channel's wake-up list while it is empty.
+
+        Cancel-safe: the job moves only inside the POP script, and a pop cancelled while that script
+        runs gives the job back (see `_take`); a cancelled BLPOP at worst swallows one token, which
+        the bounded wait (poll_timeout_s) makes up for.
+        """
+        lock = self._channel_locks.get(channel)
+        if lock is None:
+            lock = self._channel_locks[channel] = trio.Lock()
+        wake = self.keys.wake(channel)
+        async with lock:
+            while True:
+                job = await self._take(channel)
+                if job is not None:
+                    return job
+                await call_asyncio(self._client.blpop, [wake], timeout=self.poll_timeout_s)
+
+    async def ack(self, job_id: int) -> None:
+        await call_asyncio(self._ack, keys=[self._inflight_key, self.keys.crashes], args=[job_id])
+
+    async def remove(self, job_id: int) -> data.Job | None:
+        k = self.keys
+        raw = await call_asyncio(self._remove, keys=[k.jobs, k.channels, k.crashes], args=[k.queue_stem, job_id])
+        return None if raw is None else data.Job.parse(raw)
+
+    async def length(self, channel: str) -> int:
+        return int(await call_asyncio(self._client.zcard, self.keys.queue(channel)))
+
+    async def queued_ids(self, channels: Iterable[str]) -> set[int]:
+        """Queued ids read in score order, a page per round trip (paging by score, not by index,
+        so pops running meanwhile cannot shift entries past us), plus every in-flight id."""
+        wanted = list(dict.fromkeys(channels))
+        if not wanted:
+            return set()
+        ids: set[int] = set()
+        for channel in wanted:
+            ids.update(await self._queued_ids_of(channel))
+        raw = await call_asyncio(self._inflight_ids, keys=[self.keys.instances],
+                                 args=[self.keys.inflight_stem, *wanted])
+        ids.update(int(i) for i in raw)
+        return ids
+
+    async def run_maintenance(self, on_poison: PoisonHandler, *,
+                              task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Heartbeat + reap every lease_ms / 3 until cancelled.
+
+        Reports started once the first heartbeat holds the lease (a failure there is raised, so a
+        process that cannot reach Redis does not start); later Redis errors are logged and retried,
+        since other processes take over our jobs only after a whole lease without heartbeats.
+        on_poison runs in its own task so a slow handler cannot delay the heartbeat; a poisoned job
+        is already gone from Redis, so one whose handler is cancelled (shutdown) is lost.
+        """
+        async with trio.open_nursery() as handlers:
+            await self._maintain_once(handlers, on_poison, first=True)
+            task_status.started()
+            while True:
+                await trio.sleep(self.lease_ms / 3000)
+                try:
+                    await self._maintain_once(handlers, on_poison, first=False)
+                except (RedisError, OSError) as exc:
+                    log.warning("job queue heartbeat of %s failed (retrying): %s", self.instance_id, exc)
+
+    # --- extras -----------------------------------------------------------------------------
+
+    async def retire(self) -> int:
+        """Graceful shutdown, after the runners stopped: return every job still in flight here to
+        its queue (not counted as a crash) and drop this instance's lease; how many went back."""
+        k = self.keys
+        with trio.CancelScope(shield=True):
+            return int(await call_asyncio(self._retire, keys=[self._inflight_key, k.jobs, k.channels, k.instances],
+                                          args=[self.instance_id, k.queue_stem, k.wake_stem]))
+
+    # --- internals --------------------------------------------------------------------------
+
+    async def _take(self, channel: str) -> data.Job | None:
+        """One POP script call; shielded, because a cancel that lands after Redis moved the job
+        but before we read the reply would leave the job in flight here with nobody running it.
+        If we were cancelled meanwhile, the job is released back to its queue and Cancelled raised."""
+        k = self.keys
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + _SHIELD_S) as scope:
+            raw = await call_asyncio(self._pop, keys=[k.queue(channel), k.jobs, k.channels, self._inflight_key,
+                                                      k.instances, k.wake(channel)],
+                                     args=[channel, self.instance_id, self.lease_ms])
+        if scope.cancelled_caught:
+            raise TimeoutError(f"Redis did not answer a pop of channel {channel!r} within {_SHIELD_S} s")
+        if raw is None:
+            return None
+        job = data.Job.parse(raw)
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + _SHIELD_S):
+                await call_asyncio(self._release, keys=[self._inflight_key, k.jobs, k.channels],
+                                   args=[job.id.value, k.queue_stem, k.wake_stem])
+            raise
+        return job
+
+    async def _queued_ids_of(self, channel: str) -> list[int]:
+        key = self.keys.queue(channel)
+        ids: list[int] = []
+        low = "-inf"
+        while True:
+            page = await call_asyncio(self._client.zrange, key, low, "+inf", byscore=True, offset=0, num=_ID_PAGE,
+                                      withscores=True)
+            ids.extend(int(member) for member, _ in page)
+            if len(page) < _ID_PAGE:
+                return ids
+            low = f"({int(page[-1][1])}"
+
+    async def _maintain_once(self, handlers: trio.Nursery, on_poison: PoisonHandler, *, first: bool) -> None:
+        k = self.keys
+        out = await call_asyncio(self._tick, keys=[k.instances, k.crashes, k.jobs, k.channels],
+                                 args=[self.instance_id, self.lease_ms, self.max_crashes, k.inflight_stem,
+                                       k.queue_stem, k.wake_stem, _REAP_BATCH])
+        missing, requeued, reaped = int(out[0]), int(out[1]), int(out[2])
+        if missing and not first:
+            log.warning("job queue lease of %s had expired: other workers may have re-queued its in-flight jobs",
+                        self.instance_id)
+        poisoned = out[3:]
+        if reaped:
+            log.warning("job queue: reaped %d dead worker instance(s): %d job(s) re-queued, %d given up",
+                        reaped, requeued, len(poisoned) // 3)
+        for i in range(0, len(poisoned), 3):
+            handlers.start_soon(self._poison, on_poison, int(poisoned[i]), poisoned[i + 1], int(poisoned[i + 2]))
+
+    async def _poison(self, on_poison: PoisonHandler, job_id: int, raw: bytes, crashes: int) -> None:
+        """Hand a given-up job to the app; its failure must not stop the heartbeat."""
+        try:
+            job = data.Job.parse(raw)
+        except Exception:
+            log.exception("job queue: undecodable poisoned job %s dropped", job_id)
+            return
+        try:
+            await on_poison(job, poison_reason(crashes, self.max_crashes))
+        except Exception:
+            log.exception("job queue: on_poison failed for job %s", job_id)

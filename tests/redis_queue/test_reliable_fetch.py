@@ -1,0 +1,153 @@
+"""Reliable fetch: a dead worker's in-flight jobs come back (in their old places), or go to on_poison."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage.redis_queue import RedisJobQueue
+from tests.redis_queue.conftest import RedisEnv, job
+
+pytestmark = pytest.mark.timeout(60)
+
+HIGH, MEDIUM, LOW = data.Priority.HIGH, data.Priority.MEDIUM, data.Priority.LOW
+LEASE_MS = 500
+
+
+class Poisoned:
+    """An on_poison handler that records what it got."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[int, str]] = []
+        self.changed = trio.Event()
+
+    async def __call__(self, j: data.Job, reason: str) -> None:
+        self.jobs.append((j.id.value, reason))
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+@asynccontextmanager
+async def maintaining(q: RedisJobQueue, on_poison: Poisoned | None = None) -> AsyncIterator[trio.CancelScope]:
+    """Run q's maintenance for the block; cancelling the yielded scope "kills" that worker."""
+    async with trio.open_nursery() as nursery:
+        scope = trio.CancelScope()
+
+        async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            with scope:
+                await q.run_maintenance(on_poison or Poisoned(), task_status=task_status)
+
+        await nursery.start(run)
+        yield scope
+        nursery.cancel_scope.cancel()
+
+
+async def crash_count(env: RedisEnv, q: RedisJobQueue, job_id: int) -> int | None:
+    raw = await env.call(env.client.hget, q.keys.crashes, str(job_id))
+    return None if raw is None else int(raw)
+
+
+async def test_dead_workers_jobs_come_back_in_priority_order(env: RedisEnv) -> None:
+    a = env.queue("A", client=env.new_client(), lease_ms=LEASE_MS)
+    b = env.queue("B", client=env.new_client(), lease_ms=LEASE_MS)
+    pushed = [(1, LOW), (2, HIGH), (3, MEDIUM), (4, HIGH), (5, MEDIUM), (6, LOW), (7, MEDIUM), (8, HIGH)]
+    for i, p in pushed:
+        await a.push("c", job(i, p))
+    expected_order = [2, 4, 8, 3, 5, 7, 1, 6]
+    async with maintaining(b):
+        async with maintaining(a) as a_alive:
+            popped_by_a = [(await a.pop("c")).id.value for _ in range(5)]
+            assert popped_by_a == expected_order[:5]
+            assert await b.queued_ids(["c"]) == set(range(1, 9))  # in flight counts
+            a_alive.cancel()  # A dies: no more heartbeats, nothing acked
+            died = trio.current_time()
+            await env.wait_length(b, "c", 8)
+            back_after = trio.current_time() - died
+        assert back_after < 2 * LEASE_MS / 1000 + 0.3, f"jobs came back after {back_after:.2f} s"
+        assert [(await b.pop("c")).id.value for _ in range(8)] == expected_order  # old places kept
+        for i in popped_by_a:
+            assert await crash_count(env, b, i) == 1  # counted once, although B reaped alone
+            await b.ack(i)
+            assert await crash_count(env, b, i) is None  # ack forgets the count
+    assert not await env.call(env.client.exists, a.keys.inflight("A"))
+    assert await env.call(env.client.zscore, a.keys.instances, "A") is None
+
+
+async def test_two_reapers_requeue_each_job_once(env: RedisEnv) -> None:
+    dead = env.queue("dead", lease_ms=LEASE_MS)
+    for i in range(5):
+        await dead.push("c", job(i))
+    for _ in range(5):
+        await dead.pop("c")  # pop registers the instance's lease; no maintenance: it is "dead" already
+    b = env.queue("B", client=env.new_client(), lease_ms=LEASE_MS)
+    c = env.queue("C", client=env.new_client(), lease_ms=LEASE_MS)
+    async with maintaining(b), maintaining(c):
+        await env.wait_length(b, "c", 5)
+        await trio.sleep(LEASE_MS / 1000)  # several more ticks of both reapers
+        assert await b.length("c") == 5
+        assert [await crash_count(env, b, i) for i in range(5)] == [1] * 5
+        assert [(await b.pop("c")).id.value for _ in range(5)] == [0, 1, 2, 3, 4]
+
+
+async def test_job_in_flight_on_max_crashes_dead_workers_is_poisoned(env: RedisEnv) -> None:
+    poisoned = Poisoned()
+    b = env.queue("B", client=env.new_client(), lease_ms=LEASE_MS, max_crashes=3)
+    await b.push("c", job(42, HIGH, args=b"boom"))
+    await b.push("c", job(43, LOW))
+    async with maintaining(b, poisoned):
+        for n in range(1, 4):
+            victim = env.queue(f"dead{n}", lease_ms=LEASE_MS, max_crashes=3)
+            assert (await victim.pop("c")).id.value == 42  # still first: it keeps its HIGH place
+            with trio.fail_after(5):
+                if n < 3:
+                    await env.wait_length(b, "c", 2)
+                    assert await crash_count(env, b, 42) == n
+                else:
+                    await poisoned.changed.wait()
+    assert len(poisoned.jobs) == 1
+    job_id, reason = poisoned.jobs[0]
+    assert job_id == 42 and "3 worker processes" in reason
+    assert await b.queued_ids(["c"]) == {43}  # gone for good; the other job untouched
+    assert await crash_count(env, b, 42) is None
+    assert not await env.call(env.client.keys, f"{env.prefix}inflight:*")
+
+
+async def test_failing_poison_handler_does_not_stop_maintenance(env: RedisEnv) -> None:
+    calls: list[trio.Event] = [trio.Event(), trio.Event()]
+
+    async def broken(j: data.Job, reason: str) -> None:
+        calls.pop(0).set()
+        raise RuntimeError("handler bug")
+
+    b = env.queue("B", lease_ms=LEASE_MS, max_crashes=1)
+    await b.push("c", job(1))
+    await b.push("c", job(2))
+    victim = env.queue("dead", lease_ms=LEASE_MS, max_crashes=1)
+    first, second = calls
+    await victim.pop("c")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(b.run_maintenance, broken)
+        with trio.fail_after(5):
+            await first.wait()
+        await victim.pop("c")  # a second death, reaped by the same (still running) maintenance
+        with trio.fail_after(5):
+            await second.wait()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_live_worker_keeps_its_jobs(env: RedisEnv) -> None:
+    """Heartbeats every lease/3 keep a slow job in flight well past one lease."""
+    a = env.queue("A", client=env.new_client(), lease_ms=300)
+    b = env.queue("B", client=env.new_client(), lease_ms=300)
+    await a.push("c", job(1))
+    async with maintaining(a), maintaining(b):
+        await a.pop("c")
+        await trio.sleep(1.0)  # > 3 leases of a "running" job
+        assert await b.length("c") == 0
+        assert await b.queued_ids(["c"]) == {1}
+        await a.ack(1)
+    assert await b.queued_ids(["c"]) == set()
