@@ -62,7 +62,7 @@ class App:
         self.config = config
         self.storage = storage
         self.registry = RunnerRegistry.from_config(config)
-        self.ids = SnowflakeGenerator()
+        self.ids = SnowflakeGenerator(storage.node_id)
         self.running = RunningJobs()
         self.runners = Runners(storage.repo, self.registry)
         self.workers = Workers(storage.repo, self.registry, config)

@@ -54,6 +54,7 @@ class Storage:
     uniq_keys: UniqKeyGuard
     worker_events: WorkerEvents = field(default_factory=LocalWorkerEvents)
     scalable: bool = False
+    node_id: int | None = None  # snowflake node of this process; None = derive from the host
 
 
 def memory_storage(repo: Repository) -> Storage:
@@ -93,7 +94,7 @@ async def _open_scalable(config: Config) -> AsyncIterator[Storage]:
     from jobworkerp.storage.mysql import MysqlRepository
     from jobworkerp.storage.redis_bus import RedisResultBus
     from jobworkerp.storage.redis_queue import RedisJobQueue
-    from jobworkerp.storage.redis_state import RedisJobStatusStore, RedisUniqKeyGuard
+    from jobworkerp.storage.redis_state import RedisJobStatusStore, RedisUniqKeyGuard, allocate_node_id
 
     prefix = config.redis_key_prefix
     client = open_redis(config.redis_url, username=config.redis_username, password=config.redis_password,
@@ -115,6 +116,7 @@ async def _open_scalable(config: Config) -> AsyncIterator[Storage]:
                 uniq_keys=RedisUniqKeyGuard(client, prefix),
                 worker_events=bus,
                 scalable=True,
+                node_id=await allocate_node_id(client, prefix),
             )
             nursery.cancel_scope.cancel()
     finally:

@@ -70,3 +70,12 @@ class RedisUniqKeyGuard:
 
     async def release(self, job_id: int) -> None:
         await call_asyncio(self._release, keys=self._keys, args=[str(job_id)])
+
+
+async def allocate_node_id(client: Any, prefix: str) -> int:
+    """A snowflake node number for this process, unique among up to 1024 live processes.
+
+    Processes on one host share its IPv4 address, so the upstream host-derived node number
+    would make their ids collide; a shared counter hands each process start its own number.
+    """
+    return int(await call_asyncio(client.incr, f"{prefix}SNOWFLAKE_NODE_SEQ")) % 1024

@@ -36,10 +36,16 @@ class Dispatcher:
         where = route(wd, jd.run_after_time, now, self._fetch_interval_ms)
         if where != Route.QUEUE:
             jd.grabbed_until_time = 0
+            row = job
+            if where == Route.RDB_AND_QUEUE:
+                # The backup row says "instant" (run_after_time 0), so the scheduler never also
+                # runs a job that waits in a queue; the queued copy keeps its real time.
+                row = data.Job.parse(bytes(job))
+                row.data.run_after_time = 0
             if new:
-                await self._storage.repo.create_job(job)
+                await self._storage.repo.create_job(row)
             else:
-                await self._storage.repo.upsert_job(job)
+                await self._storage.repo.upsert_job(row)
         await self._storage.status.set(job.id.value, data.JobStatus.PENDING)
         if where == Route.RDB and jd.run_after_time <= now + self._fetch_interval_ms:
             self.on_due_soon()

@@ -148,10 +148,14 @@ async def execute_job(ctx: ExecutorContext, pool: RunnerPool, job: data.Job, *, 
         has_row = claimed_until is not None or route(wd, job.data.run_after_time, now, ctx.fetch_interval_ms) in (
             Route.RDB, Route.RDB_AND_QUEUE)
         if has_row and claimed_until is None:
-            # A WITH_BACKUP job popped from the queue: claim its row, or someone else runs it.
+            # A WITH_BACKUP job popped from the queue. The queue hands a job to one worker at a
+            # time (a dead worker's jobs come back only after its lease ran out), so take the
+            # row's claim over from whoever held it; a missing row means the job was deleted.
+            row = await storage.repo.find_job(job_id)
             claimed_until = now + ctx.claim_lease_ms
-            if not await storage.repo.claim_job(job_id, 0, claimed_until):
-                log.info("job %s: its row is gone or already claimed; not running it here", job_id)
+            if row is None or not await storage.repo.claim_job(job_id, row.data.grabbed_until_time or 0,
+                                                               claimed_until):
+                log.info("job %s: its backup row is gone or changed; not running it here", job_id)
                 return
         outcome, start = await _run_attempt(ctx, pool, entry, worker, claimed_until)
     finally:
