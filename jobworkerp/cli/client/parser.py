@@ -32,7 +32,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the epilog's line breaks and gives option columns room."""
 
     def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=40, width=120)
+        super().__init__(prog, max_help_position=40)
 
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
@@ -87,16 +87,16 @@ def _worker_definition(p: argparse.ArgumentParser, *, create: bool) -> None:
     p.add_argument("-r", "--runner-id", type=v.positive_id, required=create,
                    help="runner id (see `runner list`; 1 = COMMAND)" + keep)
     p.add_argument("-s", "--settings", required=create, metavar="JSON",
-                   help="runner settings as JSON in the runner's settings message (raw text if it has none)" + keep)
+                   help="runner settings as JSON (the runner's settings message; raw text if it has none)" + keep)
     p.add_argument("-p", "--periodic", type=v.non_negative_ms, default=0 if create else None, metavar="MS",
                    help="re-run every MS milliseconds; 0 = not periodic" + (" (default 0)" if create else keep))
     p.add_argument("-c", "--channel", help="queue channel; empty = the default channel" + keep)
     p.add_argument("-q", "--queue-type", type=v.enum_choice(v.QUEUE_TYPES), default="NORMAL" if create else None,
-                   metavar="|".join(v.QUEUE_TYPES),
-                   help="where jobs wait" + (" (default NORMAL)" if create else keep))
+                   metavar="TYPE",
+                   help="NORMAL, WITH_BACKUP or FORCED_RDB" + (" (default NORMAL)" if create else keep))
     p.add_argument("--response-type", type=v.enum_choice(v.RESPONSE_TYPES), default="DIRECT" if create else None,
-                   metavar="|".join(v.RESPONSE_TYPES),
-                   help="how results come back" + (" (default DIRECT, as upstream)" if create else keep))
+                   metavar="TYPE",
+                   help="NO_RESULT, DIRECT or LISTEN_AFTER" + (" (default DIRECT, as upstream)" if create else keep))
     p.add_argument("--store-success", action=argparse.BooleanOptionalAction, default=False if create else None,
                    help="store results of successful runs" + keep)
     p.add_argument("--store-failure", action=argparse.BooleanOptionalAction, default=False if create else None,
@@ -105,8 +105,9 @@ def _worker_definition(p: argparse.ArgumentParser, *, create: bool) -> None:
                    help="worker ids to chain on success (comma or space separated; '' = none)" + keep)
     p.add_argument("--use-static", action=argparse.BooleanOptionalAction, default=False if create else None,
                    help="reuse pre-loaded runner instances" + keep)
-    p.add_argument("--retry-type", type=v.enum_choice(v.RETRY_TYPES), metavar="|".join(v.RETRY_TYPES),
-                   help="retry policy type (default EXPONENTIAL once any --retry/--max option is given)" + keep)
+    p.add_argument("--retry-type", type=v.enum_choice(v.RETRY_TYPES), metavar="TYPE",
+                   help="NONE, EXPONENTIAL, LINEAR or CONSTANT (default EXPONENTIAL when any retry option is given)"
+                   + keep)
     p.add_argument("--retry-interval", type=v.non_negative_ms, metavar="MS",
                    help="first retry delay in ms (default 1000)" + keep)
     p.add_argument("--max-retry", type=v.non_negative_int, metavar="N",
@@ -219,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"sent as `jobworkerp-auth` metadata (default: ${AUTH_ENV})")
     parser.add_argument("--json", action="store_true", default=False,
                         help="print one JSON object per line instead of tables")
-    parser.add_argument("--version", action="version", version="%(prog)s (jobworkerp 0.7 protocol)",
+    from jobworkerp import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} (jobworkerp v0.7 protocol)",
                         help="print the client version and exit")
     groups = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
     _runner_group(groups)
