@@ -17,9 +17,11 @@ _static_runners: OrderedDict[tuple[int, bytes, str], object] = OrderedDict()
 MAX_STATIC_RUNNERS = 32
 
 
-def _new_runner(ref: str, settings: bytes):
+def _new_runner(ref: str, settings: bytes, use_static: bool):
     try:
         runner = load_runner_class(ref)()
+        if hasattr(runner, "use_static"):  # e.g. DOCKER keeps one container for a static runner
+            runner.use_static = use_static
         runner.load(settings)
     except RunnerError:
         raise
@@ -35,7 +37,7 @@ def _static_runner(ref: str, settings: bytes, worker_id: int):
         _static_runners.move_to_end(key)
         runner.cancel()  # reset before reuse, as upstream's pool does
         return runner
-    runner = _new_runner(ref, settings)
+    runner = _new_runner(ref, settings, use_static=True)
     _static_runners[key] = runner
     while len(_static_runners) > MAX_STATIC_RUNNERS:
         _, old = _static_runners.popitem(last=False)
@@ -51,5 +53,5 @@ def run_job(ref: str, settings: bytes, args: bytes, worker_id: int, use_static: 
     if use_static:
         runner = _static_runner(ref, settings, worker_id)
     else:
-        runner = _new_runner(ref, settings)
+        runner = _new_runner(ref, settings, use_static=False)
     return runner.run(args)

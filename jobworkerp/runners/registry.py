@@ -1,17 +1,34 @@
 """The runners this server knows: ids, names, proto texts and where their code lives.
 
-Built-in runners have fixed ids 1-4 (seeded in the runner table). A runner is referred to in a
-runner host by `ref` ("module:Class") so nothing but a short string crosses the process pipe.
+Built-in runners have fixed ids 1-4 (seeded in the runner table). Plugins are found at start
+(`RunnerRegistry.from_config`) and get their ids when their rows are seeded (`Runners.seed`): the id
+of the existing row with the same name, else a new snowflake, so a plugin keeps its id across
+restarts. A runner is referred to in a runner host by `ref` ("module:Class", or "plugin:<target>"
+for plugins) so nothing but a short string crosses the process pipe.
+
+The built-in proto texts live here rather than in the runner modules so that the server (and a
+runner host that only runs COMMAND) never imports httpx, grpclib or the Docker client.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from jobworkerp.config import Config
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners import command
+
+if TYPE_CHECKING:
+    from jobworkerp.runners.plugins import PluginSpec
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_NAME = 512  # runner.file_name column width (MySQL schema)
 
 HTTP_SETTINGS_PROTO = """syntax = "proto3";
 package jobworkerp.runner;
@@ -107,8 +124,10 @@ class RunnerSpec:
     settings_proto: str
     args_proto: str
     result_proto: str | None
-    settings_message: str | None  # full protobuf name, to validate worker settings in the server
+    settings_message: str | None  # full protobuf name in the committed descriptor set, or None to skip
     ref: str | None  # "module:Class" loaded inside a runner host; None = not available yet
+    # Plugins: (full name, compiled FileDescriptorSet) of their settings message, for check_settings.
+    plugin_settings: tuple[str, bytes] | None = None
 
     def to_runner(self) -> data.Runner:
         return data.Runner(
@@ -122,29 +141,80 @@ class RunnerSpec:
             ),
         )
 
+    @property
+    def settings_type(self) -> str | None:
+        """Full name of the settings message that check_settings enforces (None: anything goes)."""
+        if self.settings_message is not None:
+            return self.settings_message
+        return self.plugin_settings[0] if self.plugin_settings is not None else None
+
+    def check_settings(self, payload: bytes) -> None:
+        """Raise ValueError when `payload` does not parse as this runner's settings message.
+
+        Built-ins are checked against the committed descriptor set; plugins against their own
+        compiled settings proto; a runner without a settings message accepts anything.
+        """
+        if self.settings_message is not None:
+            from jobworkerp.descriptors import check_message_bytes
+
+            check_message_bytes(self.settings_message, payload)
+        elif self.plugin_settings is not None:
+            from google.protobuf.message import DecodeError
+
+            from jobworkerp.runners.plugins import message_class
+
+            full_name, descriptor_set = self.plugin_settings
+            try:
+                message_class(descriptor_set, full_name).FromString(payload)
+            except DecodeError as e:
+                raise ValueError(str(e) or "malformed protobuf bytes") from None
+
+
+def plugin_runner_spec(plugin: PluginSpec, runner_id: int = 0) -> RunnerSpec:
+    """The RunnerSpec of a discovered plugin; id 0 until seeding assigns one."""
+    settings = (plugin.settings_message, plugin.settings_descriptor) if plugin.settings_descriptor else None
+    file_name = f"{plugin.name}@{plugin.target}"[:MAX_FILE_NAME]  # unique: names are unique and short
+    return RunnerSpec(
+        runner_id, plugin.name, data.RunnerType.PLUGIN, file_name, plugin.settings_proto,
+        plugin.args_proto, plugin.result_proto, None, plugin.ref, settings,
+    )
+
 
 BUILTIN_RUNNERS: tuple[RunnerSpec, ...] = (
     RunnerSpec(1, "COMMAND", data.RunnerType.COMMAND, "builtin1", command.SETTINGS_PROTO, command.ARGS_PROTO, "",
                "jobworkerp.runner.CommandRunnerSettings", "jobworkerp.runners.command:CommandRunner"),
     RunnerSpec(2, "HTTP_REQUEST", data.RunnerType.HTTP_REQUEST, "builtin2", HTTP_SETTINGS_PROTO, HTTP_ARGS_PROTO,
-               HTTP_RESULT_PROTO, "jobworkerp.runner.HttpRequestRunnerSettings", None),
+               HTTP_RESULT_PROTO, "jobworkerp.runner.HttpRequestRunnerSettings",
+               "jobworkerp.runners.http_request:HttpRequestRunner"),
     RunnerSpec(3, "GRPC_UNARY", data.RunnerType.GRPC_UNARY, "builtin3", GRPC_SETTINGS_PROTO, "", None,
-               "jobworkerp.runner.GrpcUnaryRunnerSettings", None),
+               "jobworkerp.runner.GrpcUnaryRunnerSettings", "jobworkerp.runners.grpc_unary:GrpcUnaryRunner"),
     RunnerSpec(4, "DOCKER", data.RunnerType.DOCKER, "builtin4", DOCKER_SETTINGS_PROTO, DOCKER_ARGS_PROTO, "",
-               "jobworkerp.runner.DockerRunnerSettings", None),
+               "jobworkerp.runner.DockerRunnerSettings", "jobworkerp.runners.docker:DockerRunner"),
 )
 
 
 class RunnerRegistry:
-    """Runner specs by id (built-ins now; plugins register here too)."""
+    """Runner specs by id: the built-ins, plus plugins once seeding has given them ids."""
 
     @classmethod
     def from_config(cls, config: Config) -> RunnerRegistry:
-        """The built-in runners plus the plugins found where the config says."""
-        return cls()
+        """The built-in runners plus the plugins found in PLUGINS_RUNNER_DIR and the entry points.
 
-    def __init__(self, specs: tuple[RunnerSpec, ...] = BUILTIN_RUNNERS) -> None:
+        A plugin that cannot be imported or described is logged and skipped; it never stops the server.
+        """
+        from jobworkerp.runners import plugins
+
+        found = plugins.discover(config.plugins_runner_dir, reserved_names=[s.name for s in BUILTIN_RUNNERS])
+        for problem in found.problems:
+            log.error("%s", problem)
+        for plugin in found.plugins:
+            log.info("plugin runner %r found in %s", plugin.name, plugin.source)
+        return cls(pending_plugins=[plugin_runner_spec(p) for p in found.plugins])
+
+    def __init__(self, specs: tuple[RunnerSpec, ...] = BUILTIN_RUNNERS,
+                 pending_plugins: list[RunnerSpec] | None = None) -> None:
         self._by_id = {spec.id: spec for spec in specs}
+        self._pending = list(pending_plugins or ())
 
     def get(self, runner_id: int) -> RunnerSpec | None:
         return self._by_id.get(runner_id)
@@ -155,8 +225,23 @@ class RunnerRegistry:
     def all(self) -> list[RunnerSpec]:
         return sorted(self._by_id.values(), key=lambda s: s.id, reverse=True)
 
+    def pending_plugins(self) -> list[RunnerSpec]:
+        """Discovered plugins still waiting for an id (see Runners.seed)."""
+        return list(self._pending)
 
-def load_runner_class(ref: str) -> type:
-    """Import "module:Class" (runs inside a runner host)."""
+    def assign(self, spec: RunnerSpec, runner_id: int) -> RunnerSpec:
+        """Give a pending plugin its id and make it available."""
+        assigned = dataclasses.replace(spec, id=runner_id)
+        self._pending = [p for p in self._pending if p.name != spec.name]
+        self.register(assigned)
+        return assigned
+
+
+def load_runner_class(ref: str) -> Callable[[], Any]:
+    """What a runner host instantiates for `ref`: "module:Class", or "plugin:<target>" (wrapped)."""
+    if ref.startswith("plugin:"):
+        from jobworkerp.runners.plugins import plugin_factory
+
+        return plugin_factory(ref[len("plugin:"):])
     module_name, _, class_name = ref.partition(":")
     return getattr(importlib.import_module(module_name), class_name)

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from jobworkerp.config import STANDALONE, Config
-from jobworkerp.descriptors import check_message_bytes
 from jobworkerp.errors import InvalidArgument, NotFound
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners.registry import RunnerRegistry
@@ -52,11 +51,10 @@ class Workers:
         spec = self._registry.get(wd.runner_id.value)
         if spec is None or await self._repo.find_runner(wd.runner_id.value) is None:
             raise InvalidArgument("runner_id", f"runner {wd.runner_id.value} does not exist")
-        if spec.settings_message is not None:
-            try:
-                check_message_bytes(spec.settings_message, wd.runner_settings)
-            except ValueError as e:
-                raise InvalidArgument("runner_settings", f"is not a valid {spec.settings_message}: {e}") from None
+        try:
+            spec.check_settings(wd.runner_settings)
+        except ValueError as e:
+            raise InvalidArgument("runner_settings", f"is not a valid {spec.settings_type}: {e}") from None
         if int(wd.response_type) not in _RESPONSE_TYPES:
             raise InvalidArgument("response_type", f"unknown value {int(wd.response_type)}")
         if int(wd.queue_type) not in _QUEUE_TYPES:
