@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -89,28 +89,24 @@ async def open_storage(config: Config) -> AsyncIterator[Storage]:
 
 
 @asynccontextmanager
-async def _open_scalable(config: Config) -> AsyncIterator[Storage]:
-    from jobworkerp.front.bridge import close_redis, open_redis
-    from jobworkerp.storage.mysql import MysqlRepository
+async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lease_ms: int = 5000,
+                        queue_max_crashes: int = 3) -> AsyncIterator[Storage]:
+    """Redis queues, status, uniq keys and pub/sub around an opened repository (Scalable).
+
+    Runs the process's shared pub/sub reader for as long as the context is open.
+    """
     from jobworkerp.storage.redis_bus import RedisResultBus
     from jobworkerp.storage.redis_queue import RedisJobQueue
     from jobworkerp.storage.redis_state import RedisJobStatusStore, RedisUniqKeyGuard, allocate_node_id
 
-    prefix = config.redis_key_prefix
-    client = open_redis(config.redis_url, username=config.redis_username, password=config.redis_password,
-                        max_connections=config.redis_pool_size + 8)
-    repo = MysqlRepository(host=config.mysql_host, port=config.mysql_port, user=config.mysql_user,
-                           password=config.mysql_password, database=config.mysql_dbname,
-                           unix_socket=config.mysql_unix_socket, max_connections=config.mysql_max_connections)
     bus = RedisResultBus(client, prefix)
     try:
-        await repo.open()
         async with trio.open_nursery() as nursery:
             await nursery.start(bus.run)
             yield Storage(
                 repo=repo,
                 queue=RedisJobQueue(client, prefix=prefix, instance_id=new_instance_id(),
-                                    lease_ms=config.queue_lease_ms, max_crashes=config.queue_max_crashes),
+                                    lease_ms=queue_lease_ms, max_crashes=queue_max_crashes),
                 status=RedisJobStatusStore(client, prefix),
                 bus=bus,
                 uniq_keys=RedisUniqKeyGuard(client, prefix),
@@ -122,5 +118,24 @@ async def _open_scalable(config: Config) -> AsyncIterator[Storage]:
     finally:
         with trio.CancelScope(shield=True):
             await bus.aclose()
+
+
+@asynccontextmanager
+async def _open_scalable(config: Config) -> AsyncIterator[Storage]:
+    from jobworkerp.front.bridge import close_redis, open_redis
+    from jobworkerp.storage.mysql import MysqlRepository
+
+    client = open_redis(config.redis_url, username=config.redis_username, password=config.redis_password,
+                        max_connections=config.redis_pool_size + 8)
+    repo = MysqlRepository(host=config.mysql_host, port=config.mysql_port, user=config.mysql_user,
+                           password=config.mysql_password, database=config.mysql_dbname,
+                           unix_socket=config.mysql_unix_socket, max_connections=config.mysql_max_connections)
+    try:
+        await repo.open()
+        async with redis_storage(client, config.redis_key_prefix, repo, queue_lease_ms=config.queue_lease_ms,
+                                 queue_max_crashes=config.queue_max_crashes) as storage:
+            yield storage
+    finally:
+        with trio.CancelScope(shield=True):
             await repo.aclose()
             await close_redis(client)

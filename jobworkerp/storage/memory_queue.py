@@ -31,6 +31,7 @@ class MemoryJobQueue:
     def __init__(self) -> None:
         self._channels: dict[str, _Channel] = {}
         self._queued: dict[int, tuple[str, data.Job]] = {}  # job id -> (channel, job), for remove()
+        self._in_flight: dict[int, str] = {}  # popped, not yet acked: job id -> channel
 
     def _channel(self, name: str) -> _Channel:
         ch = self._channels.get(name)
@@ -59,6 +60,7 @@ class MemoryJobQueue:
                     ch.size -= 1
                     if self._queued.pop(job.id.value, None) is None:
                         break  # removed while queued: skip it, look again from HIGH
+                    self._in_flight[job.id.value] = channel
                     return job
         ch.nonempty = trio.Event()
         return None
@@ -75,11 +77,12 @@ class MemoryJobQueue:
         return None if entry is None else entry[1]
 
     async def ack(self, job_id: int) -> None:
-        """Nothing to do: in-process jobs die with the process that runs them."""
+        self._in_flight.pop(job_id, None)
 
     async def queued_ids(self, channels: Iterable[str]) -> set[int]:
         wanted = set(channels)
-        return {job_id for job_id, (channel, _) in self._queued.items() if channel in wanted}
+        queued = {job_id for job_id, (channel, _) in self._queued.items() if channel in wanted}
+        return queued | {job_id for job_id, channel in self._in_flight.items() if channel in wanted}
 
     async def retire(self) -> None:
         """Nothing is recorded outside this process."""

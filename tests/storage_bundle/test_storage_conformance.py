@@ -1,0 +1,114 @@
+"""What the core relies on from a storage bundle, for every combination of drivers."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage import Storage
+
+pytestmark = pytest.mark.timeout(60)
+HIGH, MEDIUM, LOW = data.Priority.HIGH, data.Priority.MEDIUM, data.Priority.LOW
+
+
+def job(job_id: int, priority: data.Priority = MEDIUM, worker_id: int = 1) -> data.Job:
+    return data.Job(id=data.JobId(value=job_id), data=data.JobData(
+        worker_id=data.WorkerId(value=worker_id), args=f"a{job_id}".encode(), priority=priority, timeout=1000))
+
+
+def result(job_id: int, worker_id: int = 1) -> data.JobResult:
+    return data.JobResult(id=data.JobResultId(value=job_id + 10_000), data=data.JobResultData(
+        job_id=data.JobId(value=job_id), worker_id=data.WorkerId(value=worker_id), status=data.ResultStatus.SUCCESS,
+        output=data.ResultOutput(items=[b"out"])))
+
+
+async def test_queue_pops_by_priority_then_fifo_per_channel(storage: Storage) -> None:
+    q = storage.queue
+    for job_id, prio in [(1, LOW), (2, MEDIUM), (3, HIGH), (4, MEDIUM), (5, HIGH)]:
+        await q.push("c", job(job_id, prio))
+    await q.push("other", job(6))
+    assert await q.length("c") == 5
+    popped = [await q.pop("c") for _ in range(5)]
+    assert [j.id.value for j in popped] == [3, 5, 2, 4, 1]
+    assert popped[0].data.args == b"a3" and popped[0].data.timeout == 1000
+    for j in popped:
+        await q.ack(j.id.value)
+    assert await q.length("c") == 0 and await q.length("other") == 1
+
+
+async def test_queue_pop_waits_for_a_push(storage: Storage) -> None:
+    got: list[int] = []
+    popped = trio.Event()
+
+    async def consume() -> None:
+        got.append((await storage.queue.pop("wait")).id.value)
+        popped.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consume)
+        with trio.move_on_after(0.2):  # nothing to pop yet: the consumer must still be waiting
+            await popped.wait()
+        assert got == []
+        await storage.queue.push("wait", job(9))
+        with trio.fail_after(10):
+            await popped.wait()
+    assert got == [9]
+
+
+async def test_removed_job_is_not_popped_and_queued_ids_see_the_rest(storage: Storage) -> None:
+    q = storage.queue
+    await q.push("c", job(1))
+    await q.push("c", job(2))
+    removed = await q.remove(1)
+    assert removed is not None and removed.id.value == 1
+    assert await q.remove(1) is None
+    assert await q.queued_ids(["c"]) == {2}
+    assert (await q.pop("c")).id.value == 2
+    assert await q.queued_ids(["c"]) == {2}  # in flight until acked
+    await q.ack(2)
+    assert await q.queued_ids(["c"]) == set()
+
+
+async def test_job_status_lifecycle(storage: Storage) -> None:
+    await storage.status.set(7, data.JobStatus.PENDING)
+    await storage.status.set(7, data.JobStatus.RUNNING)
+    await storage.status.set(8, data.JobStatus.PENDING)
+    assert await storage.status.get(7) == data.JobStatus.RUNNING
+    assert await storage.status.all() == [(7, data.JobStatus.RUNNING), (8, data.JobStatus.PENDING)]
+    await storage.status.delete(7)
+    assert await storage.status.get(7) is None
+
+
+async def test_uniq_key_held_until_released(storage: Storage) -> None:
+    assert await storage.uniq_keys.acquire("k", 1) is None
+    assert await storage.uniq_keys.acquire("k", 2) == 1
+    await storage.uniq_keys.release(2)
+    assert await storage.uniq_keys.acquire("k", 2) == 1
+    await storage.uniq_keys.release(1)
+    assert await storage.uniq_keys.acquire("k", 2) is None
+
+
+async def test_results_reach_job_listeners_and_worker_streams(storage: Storage) -> None:
+    async with storage.bus.listen_job(5) as first, storage.bus.listen_job(5) as second, \
+            storage.bus.listen_worker(3) as stream:
+        await storage.bus.publish(result(4, worker_id=3), to_job=True, to_worker=True)
+        await storage.bus.publish(result(5, worker_id=3), to_job=True, to_worker=False)
+        await storage.bus.publish(result(6, worker_id=3), to_job=False, to_worker=True)
+        with trio.fail_after(10):
+            assert (await first.wait()).data.job_id.value == 5
+            assert (await second.wait()).data.job_id.value == 5
+            assert [(await stream.receive()).data.job_id.value for _ in range(2)] == [4, 6]
+
+
+async def test_repository_and_queue_agree_on_a_backed_up_job(storage: Storage) -> None:
+    backed = job(11)
+    await storage.repo.create_job(backed)
+    await storage.queue.push("c", backed)
+    popped = await storage.queue.pop("c")
+    assert await storage.repo.claim_job(popped.id.value, 0, 5000)
+    assert not await storage.repo.claim_job(popped.id.value, 0, 6000)
+    await storage.queue.ack(popped.id.value)
+    assert await storage.repo.delete_job(popped.id.value)
+    assert await storage.repo.find_job(popped.id.value) is None
