@@ -115,7 +115,7 @@ def test_channel_served_by_one_worker_runs_only_there(cluster: Cluster) -> None:
 
 
 def test_worker_update_reaches_the_workers_within_a_second(cluster: Cluster) -> None:
-    async def scenario() -> tuple[bytes, float]:
+    async def scenario() -> tuple[list[bytes], float]:
         async with connect(cluster.front.port) as c:
             wd = command_worker("mp-update", "echo", response_type=data.ResponseType.DIRECT)
             worker_id = (await c.worker.create(wd)).id
@@ -123,14 +123,17 @@ def test_worker_update_reaches_the_workers_within_a_second(cluster: Cluster) -> 
             for _ in range(4):  # warm both workers' caches with the old definition
                 assert (await c.job.enqueue(request)).result.data.output.items == [b"x\n"]
             wd.runner_settings = bytes(runner_pb.CommandRunnerSettings(name="printf"))
-            changed_at = time.monotonic()
             await c.worker.update(data.Worker(id=worker_id, data=wd))
+            changed_at = time.monotonic()
+            while (await c.job.enqueue(request)).result.data.output.items != [b"x"]:
+                assert time.monotonic() - changed_at < 5, "workers still run the old definition"
+            first_new = time.monotonic() - changed_at
             outputs = [(await c.job.enqueue(request)).result.data.output.items[0] for _ in range(4)]
-            return outputs, time.monotonic() - changed_at
+            return outputs, first_new
 
-    outputs, elapsed = run(scenario())
-    assert outputs == [b"x"] * 4
-    assert elapsed < 5
+    outputs, first_new = run(scenario())
+    assert first_new < 1.0
+    assert outputs == [b"x"] * 4  # every worker now runs the new definition
 
 
 def test_killing_a_worker_loses_no_job(cluster: Cluster, record_property) -> None:
