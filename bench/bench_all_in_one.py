@@ -6,8 +6,10 @@
    ListenStreamByWorker subscription counts completions; prints jobs/s from the first enqueue
    to the last result.
 
-Every job runs in a runner-host subprocess. The no-op job is the COMMAND runner running `true`
-(one fork+exec per job inside the host: Python runners are plugins, a later issue).
+Every job runs in a runner-host subprocess. Two no-op jobs are measured:
+- `hello`: the sample Python plugin runner (plugins/hello), run inside the host — no process
+  start per job; the equivalent of a no-op task in a Python job queue;
+- `command`: the COMMAND runner running `true` (one fork+exec per job inside the host).
 
 Usage: python bench/bench_all_in_one.py [--direct 300] [--jobs 2000] [--callers 32] [--concurrency 2]
 """
@@ -26,18 +28,27 @@ from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.testing.server import Client, ServerProcess, connect
 
-NOOP_ARGS = bytes(runner_pb.CommandArgs(args=[]))
+PLUGINS_DIR = Path(__file__).resolve().parent.parent / "plugins"
+NOOP_ARGS = b""  # an empty CommandArgs / HelloArgs message
 
 
-async def create_worker(c: Client, name: str, response_type: data.ResponseType) -> data.WorkerId:
-    wd = data.WorkerData(name=name, runner_id=data.RunnerId(value=1),
-                         runner_settings=bytes(runner_pb.CommandRunnerSettings(name="true")),
+async def runner_for(c: Client, kind: str) -> tuple[int, bytes]:
+    """(runner id, worker settings) of the no-op job of this kind."""
+    if kind == "command":
+        return 1, bytes(runner_pb.CommandRunnerSettings(name="true"))
+    runners = [r async for r in c.runner.find_list(svc.FindListRequest())]
+    return next(r.id.value for r in runners if r.data.name == "hello"), b""
+
+
+async def create_worker(c: Client, name: str, kind: str, response_type: data.ResponseType) -> data.WorkerId:
+    runner_id, settings = await runner_for(c, kind)
+    wd = data.WorkerData(name=f"{name}-{kind}", runner_id=data.RunnerId(value=runner_id), runner_settings=settings,
                          response_type=response_type, use_static=True)
     return (await c.worker.create(wd)).id
 
 
-async def bench_direct(c: Client, n: int) -> None:
-    worker_id = await create_worker(c, "bench-direct", data.ResponseType.DIRECT)
+async def bench_direct(c: Client, n: int, kind: str) -> None:
+    worker_id = await create_worker(c, "bench-direct", kind, data.ResponseType.DIRECT)
     request = svc.JobRequest(worker_id=worker_id, args=NOOP_ARGS)
     for _ in range(min(50, n)):  # warm-up: runner hosts started, caches filled
         await c.job.enqueue(request)
@@ -50,12 +61,12 @@ async def bench_direct(c: Client, n: int) -> None:
     samples.sort()
     p50 = samples[len(samples) // 2]
     p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    print(f"DIRECT round trip ({n} sequential calls): p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
+    print(f"[{kind}] DIRECT round trip ({n} sequential calls): p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
           f"mean {statistics.fmean(samples):.2f} ms")
 
 
-async def bench_no_result(c: Client, n: int, callers: int) -> None:
-    worker_id = await create_worker(c, "bench-noresult", data.ResponseType.NO_RESULT)
+async def bench_no_result(c: Client, n: int, callers: int, kind: str) -> None:
+    worker_id = await create_worker(c, "bench-noresult", kind, data.ResponseType.NO_RESULT)
     done = asyncio.Event()
     seen = 0
 
@@ -85,14 +96,15 @@ async def bench_no_result(c: Client, n: int, callers: int) -> None:
     await asyncio.wait_for(done.wait(), 300)
     elapsed = time.perf_counter() - start
     counter.cancel()
-    print(f"NO_RESULT throughput ({n} jobs, {callers} callers): {n / elapsed:.0f} jobs/s completed "
+    print(f"[{kind}] NO_RESULT throughput ({n} jobs, {callers} callers): {n / elapsed:.0f} jobs/s completed "
           f"({n / enqueued:.0f} enqueues/s)")
 
 
 async def main_async(args: argparse.Namespace, port: int) -> None:
     async with connect(port) as c:
-        await bench_direct(c, args.direct)
-        await bench_no_result(c, args.jobs, args.callers)
+        for kind in (["hello", "command"] if args.runner == "both" else [args.runner]):
+            await bench_direct(c, args.direct, kind)
+            await bench_no_result(c, args.jobs, args.callers, kind)
 
 
 def main() -> None:
@@ -101,10 +113,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--callers", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=2, help="WORKER_DEFAULT_CONCURRENCY of the server")
+    parser.add_argument("--runner", choices=["hello", "command", "both"], default="both")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(Path(tmp), {"WORKER_DEFAULT_CONCURRENCY": str(args.concurrency),
-                                           "LOG_LEVEL": "WARN"}).start()
+                                           "PLUGINS_RUNNER_DIR": str(PLUGINS_DIR), "LOG_LEVEL": "WARN"}).start()
         try:
             asyncio.run(main_async(args, server.port))
         finally:
