@@ -47,7 +47,16 @@ from jobworkerp.storage.mysql_schema import (
     cols,
     quote,
 )
-from jobworkerp.storage.rdb import DEFAULT_CHANNEL
+from jobworkerp.storage.rows import (
+    TimeoutCodec,
+    job_from_row,
+    job_params,
+    result_from_row,
+    result_params,
+    runner_from_row,
+    worker_from_row,
+    worker_params,
+)
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -63,8 +72,6 @@ ER_BAD_DB_ERROR = 1049
 # MySQL LIMIT has no "-1 = all"; the documented idiom is the largest unsigned 64-bit value.
 _NO_LIMIT = (1 << 64) - 1
 _DEADLOCK_ATTEMPTS = 3
-# Stored when a worker has no retry policy: (retry_type, interval, max_interval, max_retry, basis).
-_NO_RETRY = (int(data.RetryType.NONE), 0, 0, 0, 2.0)
 
 # What a failing statement or connection attempt can raise: trio-mysql's errors, its connect
 # timeout (trio.fail_after), and raw network errors it does not wrap on every path.
@@ -136,9 +143,6 @@ def _translate(err: BaseException, where: str, describe: Describe | None) -> Exc
 
 
 # --- value conversions ----------------------------------------------------------------
-def _id_value(msg: Any) -> int:
-    """Value of an optional ``*Id`` message; 0 when absent (upstream columns are NOT NULL)."""
-    return 0 if msg is None else int(msg.value)
 
 
 def _limit(limit: int | None) -> int:
@@ -150,12 +154,6 @@ def _offset(offset: int | None) -> int:
 
 
 # --- runners --------------------------------------------------------------------------
-def _runner_from_row(row: Row) -> data.Runner:
-    runner_id, name, _file_name, runner_type = row
-    return data.Runner(
-        id=data.RunnerId(value=runner_id),
-        data=data.RunnerData(name=name, runner_type=data.RunnerType(runner_type)),
-    )
 
 
 def _runner_key_taken(name: str, file_name: str) -> Describe:
@@ -170,62 +168,10 @@ def _runner_key_taken(name: str, file_name: str) -> Describe:
 
 
 # --- workers --------------------------------------------------------------------------
-def _retry_params(policy: data.RetryPolicy | None) -> tuple[int, int, int, int, float]:
-    if policy is None:
-        return _NO_RETRY
-    return (
-        int(policy.type),
-        int(policy.interval),
-        int(policy.max_interval),
-        int(policy.max_retry),
-        float(policy.basis),
-    )
 
 
-def _worker_params(worker: data.WorkerData) -> Row:
-    """Column values for WORKER_COLUMNS[1:] (everything but the autoincrement id)."""
-    return (
-        worker.name,
-        _id_value(worker.runner_id),
-        bytes(worker.runner_settings),
-        *_retry_params(worker.retry_policy),
-        int(worker.periodic_interval),
-        DEFAULT_CHANNEL if worker.channel is None else worker.channel,
-        int(worker.queue_type),
-        int(worker.response_type),
-        int(worker.store_success),
-        int(worker.store_failure),
-        ",".join(str(w.value) for w in worker.next_workers),
-        int(worker.use_static),
-    )
 
 
-def _worker_from_row(row: Row) -> data.Worker:
-    (wid, name, runner_id, settings, rtype, interval, max_interval, max_retry, basis, periodic,
-     channel, queue_type, response_type, store_success, store_failure, next_workers, use_static) = row  # fmt: skip
-    return data.Worker(
-        id=data.WorkerId(value=wid),
-        data=data.WorkerData(
-            name=name,
-            runner_id=data.RunnerId(value=runner_id),
-            runner_settings=bytes(settings),
-            retry_policy=data.RetryPolicy(
-                type=data.RetryType(rtype),
-                interval=interval,
-                max_interval=max_interval,
-                max_retry=max_retry,
-                basis=basis,
-            ),
-            periodic_interval=periodic,
-            channel=None if channel == DEFAULT_CHANNEL else channel,
-            queue_type=data.QueueType(queue_type),
-            response_type=data.ResponseType(response_type),
-            store_success=bool(store_success),
-            store_failure=bool(store_failure),
-            next_workers=[data.WorkerId(value=int(x)) for x in next_workers.split(",") if x],
-            use_static=bool(use_static),
-        ),
-    )
 
 
 def _worker_name_taken(name: str) -> Describe:
@@ -233,41 +179,8 @@ def _worker_name_taken(name: str) -> Describe:
 
 
 # --- jobs -----------------------------------------------------------------------------
-def _job_params(job: data.Job) -> Row:
-    """Column values in JOB_COLUMNS order; the id is mandatory (jobs carry snowflakes)."""
-    if job.id is None:
-        raise InvalidArgument("job.id", "a job must carry its id to be stored")
-    d = job.data or data.JobData()
-    return (
-        int(job.id.value),
-        _id_value(d.worker_id),
-        bytes(d.args),
-        d.uniq_key,
-        int(d.enqueue_time),
-        int(d.grabbed_until_time or 0),
-        int(d.run_after_time),
-        int(d.retried),
-        int(d.priority),
-        int(d.timeout),
-    )
 
 
-def _job_from_row(row: Row) -> data.Job:
-    jid, worker_id, args, uniq_key, enqueue, grabbed, run_after, retried, priority, timeout = row
-    return data.Job(
-        id=data.JobId(value=jid),
-        data=data.JobData(
-            worker_id=data.WorkerId(value=worker_id),
-            args=bytes(args),
-            uniq_key=uniq_key,
-            enqueue_time=enqueue,
-            grabbed_until_time=grabbed,
-            run_after_time=run_after,
-            retried=retried,
-            priority=data.Priority(priority),
-            timeout=timeout,
-        ),
-    )
 
 
 def _job_key_taken(job: data.Job) -> Describe:
@@ -280,50 +193,8 @@ def _job_key_taken(job: data.Job) -> Describe:
 
 
 # --- job results ----------------------------------------------------------------------
-def _result_params(result: data.JobResult) -> Row:
-    """Column values in JOB_RESULT_COLUMNS order (service-derived fields are not stored)."""
-    if result.id is None:
-        raise InvalidArgument("job_result.id", "a job result must carry its id to be stored")
-    d = result.data or data.JobResultData()
-    return (
-        int(result.id.value),
-        _id_value(d.job_id),
-        _id_value(d.worker_id),
-        bytes(d.args),
-        d.uniq_key,
-        int(d.status),
-        bytes(d.output) if d.output is not None else b"",
-        int(d.retried),
-        int(d.priority),
-        int(d.enqueue_time),
-        int(d.run_after_time),
-        int(d.start_time),
-        int(d.end_time),
-        int(d.timeout),
-    )
 
 
-def _result_from_row(row: Row) -> data.JobResult:
-    (rid, job_id, worker_id, args, uniq_key, status, output, retried, priority,
-     enqueue, run_after, start, end, timeout) = row  # fmt: skip
-    return data.JobResult(
-        id=data.JobResultId(value=rid),
-        data=data.JobResultData(
-            job_id=data.JobId(value=job_id),
-            worker_id=data.WorkerId(value=worker_id),
-            args=bytes(args),
-            uniq_key=uniq_key,
-            status=data.ResultStatus(status),
-            output=data.ResultOutput.parse(bytes(output)),
-            retried=retried,
-            priority=data.Priority(priority),
-            timeout=timeout,
-            enqueue_time=enqueue,
-            run_after_time=run_after,
-            start_time=start,
-            end_time=end,
-        ),
-    )
 
 
 def _result_id_taken(_key: str, entry: str) -> str:
@@ -349,6 +220,9 @@ async def _update_or_insert(session: Session, update: str, update_params: Row, i
             if duplicate is None or duplicate[0] != "PRIMARY":
                 raise
     raise Unavailable("upsert kept racing with concurrent inserts and deletes of the same id")
+
+
+_TIMEOUT = TimeoutCodec()
 
 
 class MysqlRepository:
@@ -461,12 +335,12 @@ class MysqlRepository:
 
     async def find_runner(self, runner_id: int) -> data.Runner | None:
         row = await self._fetch_one(f"{_RUNNER_SELECT} WHERE `id` = %s", (int(runner_id),))
-        return _runner_from_row(row) if row else None
+        return runner_from_row(row) if row else None
 
     async def list_runners(self, limit: int | None = None, offset: int | None = None) -> list[data.Runner]:
         sql = f"{_RUNNER_SELECT} ORDER BY `id` DESC LIMIT %s OFFSET %s"
         rows = await self._fetch_all(sql, (_limit(limit), _offset(offset)))
-        return [_runner_from_row(r) for r in rows]
+        return [runner_from_row(r) for r in rows]
 
     async def count_runners(self) -> int:
         return await self._count("runner")
@@ -477,12 +351,12 @@ class MysqlRepository:
     # --- workers -----------------------------------------------------------------------
     async def create_worker(self, worker: data.WorkerData) -> int:
         """Insert and return the new id (autoincrement, not a snowflake)."""
-        params = _worker_params(worker)
+        params = worker_params(worker)
         return await self._run(lambda s: s.insert(_WORKER_INSERT, params), _worker_name_taken(worker.name))
 
     async def update_worker(self, worker_id: int, worker: data.WorkerData) -> bool:
         """Replace the whole definition; False when the id does not exist."""
-        params = (*_worker_params(worker), int(worker_id))
+        params = (*worker_params(worker), int(worker_id))
         return await self._change(_WORKER_UPDATE, params, _worker_name_taken(worker.name))
 
     async def delete_worker(self, worker_id: int) -> bool:
@@ -490,16 +364,16 @@ class MysqlRepository:
 
     async def find_worker(self, worker_id: int) -> data.Worker | None:
         row = await self._fetch_one(f"{_WORKER_SELECT} WHERE `id` = %s", (int(worker_id),))
-        return _worker_from_row(row) if row else None
+        return worker_from_row(row) if row else None
 
     async def find_worker_by_name(self, name: str) -> data.Worker | None:
         row = await self._fetch_one(f"{_WORKER_SELECT} WHERE `name` = %s", (name,))
-        return _worker_from_row(row) if row else None
+        return worker_from_row(row) if row else None
 
     async def list_workers(self, limit: int | None = None, offset: int | None = None) -> list[data.Worker]:
         sql = f"{_WORKER_SELECT} ORDER BY `id` DESC LIMIT %s OFFSET %s"
         rows = await self._fetch_all(sql, (_limit(limit), _offset(offset)))
-        return [_worker_from_row(r) for r in rows]
+        return [worker_from_row(r) for r in rows]
 
     async def count_workers(self) -> int:
         return await self._count("worker")
@@ -507,14 +381,14 @@ class MysqlRepository:
     # --- jobs --------------------------------------------------------------------------
     async def create_job(self, job: data.Job) -> None:
         """Insert; AlreadyExists when the id or the uniq_key is taken."""
-        await self._change(_JOB_INSERT, _job_params(job), _job_key_taken(job))
+        await self._change(_JOB_INSERT, job_params(job, _TIMEOUT), _job_key_taken(job))
 
     async def upsert_job(self, job: data.Job) -> None:
         """Insert or replace by id (retries and periodic re-runs reuse the job id).
 
         AlreadyExists when a *different* job holds the uniq_key (see module docstring).
         """
-        params = _job_params(job)
+        params = job_params(job, _TIMEOUT)
         job_id, rest = params[0], params[1:]
         await self._run(
             lambda s: _update_or_insert(s, _JOB_UPDATE, (*rest, job_id), _JOB_INSERT, params),
@@ -523,12 +397,12 @@ class MysqlRepository:
 
     async def find_job(self, job_id: int) -> data.Job | None:
         row = await self._fetch_one(f"{_JOB_SELECT} WHERE `id` = %s", (int(job_id),))
-        return _job_from_row(row) if row else None
+        return job_from_row(row, _TIMEOUT) if row else None
 
     async def list_jobs(self, limit: int | None = None, offset: int | None = None) -> list[data.Job]:
         sql = f"{_JOB_SELECT} ORDER BY `id` DESC LIMIT %s OFFSET %s"
         rows = await self._fetch_all(sql, (_limit(limit), _offset(offset)))
-        return [_job_from_row(r) for r in rows]
+        return [job_from_row(r, _TIMEOUT) for r in rows]
 
     async def count_jobs(self) -> int:
         return await self._count("job")
@@ -549,7 +423,7 @@ class MysqlRepository:
             "ORDER BY `run_after_time`, `priority` DESC, `id` LIMIT %s"
         )
         rows = await self._fetch_all(sql, (int(run_before), int(now), *ids, _limit(limit)))
-        return [_job_from_row(r) for r in rows]
+        return [job_from_row(r, _TIMEOUT) for r in rows]
 
     async def claim_job(self, job_id: int, expected_grabbed_until: int, grabbed_until: int) -> bool:
         """Compare-and-set the lease; True when this caller won the claim.
@@ -569,7 +443,7 @@ class MysqlRepository:
         All or nothing: a clashing id (stored already or repeated in the batch) rolls the
         whole batch back and raises AlreadyExists naming that id.
         """
-        rows = [_result_params(r) for r in results]
+        rows = [result_params(r, _TIMEOUT) for r in results]
         if not rows:
             return
 
@@ -581,23 +455,23 @@ class MysqlRepository:
 
     async def find_result(self, result_id: int) -> data.JobResult | None:
         row = await self._fetch_one(f"{_RESULT_SELECT} WHERE `id` = %s", (int(result_id),))
-        return _result_from_row(row) if row else None
+        return result_from_row(row, _TIMEOUT) if row else None
 
     async def list_results(self, limit: int | None = None, offset: int | None = None) -> list[data.JobResult]:
         sql = f"{_RESULT_SELECT} ORDER BY `job_id` DESC, `id` DESC LIMIT %s OFFSET %s"
         rows = await self._fetch_all(sql, (_limit(limit), _offset(offset)))
-        return [_result_from_row(r) for r in rows]
+        return [result_from_row(r, _TIMEOUT) for r in rows]
 
     async def list_results_by_job_id(self, job_id: int, limit: int = 1000) -> list[data.JobResult]:
         sql = f"{_RESULT_SELECT} WHERE `job_id` = %s ORDER BY `end_time` DESC, `id` DESC LIMIT %s"
         rows = await self._fetch_all(sql, (int(job_id), _limit(limit)))
-        return [_result_from_row(r) for r in rows]
+        return [result_from_row(r, _TIMEOUT) for r in rows]
 
     async def latest_result_of_job(self, job_id: int) -> data.JobResult | None:
         """The result with the highest end_time, or None."""
         sql = f"{_RESULT_SELECT} WHERE `job_id` = %s ORDER BY `end_time` DESC, `id` DESC LIMIT 1"
         row = await self._fetch_one(sql, (int(job_id),))
-        return _result_from_row(row) if row else None
+        return result_from_row(row, _TIMEOUT) if row else None
 
     async def count_results(self) -> int:
         return await self._count("job_result")

@@ -26,10 +26,19 @@ from typing import Any, TypeVar
 import sqlite_utils
 import trio
 
-from jobworkerp.errors import AlreadyExists, InvalidArgument, Unavailable
+from jobworkerp.errors import AlreadyExists, Unavailable
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.migrations import pending
-from jobworkerp.storage.rdb import DEFAULT_CHANNEL
+from jobworkerp.storage.rows import (
+    TimeoutCodec,
+    job_from_row,
+    job_params,
+    result_from_row,
+    result_params,
+    runner_from_row,
+    worker_from_row,
+    worker_params,
+)
 from jobworkerp.storage.schema_sqlite import (
     JOB_COLUMNS,
     JOB_RESULT_COLUMNS,
@@ -44,8 +53,6 @@ Row = tuple[Any, ...]
 
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
-# Stored when a worker has no retry policy: (retry_type, interval, max_interval, max_retry, basis).
-_NO_RETRY = (int(data.RetryType.NONE), 0, 0, 0, 2.0)
 
 
 def _cols(columns: Sequence[str]) -> str:
@@ -72,9 +79,6 @@ def _i64_to_u64(value: int) -> int:
     return value + _U64 if value < 0 else value
 
 
-def _id_value(msg: Any) -> int:
-    """Value of an optional ``*Id`` message; 0 when absent (upstream columns are NOT NULL)."""
-    return 0 if msg is None else msg.value
 
 
 def _page(limit: int | None, offset: int | None) -> tuple[int, int]:
@@ -106,65 +110,13 @@ def _unique_as_already_exists(describe: Callable[[str], str]) -> Iterator[None]:
 
 
 # --- runners --------------------------------------------------------------------------
-def _runner_from_row(row: Row) -> data.Runner:
-    runner_id, name, _file_name, runner_type = row
-    return data.Runner(
-        id=data.RunnerId(value=runner_id),
-        data=data.RunnerData(name=name, runner_type=data.RunnerType(runner_type)),
-    )
 
 
 # --- workers --------------------------------------------------------------------------
-def _retry_params(policy: data.RetryPolicy | None) -> tuple[int, int, int, int, float]:
-    if policy is None:
-        return _NO_RETRY
-    return (int(policy.type), policy.interval, policy.max_interval, policy.max_retry, policy.basis)
 
 
-def _worker_params(worker: data.WorkerData) -> Row:
-    """Column values for WORKER_COLUMNS[1:] (everything but the autoincrement id)."""
-    return (
-        worker.name,
-        _id_value(worker.runner_id),
-        bytes(worker.runner_settings),
-        *_retry_params(worker.retry_policy),
-        worker.periodic_interval,
-        DEFAULT_CHANNEL if worker.channel is None else worker.channel,
-        int(worker.queue_type),
-        int(worker.response_type),
-        int(worker.store_success),
-        int(worker.store_failure),
-        ",".join(str(w.value) for w in worker.next_workers),
-        int(worker.use_static),
-    )
 
 
-def _worker_from_row(row: Row) -> data.Worker:
-    (wid, name, runner_id, settings, rtype, interval, max_interval, max_retry, basis, periodic,
-     channel, queue_type, response_type, store_success, store_failure, next_workers, use_static) = row  # fmt: skip
-    return data.Worker(
-        id=data.WorkerId(value=wid),
-        data=data.WorkerData(
-            name=name,
-            runner_id=data.RunnerId(value=runner_id),
-            runner_settings=bytes(settings),
-            retry_policy=data.RetryPolicy(
-                type=data.RetryType(rtype),
-                interval=interval,
-                max_interval=max_interval,
-                max_retry=max_retry,
-                basis=basis,
-            ),
-            periodic_interval=periodic,
-            channel=None if channel == DEFAULT_CHANNEL else channel,
-            queue_type=data.QueueType(queue_type),
-            response_type=data.ResponseType(response_type),
-            store_success=bool(store_success),
-            store_failure=bool(store_failure),
-            next_workers=[data.WorkerId(value=int(x)) for x in next_workers.split(",") if x],
-            use_static=bool(use_static),
-        ),
-    )
 
 
 def _worker_name_taken(name: str) -> Callable[[str], str]:
@@ -172,41 +124,8 @@ def _worker_name_taken(name: str) -> Callable[[str], str]:
 
 
 # --- jobs -----------------------------------------------------------------------------
-def _job_params(job: data.Job) -> Row:
-    """Column values in JOB_COLUMNS order; the id is mandatory (jobs carry snowflakes)."""
-    if job.id is None:
-        raise InvalidArgument("job.id", "a job must carry its id to be stored")
-    d = job.data or data.JobData()
-    return (
-        job.id.value,
-        _id_value(d.worker_id),
-        bytes(d.args),
-        d.uniq_key,
-        d.enqueue_time,
-        d.grabbed_until_time or 0,
-        d.run_after_time,
-        d.retried,
-        int(d.priority),
-        _u64_to_i64(d.timeout),
-    )
 
 
-def _job_from_row(row: Row) -> data.Job:
-    jid, worker_id, args, uniq_key, enqueue, grabbed, run_after, retried, priority, timeout = row
-    return data.Job(
-        id=data.JobId(value=jid),
-        data=data.JobData(
-            worker_id=data.WorkerId(value=worker_id),
-            args=bytes(args),
-            uniq_key=uniq_key,
-            enqueue_time=enqueue,
-            grabbed_until_time=grabbed,
-            run_after_time=run_after,
-            retried=retried,
-            priority=data.Priority(priority),
-            timeout=_i64_to_u64(timeout),
-        ),
-    )
 
 
 def _job_key_taken(job: data.Job) -> Callable[[str], str]:
@@ -219,50 +138,8 @@ def _job_key_taken(job: data.Job) -> Callable[[str], str]:
 
 
 # --- job results ----------------------------------------------------------------------
-def _result_params(result: data.JobResult) -> Row:
-    """Column values in JOB_RESULT_COLUMNS order (service-derived fields are not stored)."""
-    if result.id is None:
-        raise InvalidArgument("job_result.id", "a job result must carry its id to be stored")
-    d = result.data or data.JobResultData()
-    return (
-        result.id.value,
-        _id_value(d.job_id),
-        _id_value(d.worker_id),
-        bytes(d.args),
-        d.uniq_key,
-        int(d.status),
-        bytes(d.output) if d.output is not None else b"",
-        d.retried,
-        int(d.priority),
-        d.enqueue_time,
-        d.run_after_time,
-        d.start_time,
-        d.end_time,
-        _u64_to_i64(d.timeout),
-    )
 
 
-def _result_from_row(row: Row) -> data.JobResult:
-    (rid, job_id, worker_id, args, uniq_key, status, output, retried, priority,
-     enqueue, run_after, start, end, timeout) = row  # fmt: skip
-    return data.JobResult(
-        id=data.JobResultId(value=rid),
-        data=data.JobResultData(
-            job_id=data.JobId(value=job_id),
-            worker_id=data.WorkerId(value=worker_id),
-            args=bytes(args),
-            uniq_key=uniq_key,
-            status=data.ResultStatus(status),
-            output=data.ResultOutput.parse(bytes(output)),
-            retried=retried,
-            priority=data.Priority(priority),
-            timeout=_i64_to_u64(timeout),
-            enqueue_time=enqueue,
-            run_after_time=run_after,
-            start_time=start,
-            end_time=end,
-        ),
-    )
 
 
 def _taken_result_id(db: sqlite_utils.Database, rows: Sequence[Row]) -> int | None:
@@ -306,6 +183,9 @@ def _connect(path: str) -> sqlite_utils.Database:
         conn.close()
         raise
     return db
+
+
+_TIMEOUT = TimeoutCodec(to_db=_u64_to_i64, from_db=_i64_to_u64)
 
 
 class SqliteRepository:
@@ -396,11 +276,11 @@ class SqliteRepository:
 
     async def find_runner(self, runner_id: int) -> data.Runner | None:
         row = await self._fetch_one(f"{_RUNNER_SELECT} WHERE id = ?", (runner_id,))
-        return _runner_from_row(row) if row else None
+        return runner_from_row(row) if row else None
 
     async def list_runners(self, limit: int | None = None, offset: int | None = None) -> list[data.Runner]:
         rows = await self._fetch_all(f"{_RUNNER_SELECT} ORDER BY id DESC LIMIT ? OFFSET ?", _page(limit, offset))
-        return [_runner_from_row(r) for r in rows]
+        return [runner_from_row(r) for r in rows]
 
     async def count_runners(self) -> int:
         return await self._count("runner")
@@ -413,7 +293,7 @@ class SqliteRepository:
         """Insert and return the new id (autoincrement, not a snowflake)."""
         columns = WORKER_COLUMNS[1:]
         sql = f"INSERT INTO worker ({_cols(columns)}) VALUES ({_marks(len(columns))})"
-        params = _worker_params(worker)
+        params = worker_params(worker)
 
         def insert(db: sqlite_utils.Database) -> int:
             with _unique_as_already_exists(_worker_name_taken(worker.name)):
@@ -425,7 +305,7 @@ class SqliteRepository:
         """Replace the whole definition; False when the id does not exist."""
         assignments = ", ".join(f"{c} = ?" for c in WORKER_COLUMNS[1:])
         sql = f"UPDATE worker SET {assignments} WHERE id = ?"
-        params = (*_worker_params(worker), worker_id)
+        params = (*worker_params(worker), worker_id)
 
         def update(db: sqlite_utils.Database) -> bool:
             with _unique_as_already_exists(_worker_name_taken(worker.name)):
@@ -438,15 +318,15 @@ class SqliteRepository:
 
     async def find_worker(self, worker_id: int) -> data.Worker | None:
         row = await self._fetch_one(f"{_WORKER_SELECT} WHERE id = ?", (worker_id,))
-        return _worker_from_row(row) if row else None
+        return worker_from_row(row) if row else None
 
     async def find_worker_by_name(self, name: str) -> data.Worker | None:
         row = await self._fetch_one(f"{_WORKER_SELECT} WHERE name = ?", (name,))
-        return _worker_from_row(row) if row else None
+        return worker_from_row(row) if row else None
 
     async def list_workers(self, limit: int | None = None, offset: int | None = None) -> list[data.Worker]:
         rows = await self._fetch_all(f"{_WORKER_SELECT} ORDER BY id DESC LIMIT ? OFFSET ?", _page(limit, offset))
-        return [_worker_from_row(r) for r in rows]
+        return [worker_from_row(r) for r in rows]
 
     async def count_workers(self) -> int:
         return await self._count("worker")
@@ -455,7 +335,7 @@ class SqliteRepository:
     async def create_job(self, job: data.Job) -> None:
         """Insert; AlreadyExists when the id or the uniq_key is taken."""
         sql = f"INSERT INTO job ({_cols(JOB_COLUMNS)}) VALUES ({_marks(len(JOB_COLUMNS))})"
-        params = _job_params(job)
+        params = job_params(job, _TIMEOUT)
 
         def insert(db: sqlite_utils.Database) -> None:
             with _unique_as_already_exists(_job_key_taken(job)):
@@ -474,7 +354,7 @@ class SqliteRepository:
             f"INSERT INTO job ({_cols(JOB_COLUMNS)}) VALUES ({_marks(len(JOB_COLUMNS))}) "
             f"ON CONFLICT(id) DO UPDATE SET {updates}"
         )
-        params = _job_params(job)
+        params = job_params(job, _TIMEOUT)
 
         def upsert(db: sqlite_utils.Database) -> None:
             with _unique_as_already_exists(_job_key_taken(job)):
@@ -484,11 +364,11 @@ class SqliteRepository:
 
     async def find_job(self, job_id: int) -> data.Job | None:
         row = await self._fetch_one(f"{_JOB_SELECT} WHERE id = ?", (job_id,))
-        return _job_from_row(row) if row else None
+        return job_from_row(row, _TIMEOUT) if row else None
 
     async def list_jobs(self, limit: int | None = None, offset: int | None = None) -> list[data.Job]:
         rows = await self._fetch_all(f"{_JOB_SELECT} ORDER BY id DESC LIMIT ? OFFSET ?", _page(limit, offset))
-        return [_job_from_row(r) for r in rows]
+        return [job_from_row(r, _TIMEOUT) for r in rows]
 
     async def count_jobs(self) -> int:
         return await self._count("job")
@@ -509,7 +389,7 @@ class SqliteRepository:
             "ORDER BY run_after_time, priority DESC, id LIMIT ?"
         )
         rows = await self._fetch_all(sql, (run_before, now, *ids, _page(limit, 0)[0]))
-        return [_job_from_row(r) for r in rows]
+        return [job_from_row(r, _TIMEOUT) for r in rows]
 
     async def claim_job(self, job_id: int, expected_grabbed_until: int, grabbed_until: int) -> bool:
         """Compare-and-set the lease; True when this caller won the claim."""
@@ -524,7 +404,7 @@ class SqliteRepository:
 
         All or nothing: a clashing id rolls the whole batch back and raises AlreadyExists.
         """
-        rows = [_result_params(r) for r in results]
+        rows = [result_params(r, _TIMEOUT) for r in results]
         if not rows:
             return
         sql = f"INSERT INTO job_result ({_cols(JOB_RESULT_COLUMNS)}) VALUES ({_marks(len(JOB_RESULT_COLUMNS))})"
@@ -542,23 +422,23 @@ class SqliteRepository:
 
     async def find_result(self, result_id: int) -> data.JobResult | None:
         row = await self._fetch_one(f"{_RESULT_SELECT} WHERE id = ?", (result_id,))
-        return _result_from_row(row) if row else None
+        return result_from_row(row, _TIMEOUT) if row else None
 
     async def list_results(self, limit: int | None = None, offset: int | None = None) -> list[data.JobResult]:
         sql = f"{_RESULT_SELECT} ORDER BY job_id DESC, id DESC LIMIT ? OFFSET ?"
         rows = await self._fetch_all(sql, _page(limit, offset))
-        return [_result_from_row(r) for r in rows]
+        return [result_from_row(r, _TIMEOUT) for r in rows]
 
     async def list_results_by_job_id(self, job_id: int, limit: int = 1000) -> list[data.JobResult]:
         sql = f"{_RESULT_SELECT} WHERE job_id = ? ORDER BY end_time DESC, id DESC LIMIT ?"
         rows = await self._fetch_all(sql, (job_id, _page(limit, 0)[0]))
-        return [_result_from_row(r) for r in rows]
+        return [result_from_row(r, _TIMEOUT) for r in rows]
 
     async def latest_result_of_job(self, job_id: int) -> data.JobResult | None:
         """The result with the highest end_time, or None."""
         sql = f"{_RESULT_SELECT} WHERE job_id = ? ORDER BY end_time DESC, id DESC LIMIT 1"
         row = await self._fetch_one(sql, (job_id,))
-        return _result_from_row(row) if row else None
+        return result_from_row(row, _TIMEOUT) if row else None
 
     async def count_results(self) -> int:
         return await self._count("job_result")

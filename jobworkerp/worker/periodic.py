@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.worker.rerun import rerun_of
 
 
 def next_periodic_run_ms(previous_run_after: int, previous_start: int, interval_ms: int, now: int) -> int:
@@ -20,18 +21,4 @@ def next_periodic_run_ms(previous_run_after: int, previous_start: int, interval_
 
 def next_run_job(job: data.Job, run_after_time: int) -> data.Job:
     """The same job (same id, so Delete stops the series) due at the next grid point."""
-    jd = job.data
-    return data.Job(
-        id=job.id,
-        data=data.JobData(
-            worker_id=jd.worker_id,
-            args=jd.args,
-            uniq_key=jd.uniq_key,
-            enqueue_time=jd.enqueue_time,
-            grabbed_until_time=0,
-            run_after_time=run_after_time,
-            retried=0,
-            priority=jd.priority,
-            timeout=jd.timeout,
-        ),
-    )
+    return rerun_of(job, run_after_time=run_after_time, retried=0)

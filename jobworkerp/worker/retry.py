@@ -7,6 +7,7 @@ Departures from upstream v0.7 (see DESIGN.md): `max_interval` caps every delay (
 from __future__ import annotations
 
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.worker.rerun import rerun_of
 
 
 def retry_delay_ms(policy: data.RetryPolicy, retried: int) -> int:
@@ -44,18 +45,5 @@ def final_status(status: data.ResultStatus, policy: data.RetryPolicy | None, ret
 
 def retry_job(job: data.Job, policy: data.RetryPolicy, failed_at: int) -> data.Job:
     """The next attempt: same id, args and settings, `retried` + 1, due after the policy's delay."""
-    jd = job.data
-    return data.Job(
-        id=job.id,
-        data=data.JobData(
-            worker_id=jd.worker_id,
-            args=jd.args,
-            uniq_key=jd.uniq_key,
-            enqueue_time=jd.enqueue_time,
-            grabbed_until_time=0,
-            run_after_time=failed_at + retry_delay_ms(policy, jd.retried),
-            retried=jd.retried + 1,
-            priority=jd.priority,
-            timeout=jd.timeout,
-        ),
-    )
+    return rerun_of(job, run_after_time=failed_at + retry_delay_ms(policy, job.data.retried),
+                    retried=job.data.retried + 1)

@@ -7,7 +7,6 @@ whether one of *its* poppers is blocked in BLPOP, whatever other tests run at th
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -20,18 +19,7 @@ import trio
 from jobworkerp.front.bridge import call_asyncio, close_redis, open_asyncio_bridge
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.redis_queue import RedisJobQueue
-
-REDIS_URL = "redis://127.0.0.1:6379"
-START_REDIS = ('redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no '
-               '--dir /var/lib/redis --logfile /var/log/redis/ci.log')
-
-
-def require_redis() -> None:
-    """Fail (not skip): these tests are the only check of the Scalable queue."""
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
-    except OSError:
-        pytest.fail(f"Redis at 127.0.0.1:6379 is not reachable; start it with: {START_REDIS}", pytrace=False)
+from tests.services import REDIS_URL, require_redis
 
 
 def job(job_id: int, priority: data.Priority = data.Priority.MEDIUM, args: bytes = b"") -> data.Job:

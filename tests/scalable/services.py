@@ -3,38 +3,27 @@ prefix per use, dropped afterwards, and the env that points server processes at 
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 import redis
 import trio
 
+from tests.services import REDIS_URL, require_redis
 from tests.storage.mysql_support import mysql_admin, mysql_server
-
-START_REDIS = ('redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no '
-               '--dir /var/lib/redis --logfile /var/log/redis/ci.log')
-
-
-def _require_redis() -> None:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
-    except OSError:
-        pytest.fail(f"Redis at 127.0.0.1:6379 is not reachable; start it with: {START_REDIS}", pytrace=False)
 
 
 @contextmanager
 def scalable_env() -> Iterator[dict[str, str]]:
-    _require_redis()
+    require_redis()
     server = trio.run(mysql_server)
     name = f"jwtest_mp_{uuid.uuid4().hex[:12]}"
     prefix = f"jwtest:{uuid.uuid4().hex[:12]}:"
     trio.run(mysql_admin, server, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
     env = {
         "STORAGE_TYPE": "Scalable",
-        "REDIS_URL": "redis://127.0.0.1:6379",
+        "REDIS_URL": REDIS_URL,
         "REDIS_KEY_PREFIX": prefix,
         "MYSQL_HOST": server.host,
         "MYSQL_PORT": str(server.port),
@@ -51,7 +40,7 @@ def scalable_env() -> Iterator[dict[str, str]]:
         yield env
     finally:
         trio.run(mysql_admin, server, f"DROP DATABASE IF EXISTS `{name}`")
-        client = redis.Redis.from_url("redis://127.0.0.1:6379")
+        client = redis.Redis.from_url(REDIS_URL)
         keys = client.keys(f"{prefix}*")
         if keys:
             client.delete(*keys)

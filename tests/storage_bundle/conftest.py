@@ -14,7 +14,7 @@ from jobworkerp.front.bridge import call_asyncio, close_redis, open_asyncio_brid
 from jobworkerp.storage import Storage, memory_storage, redis_storage
 from jobworkerp.storage.rdb import Repository
 from jobworkerp.storage.sqlite import SqliteRepository
-from tests.redis_state.conftest import REDIS_URL, require_redis
+from tests.services import REDIS_URL, require_redis
 from tests.storage.mysql_support import mysql_repository, temporary_database
 
 COMBINATIONS = ["memory+sqlite", "redis+sqlite", "redis+mysql"]
