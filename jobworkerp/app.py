@@ -58,10 +58,10 @@ RUNNER_HOST_PRELOAD = ("jobworkerp.runners.host", "jobworkerp.runners.command")
 class App:
     """The use cases the front calls, wired to one storage."""
 
-    def __init__(self, config: Config, storage: Storage) -> None:
+    def __init__(self, config: Config, storage: Storage, registry: RunnerRegistry | None = None) -> None:
         self.config = config
         self.storage = storage
-        self.registry = RunnerRegistry.from_config(config)
+        self.registry = registry if registry is not None else RunnerRegistry()  # built-ins only
         self.ids = SnowflakeGenerator(storage.node_id)
         self.running = RunningJobs()
         self.runners = Runners(storage.repo, self.registry)
@@ -162,8 +162,10 @@ async def run_server(
     check_mode(config, mode)
     serves_front = mode in ("all-in-one", "grpc-front")
     serves_jobs = mode in ("all-in-one", "worker")
+    # Plugin discovery imports each candidate in a subprocess: keep that off the event loop.
+    registry = await trio.to_thread.run_sync(RunnerRegistry.from_config, config)
     async with open_asyncio_bridge(), open_storage(config) as storage, AsyncExitStack() as exit_stack:
-        app = App(config, storage)
+        app = App(config, storage, registry)
         await app.runners.seed()
         if not storage.scalable:
             await recover_standalone(storage, app.workers)
