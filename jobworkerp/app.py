@@ -64,7 +64,7 @@ class App:
         self.registry = registry if registry is not None else RunnerRegistry()  # built-ins only
         self.ids = SnowflakeGenerator(storage.node_id)
         self.running = RunningJobs()
-        self.runners = Runners(storage.repo, self.registry)
+        self.runners = Runners(storage.repo, self.registry, self.ids)
         self.workers = Workers(storage.repo, self.registry, config)
         self.workers.on_changed = storage.worker_events.publish_worker_changed
         storage.worker_events.on_worker_changed(self.workers.forget)
