@@ -10,6 +10,7 @@ grpclib and redis-py's asyncio client are asyncio libraries; the rest of the sys
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -42,6 +43,23 @@ def iterate_trio(agen: AsyncIterator[T]) -> AsyncIterator[T]:
 async def call_asyncio(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
     """From trio code: run an asyncio coroutine function (e.g. a redis.asyncio command) to completion."""
     return await trio_asyncio.aio_as_trio(fn)(*args, **kwargs)
+
+
+async def _execute_pipeline(client: Any, ops: Sequence[Callable[[Any], Any]]) -> list[Any]:
+    """Asyncio side of `run_redis_pipeline`: queue every op on one pipeline, send it once."""
+    pipe = client.pipeline(transaction=False)
+    for op in ops:
+        queued = op(pipe)
+        if inspect.isawaitable(queued):  # redis-py's Script.__call__ is a coroutine on asyncio
+            await queued
+    return await pipe.execute(raise_on_error=False)
+
+
+async def run_redis_pipeline(client: Any, ops: Sequence[Callable[[Any], Any]]) -> list[Any]:
+    """From trio code: one round trip for many commands. Each op queues exactly one command on
+    the pipeline it is given (e.g. `lambda p: p.hset(...)`, or a Script called with client=p);
+    a failing command's slot holds its exception instead of raising."""
+    return await trio_asyncio.aio_as_trio(_execute_pipeline)(client, ops)
 
 
 def open_redis(url: str, *, username: str | None = None, password: str | None = None, max_connections: int = 10,

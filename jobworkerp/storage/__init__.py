@@ -96,20 +96,23 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
     Runs the process's shared pub/sub reader for as long as the context is open.
     """
     from jobworkerp.storage.redis_bus import RedisResultBus
+    from jobworkerp.storage.redis_pipeline import RedisPipeliner
     from jobworkerp.storage.redis_queue import RedisJobQueue
     from jobworkerp.storage.redis_state import RedisJobStatusStore, RedisUniqKeyGuard, allocate_node_id
 
-    bus = RedisResultBus(client, prefix)
+    pipeliner = RedisPipeliner(client)
+    bus = RedisResultBus(client, prefix, pipeliner)
     try:
         async with trio.open_nursery() as nursery:
+            await nursery.start(pipeliner.run)
             await nursery.start(bus.run)
             yield Storage(
                 repo=repo,
                 queue=RedisJobQueue(client, prefix=prefix, instance_id=new_instance_id(),
-                                    lease_ms=queue_lease_ms, max_crashes=queue_max_crashes),
-                status=RedisJobStatusStore(client, prefix),
+                                    lease_ms=queue_lease_ms, max_crashes=queue_max_crashes, pipeliner=pipeliner),
+                status=RedisJobStatusStore(client, prefix, pipeliner),
                 bus=bus,
-                uniq_keys=RedisUniqKeyGuard(client, prefix),
+                uniq_keys=RedisUniqKeyGuard(client, prefix, pipeliner),
                 worker_events=bus,
                 scalable=True,
                 node_id=await allocate_node_id(client, prefix),

@@ -21,13 +21,25 @@ import trio
 from jobworkerp.front.bridge import RedisSubscription, call_asyncio
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.pubsub import WORKER_STREAM_BUFFER, JobResultWaiter
+from jobworkerp.storage.redis_pipeline import RedisPipeliner
 
 log = logging.getLogger(__name__)
 
 
+# Publish one result to its job topic and/or worker topic in one command (KEYS = the topics).
+_PUBLISH = """
+for _, topic in ipairs(KEYS) do
+  redis.call('PUBLISH', topic, ARGV[1])
+end
+return #KEYS
+"""
+
+
 class RedisResultBus:
-    def __init__(self, client: Any, prefix: str) -> None:
+    def __init__(self, client: Any, prefix: str, pipeliner: RedisPipeliner | None = None) -> None:
         self._client = client
+        self._redis = pipeliner or RedisPipeliner(client)
+        self._publish = client.register_script(_PUBLISH)
         self._prefix = prefix
         self._subscription = RedisSubscription(client)
         self._refcount: dict[str, int] = {}
@@ -136,13 +148,14 @@ class RedisResultBus:
             await self._drop(topic)
 
     async def publish(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None:
-        payload = bytes(result)
-        pipe = self._client.pipeline(transaction=False)
+        topics = []
         if to_job:
-            pipe.publish(self._job_topic(result.data.job_id.value), payload)
+            topics.append(self._job_topic(result.data.job_id.value))
         if to_worker:
-            pipe.publish(self._worker_topic(result.data.worker_id.value), payload)
-        await call_asyncio(pipe.execute)
+            topics.append(self._worker_topic(result.data.worker_id.value))
+        if topics:
+            payload = bytes(result)
+            await self._redis.script(self._publish, topics, [payload])
 
     # --- worker change events ----------------------------------------------------------
     def on_worker_changed(self, callback: Callable[[int], None]) -> None:

@@ -35,6 +35,7 @@ from jobworkerp.front.bridge import call_asyncio
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.queue import PoisonHandler
 from jobworkerp.storage.redis_keys import QueueKeys
+from jobworkerp.storage.redis_pipeline import RedisPipeliner
 
 log = logging.getLogger(__name__)
 
@@ -256,10 +257,12 @@ class RedisJobQueue:
     """
 
     def __init__(self, client: Any, *, prefix: str, instance_id: str, lease_ms: int = 10_000, max_crashes: int = 3,
-                 poll_timeout_s: float = 1.0) -> None:
+                 poll_timeout_s: float = 1.0, pipeliner: RedisPipeliner | None = None) -> None:
         if lease_ms <= 0 or max_crashes < 1 or poll_timeout_s <= 0:
             raise ValueError("lease_ms and poll_timeout_s must be positive, max_crashes at least 1")
         self._client = client
+        # push and ack share round trips with the other per-job Redis work of this process.
+        self._redis = pipeliner or RedisPipeliner(client)
         self.keys = QueueKeys(prefix)
         self.instance_id = instance_id
         self.lease_ms = lease_ms
@@ -282,8 +285,9 @@ class RedisJobQueue:
 
     async def push(self, channel: str, job: data.Job) -> None:
         k = self.keys
-        await call_asyncio(self._push, keys=[k.jobs, k.channels, k.sequence, k.queue(channel), k.wake(channel)],
-                           args=[k.queue_stem, job.id.value, channel, priority_rank(job), bytes(job)])
+        keys = [k.jobs, k.channels, k.sequence, k.queue(channel), k.wake(channel)]
+        args = [k.queue_stem, job.id.value, channel, priority_rank(job), bytes(job)]
+        await self._redis.script(self._push, keys, args)
 
     async def pop(self, channel: str) -> data.Job:
         """Take the next job; wait on the channel's wake-up list while it is empty.
@@ -304,7 +308,8 @@ class RedisJobQueue:
                 await call_asyncio(self._client.blpop, [wake], timeout=self.poll_timeout_s)
 
     async def ack(self, job_id: int) -> None:
-        await call_asyncio(self._ack, keys=[self._inflight_key, self.keys.crashes], args=[job_id])
+        keys = [self._inflight_key, self.keys.crashes]
+        await self._redis.script(self._ack, keys, [job_id])
 
     async def remove(self, job_id: int) -> data.Job | None:
         k = self.keys

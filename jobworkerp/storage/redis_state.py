@@ -1,6 +1,7 @@
 """Small Redis-backed stores shared by every process in Scalable mode: job status and uniq_key.
 
-Each operation is one command or one Lua script, i.e. one hop through the asyncio bridge.
+Each operation is one command or one Lua script, sent through the shared RedisPipeliner so that
+concurrent jobs share round trips.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 
 from jobworkerp.front.bridge import call_asyncio
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage.redis_pipeline import RedisPipeliner
 
 # Release a uniq_key only if this job still holds it (atomic check-and-delete of two hashes).
 _RELEASE_UNIQ = """
@@ -37,39 +39,40 @@ return 0
 class RedisJobStatusStore:
     """JobStatusStore in one hash: job id -> JobStatus number."""
 
-    def __init__(self, client: Any, prefix: str) -> None:
-        self._client = client
+    def __init__(self, client: Any, prefix: str, pipeliner: RedisPipeliner | None = None) -> None:
+        self._redis = pipeliner or RedisPipeliner(client)
         self._key = f"{prefix}JOB_STATUS"
 
     async def set(self, job_id: int, status: data.JobStatus) -> None:
-        await call_asyncio(self._client.hset, self._key, str(job_id), int(status))
+        await self._redis.call(lambda p: p.hset(self._key, str(job_id), int(status)))
 
     async def get(self, job_id: int) -> data.JobStatus | None:
-        raw = await call_asyncio(self._client.hget, self._key, str(job_id))
+        raw = await self._redis.call(lambda p: p.hget(self._key, str(job_id)))
         return None if raw is None else data.JobStatus(int(raw))
 
     async def delete(self, job_id: int) -> None:
-        await call_asyncio(self._client.hdel, self._key, str(job_id))
+        await self._redis.call(lambda p: p.hdel(self._key, str(job_id)))
 
     async def all(self) -> list[tuple[int, data.JobStatus]]:
-        raw = await call_asyncio(self._client.hgetall, self._key)
+        raw = await self._redis.call(lambda p: p.hgetall(self._key))
         return sorted((int(k), data.JobStatus(int(v))) for k, v in raw.items())
 
 
 class RedisUniqKeyGuard:
     """UniqKeyGuard in two hashes: key -> holder job id, and job id -> key (for release by id)."""
 
-    def __init__(self, client: Any, prefix: str) -> None:
+    def __init__(self, client: Any, prefix: str, pipeliner: RedisPipeliner | None = None) -> None:
+        self._redis = pipeliner or RedisPipeliner(client)
         self._keys = [f"{prefix}UNIQ_HOLDER", f"{prefix}UNIQ_OF_JOB"]
         self._acquire = client.register_script(_ACQUIRE_UNIQ)
         self._release = client.register_script(_RELEASE_UNIQ)
 
     async def acquire(self, key: str, job_id: int) -> int | None:
-        holder = int(await call_asyncio(self._acquire, keys=self._keys, args=[key, str(job_id)]))
+        holder = int(await self._redis.script(self._acquire, self._keys, [key, str(job_id)]))
         return None if holder == 0 else holder
 
     async def release(self, job_id: int) -> None:
-        await call_asyncio(self._release, keys=self._keys, args=[str(job_id)])
+        await self._redis.script(self._release, self._keys, [str(job_id)])
 
 
 async def allocate_node_id(client: Any, prefix: str) -> int:

@@ -191,7 +191,8 @@ async def _after_attempt(ctx: ExecutorContext, job: data.Job, worker: data.Worke
         await storage.status.delete(job_id)
         if has_row:
             await storage.repo.delete_job(job_id)
-        await storage.uniq_keys.release(job_id)
+        if job.data.uniq_key is not None:
+            await storage.uniq_keys.release(job_id)
     if status == Status.SUCCESS and wd.next_workers:
         await _start_chain(ctx, job, wd, outcome.items)
 
@@ -226,7 +227,8 @@ async def _drop_orphan(ctx: ExecutorContext, job: data.Job) -> None:
     log.warning("job %s: worker %s no longer exists; job dropped", job_id, job.data.worker_id.value)
     await ctx.storage.status.delete(job_id)
     await ctx.storage.repo.delete_job(job_id)
-    await ctx.storage.uniq_keys.release(job_id)
+    if job.data.uniq_key is not None:
+        await ctx.storage.uniq_keys.release(job_id)
     gone = _error(Status.FATAL_ERROR, f"worker {job.data.worker_id.value} was deleted before job {job_id} ran")
     now = now_ms()
     notice = build_result(ctx.ids.next_id(), job, None, gone.status, gone.items, now, now)

@@ -1,0 +1,65 @@
+"""The shared Redis pipeliner: many callers, few round trips, each caller gets its own reply."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from redis.exceptions import ResponseError
+
+from jobworkerp.front.bridge import call_asyncio
+from jobworkerp.storage import redis_pipeline
+from jobworkerp.storage.redis_pipeline import RedisPipeliner
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def test_concurrent_calls_share_round_trips_and_get_their_own_replies(redis, monkeypatch) -> None:
+    client, prefix = redis
+    trips: list[int] = []
+    real = redis_pipeline.run_redis_pipeline
+
+    async def counting(c, ops):
+        trips.append(len(ops))
+        return await real(c, ops)
+
+    monkeypatch.setattr(redis_pipeline, "run_redis_pipeline", counting)
+    pipeliner = RedisPipeliner(client)
+    replies: dict[int, int] = {}
+
+    async def incr(i: int) -> None:
+        replies[i] = await pipeliner.call(lambda p: p.incrby(f"{prefix}n{i % 3}", i))
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeliner.run)
+        async with trio.open_nursery() as callers:
+            for i in range(60):
+                callers.start_soon(incr, i)
+        nursery.cancel_scope.cancel()
+    assert len(replies) == 60
+    assert sum(trips) == 60 and len(trips) < 20  # coalesced
+    totals = [int(await call_asyncio(client.get, f"{prefix}n{k}")) for k in range(3)]
+    assert totals == [sum(i for i in range(60) if i % 3 == k) for k in range(3)]
+
+
+async def test_a_failing_command_fails_only_its_caller(redis) -> None:
+    client, prefix = redis
+    pipeliner = RedisPipeliner(client)
+    await call_asyncio(client.set, f"{prefix}text", "abc")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeliner.run)
+        with pytest.raises(ResponseError):
+            await pipeliner.call(lambda p: p.incr(f"{prefix}text"))
+        assert await pipeliner.call(lambda p: p.incr(f"{prefix}count")) == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_scripts_are_reloaded_after_redis_forgets_them(redis) -> None:
+    client, prefix = redis
+    pipeliner = RedisPipeliner(client)
+    script = client.register_script("return redis.call('INCR', KEYS[1])")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeliner.run)
+        assert await pipeliner.script(script, [f"{prefix}s"], []) == 1
+        await call_asyncio(client.script_flush)
+        assert await pipeliner.script(script, [f"{prefix}s"], []) == 2
+        nursery.cancel_scope.cancel()
