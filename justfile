@@ -31,5 +31,5 @@ lint:
     ruff check .
 
 # Benchmarks: DIRECT round trip and NO_RESULT throughput against a fresh all-in-one server
-bench:
-    python bench/bench_all_in_one.py
+bench *ARGS:
+    python bench/bench_all_in_one.py {{ARGS}}

@@ -11,7 +11,11 @@ Every job runs in a runner-host subprocess. Two no-op jobs are measured:
   start per job; the equivalent of a no-op task in a Python job queue;
 - `command`: the COMMAND runner running `true` (one fork+exec per job inside the host).
 
+`--storage scalable` runs the same all-in-one process on Redis (127.0.0.1:6379) + MariaDB
+(root@127.0.0.1:3306) in a scratch database and key prefix, removed afterwards.
+
 Usage: python bench/bench_all_in_one.py [--direct 300] [--jobs 2000] [--callers 32] [--concurrency 2]
+                                        [--runner hello|command|both] [--storage standalone|scalable]
 """
 
 from __future__ import annotations
@@ -19,9 +23,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import redis
 
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
@@ -114,14 +124,37 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=2, help="WORKER_DEFAULT_CONCURRENCY of the server")
     parser.add_argument("--runner", choices=["hello", "command", "both"], default="both")
+    parser.add_argument("--storage", choices=["standalone", "scalable"], default="standalone")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, scratch_storage(args.storage) as storage_env:
         server = ServerProcess(Path(tmp), {"WORKER_DEFAULT_CONCURRENCY": str(args.concurrency),
-                                           "PLUGINS_RUNNER_DIR": str(PLUGINS_DIR), "LOG_LEVEL": "WARN"}).start()
+                                           "PLUGINS_RUNNER_DIR": str(PLUGINS_DIR), "LOG_LEVEL": "WARN",
+                                           **storage_env}).start()
         try:
+            print(f"storage: {args.storage}, channel concurrency {args.concurrency}")
             asyncio.run(main_async(args, server.port))
         finally:
             server.stop()
+
+
+@contextmanager
+def scratch_storage(kind: str) -> Iterator[dict[str, str]]:
+    """Env for the server; for Scalable a throwaway MariaDB database and Redis key prefix."""
+    if kind == "standalone":
+        yield {}
+        return
+    name = f"jwbench_{uuid.uuid4().hex[:8]}"
+    mysql = ["mysql", "-uroot", "-h127.0.0.1"]
+    subprocess.run([*mysql, "-e", f"CREATE DATABASE {name} CHARACTER SET utf8mb4"], check=True)
+    try:
+        yield {"STORAGE_TYPE": "Scalable", "MYSQL_DBNAME": name, "REDIS_KEY_PREFIX": f"{name}:"}
+    finally:
+        subprocess.run([*mysql, "-e", f"DROP DATABASE {name}"], check=True)
+        client = redis.Redis.from_url("redis://127.0.0.1:6379")
+        keys = client.keys(f"{name}:*")
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 if __name__ == "__main__":
