@@ -47,6 +47,7 @@ class RedisResultBus:
         self._worker_streams: dict[str, set[trio.MemorySendChannel[data.JobResult]]] = {}
         self._worker_changed: list[Callable[[int], None]] = []
         self._lock = trio.Lock()  # subscribe / unsubscribe in order
+        self._nursery: trio.Nursery | None = None  # where unsubscribes run, off the caller's path
 
     # --- topics ------------------------------------------------------------------------
     def _job_topic(self, job_id: int) -> str:
@@ -65,6 +66,7 @@ class RedisResultBus:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._subscription.messages, self._on_message)
             await self._subscription.subscribe(self._worker_changed_topic)
+            self._nursery = nursery
             task_status.started()
 
     async def aclose(self) -> None:
@@ -87,6 +89,14 @@ class RedisResultBus:
                     return
                 self._refcount.pop(topic, None)
                 await self._subscription.unsubscribe(topic)
+
+    async def _release(self, topic: str) -> None:
+        """Drop a listener's subscription in the background: a DIRECT caller or Listen gets its
+        answer without waiting for the UNSUBSCRIBE round trip."""
+        if self._nursery is not None:
+            self._nursery.start_soon(self._drop, topic)
+        else:
+            await self._drop(topic)
 
     def _on_message(self, channel: bytes, payload: bytes) -> None:
         topic = channel.decode()
@@ -127,7 +137,7 @@ class RedisResultBus:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._job_waiters[topic]
-            await self._drop(topic)
+            await self._release(topic)
 
     @asynccontextmanager
     async def listen_worker(self, worker_id: int) -> AsyncIterator[trio.MemoryReceiveChannel[data.JobResult]]:
@@ -145,7 +155,7 @@ class RedisResultBus:
                     del self._worker_streams[topic]
             send.close()
             receive.close()
-            await self._drop(topic)
+            await self._release(topic)
 
     async def publish(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None:
         topics = []
@@ -155,7 +165,9 @@ class RedisResultBus:
             topics.append(self._worker_topic(result.data.worker_id.value))
         if topics:
             payload = bytes(result)
-            await self._redis.script(self._publish, topics, [payload])
+            what = f"publish of job {result.data.job_id.value}'s result"
+            if not self._redis.send_script(self._publish, topics, [payload], what):
+                await self._redis.script(self._publish, topics, [payload])
 
     # --- worker change events ----------------------------------------------------------
     def on_worker_changed(self, callback: Callable[[int], None]) -> None:

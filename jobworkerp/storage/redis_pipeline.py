@@ -9,6 +9,7 @@ extra (a lone command is sent at once).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,16 +18,21 @@ from redis.exceptions import NoScriptError
 
 from jobworkerp.front.bridge import call_asyncio, run_redis_pipeline
 
+log = logging.getLogger(__name__)
+
 Op = Callable[[Any], Any]  # queues one command on the pipeline it is given
+DRAIN_TIMEOUT_S = 5.0
 
 
 class _Pending:
-    __slots__ = ("done", "op", "result")
+    __slots__ = ("done", "op", "result", "script", "what")
 
-    def __init__(self, op: Op) -> None:
+    def __init__(self, op: Op, what: str | None = None, script: Any = None) -> None:
         self.op = op
         self.done = trio.Event()
         self.result: Any = None
+        self.what = what  # set for fire-and-forget commands: named in the log when they fail
+        self.script = script  # the Lua script an EVALSHA op runs, to reload it if Redis lost it
 
 
 class RedisPipeliner:
@@ -37,19 +43,35 @@ class RedisPipeliner:
         self._wake = trio.Event()
         self._running = False
 
-    async def call(self, op: Op) -> Any:
+    async def call(self, op: Op, *, script: Any = None) -> Any:
         """Run one command (in the next round trip) and return its reply; errors are raised."""
+        pending = _Pending(op, script=script)
         if not self._running:
-            result = (await run_redis_pipeline(self._client, [op]))[0]
+            await self._execute([pending])
         else:
-            pending = _Pending(op)
             self._queue.append(pending)
             self._wake.set()
             await pending.done.wait()
-            result = pending.result
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        if isinstance(pending.result, BaseException):
+            raise pending.result
+        return pending.result
+
+    def send(self, op: Op, what: str, *, script: Any = None) -> bool:
+        """Queue a command whose reply nobody waits for (status updates, acks, publishes).
+
+        It goes out in order with everything queued before and after it, so e.g. a job's RUNNING
+        status can never land after its final delete. Returns False when no flusher runs (the
+        caller must then `call` instead). A failure is logged, naming `what`.
+        """
+        if not self._running:
+            return False
+        self._queue.append(_Pending(op, what, script))
+        self._wake.set()
+        return True
+
+    def send_script(self, script: Any, keys: Sequence[Any], args: Sequence[Any], what: str) -> bool:
+        """`send` for a registered Lua script (see `script`)."""
+        return self.send(_evalsha(script, keys, args), what, script=script)
 
     async def script(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run a registered Lua script by its sha (EVALSHA) in the next round trip.
@@ -57,36 +79,63 @@ class RedisPipeliner:
         redis-py's own script-in-pipeline path asks SCRIPT EXISTS before every pipeline, which
         would double the round trips; here a script is loaded only when Redis says it lacks it.
         """
-        def op(pipe: Any) -> Any:
-            return pipe.evalsha(script.sha, len(keys), *keys, *args)
-
-        try:
-            return await self.call(op)
-        except NoScriptError:
-            await call_asyncio(self._client.script_load, script.script)
-            return await self.call(op)
+        return await self.call(_evalsha(script, keys, args), script=script)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The flusher task (one per client); callers fall back to direct round trips without it."""
+        """The flusher task (one per client); callers fall back to direct round trips without it.
+
+        When cancelled it still sends what is queued (fire-and-forget commands included), within
+        a bounded time, so a graceful shutdown loses no status update or ack.
+        """
         self._running = True
         task_status.started()
         try:
             while True:
                 await self._wake.wait()
                 self._wake = trio.Event()
-                while self._queue:
-                    batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-                    try:
-                        with trio.CancelScope(shield=True):  # callers are waiting on these replies
-                            results = await run_redis_pipeline(self._client, [p.op for p in batch])
-                    except Exception as e:  # the round trip itself failed: every caller sees it
-                        results = [e] * len(batch)
-                    for pending, result in zip(batch, results, strict=True):
-                        pending.result = result
-                        pending.done.set()
+                await self._flush()
         finally:
             self._running = False
+            with trio.move_on_after(DRAIN_TIMEOUT_S) as drain:
+                drain.shield = True
+                await self._flush()
             for pending in self._queue:  # nobody will flush these any more
                 pending.result = trio.ClosedResourceError("Redis pipeliner stopped")
                 pending.done.set()
             self._queue = []
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+            with trio.CancelScope(shield=True):  # callers are waiting on these replies
+                await self._execute(batch)
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        """One round trip for the batch; scripts Redis has lost (a restart) are loaded and re-run."""
+        results = await self._round_trip(batch)
+        lost = [i for i, (p, r) in enumerate(zip(batch, results, strict=True))
+                if isinstance(r, NoScriptError) and p.script is not None]
+        if lost:
+            for script in {id(batch[i].script): batch[i].script for i in lost}.values():
+                try:
+                    await call_asyncio(self._client.script_load, script.script)
+                except Exception as e:
+                    log.warning("Redis script reload failed: %s", e)
+            for i, result in zip(lost, await self._round_trip([batch[i] for i in lost]), strict=True):
+                results[i] = result
+        for pending, result in zip(batch, results, strict=True):
+            if pending.what is not None and isinstance(result, BaseException):
+                log.warning("Redis %s failed: %s", pending.what, result)
+            pending.result = result
+            pending.done.set()
+
+    async def _round_trip(self, batch: list[_Pending]) -> list[Any]:
+        try:
+            return await run_redis_pipeline(self._client, [p.op for p in batch])
+        except Exception as e:  # the round trip itself failed: every command of it did
+            return [e] * len(batch)
+
+
+def _evalsha(script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Op:
+    """An op running a registered script by sha (see RedisPipeliner.script)."""
+    return lambda pipe: pipe.evalsha(script.sha, len(keys), *keys, *args)

@@ -25,7 +25,7 @@ per-instance keys from stems passed as arguments, so this needs a single Redis (
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import trio
@@ -309,7 +309,10 @@ class RedisJobQueue:
 
     async def ack(self, job_id: int) -> None:
         keys = [self._inflight_key, self.keys.crashes]
-        await self._redis.script(self._ack, keys, [job_id])
+        # Sent without waiting for the reply (in order with this process's other Redis work);
+        # a lost ack only means the job is re-queued if this process dies before it lands.
+        if not self._redis.send_script(self._ack, keys, [job_id], f"ack of job {job_id}"):
+            await self._redis.script(self._ack, keys, [job_id])
 
     async def remove(self, job_id: int) -> data.Job | None:
         k = self.keys
@@ -328,8 +331,9 @@ class RedisJobQueue:
         ids: set[int] = set()
         for channel in wanted:
             ids.update(await self._queued_ids_of(channel))
-        raw = await call_asyncio(self._inflight_ids, keys=[self.keys.instances],
-                                 args=[self.keys.inflight_stem, *wanted])
+        # Through the pipeliner, so acks sent before this read are already applied.
+        raw = await self._redis.script(self._inflight_ids, [self.keys.instances],
+                                       [self.keys.inflight_stem, *wanted])
         ids.update(int(i) for i in raw)
         return ids
 
@@ -359,9 +363,9 @@ class RedisJobQueue:
         """Graceful shutdown, after the runners stopped: return every job still in flight here to
         its queue (not counted as a crash) and drop this instance's lease; how many went back."""
         k = self.keys
-        with trio.CancelScope(shield=True):
-            return int(await call_asyncio(self._retire, keys=[self._inflight_key, k.jobs, k.channels, k.instances],
-                                          args=[self.instance_id, k.queue_stem, k.wake_stem]))
+        with trio.CancelScope(shield=True):  # after the acks still queued in the pipeliner
+            return int(await self._redis.script(self._retire, [self._inflight_key, k.jobs, k.channels, k.instances],
+                                                [self.instance_id, k.queue_stem, k.wake_stem]))
 
     # --- internals --------------------------------------------------------------------------
 
@@ -393,8 +397,7 @@ class RedisJobQueue:
         ids: list[int] = []
         low = "-inf"
         while True:
-            page = await call_asyncio(self._client.zrange, key, low, "+inf", byscore=True, offset=0, num=_ID_PAGE,
-                                      withscores=True)
+            page = await self._redis.call(_zrange_page(key, low))
             ids.extend(int(member) for member, _ in page)
             if len(page) < _ID_PAGE:
                 return ids
@@ -427,3 +430,8 @@ class RedisJobQueue:
             await on_poison(job, poison_reason(crashes, self.max_crashes))
         except Exception:
             log.exception("job queue: on_poison failed for job %s", job_id)
+
+
+def _zrange_page(key: str, low: str) -> Callable[[Any], Any]:
+    """One page of (member, score) from `low` up, for queued_ids."""
+    return lambda pipe: pipe.zrange(key, low, "+inf", byscore=True, offset=0, num=_ID_PAGE, withscores=True)

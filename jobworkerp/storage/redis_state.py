@@ -6,6 +6,7 @@ concurrent jobs share round trips.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from jobworkerp.front.bridge import call_asyncio
@@ -36,6 +37,14 @@ return 0
 """
 
 
+def _hset(key: str, field: str, value: int) -> Callable[[Any], Any]:
+    return lambda pipe: pipe.hset(key, field, value)
+
+
+def _hdel(key: str, field: str) -> Callable[[Any], Any]:
+    return lambda pipe: pipe.hdel(key, field)
+
+
 class RedisJobStatusStore:
     """JobStatusStore in one hash: job id -> JobStatus number."""
 
@@ -43,15 +52,21 @@ class RedisJobStatusStore:
         self._redis = pipeliner or RedisPipeliner(client)
         self._key = f"{prefix}JOB_STATUS"
 
+    # Status writes are informational and sent without waiting for the reply (in order, so a
+    # job's RUNNING never lands after its final delete): they cost no round trip on the job path.
     async def set(self, job_id: int, status: data.JobStatus) -> None:
-        await self._redis.call(lambda p: p.hset(self._key, str(job_id), int(status)))
+        op = _hset(self._key, str(job_id), int(status))
+        if not self._redis.send(op, f"job {job_id} status"):
+            await self._redis.call(op)
 
     async def get(self, job_id: int) -> data.JobStatus | None:
         raw = await self._redis.call(lambda p: p.hget(self._key, str(job_id)))
         return None if raw is None else data.JobStatus(int(raw))
 
     async def delete(self, job_id: int) -> None:
-        await self._redis.call(lambda p: p.hdel(self._key, str(job_id)))
+        op = _hdel(self._key, str(job_id))
+        if not self._redis.send(op, f"job {job_id} status"):
+            await self._redis.call(op)
 
     async def all(self) -> list[tuple[int, data.JobStatus]]:
         raw = await self._redis.call(lambda p: p.hgetall(self._key))
