@@ -7,6 +7,7 @@ job's ResultStatus; any other exception counts as OTHER_ERROR.
 
 from __future__ import annotations
 
+import signal
 from typing import ClassVar, Protocol
 
 from jobworkerp.proto.jobworkerp.data import ResultStatus, RunnerType
@@ -65,3 +66,13 @@ class OtherError(RunnerError):
 
 class RunnerLoadError(FatalError):
     """The runner could not be created or loaded with the worker's settings."""
+
+
+def describe_exit(returncode: int) -> str:
+    """A process's return code in words: "exit code 3" or "killed by signal SIGKILL (-9)"."""
+    if returncode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-returncode).name} ({returncode})"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"

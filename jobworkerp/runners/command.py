@@ -6,13 +6,12 @@ the exit status and stderr; on success the output is stdout.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from typing import ClassVar
 
 from jobworkerp.proto.jobworkerp.data import RunnerType
 from jobworkerp.proto.jobworkerp.runner import CommandArgs, CommandRunnerSettings
-from jobworkerp.runners.base import OtherError, RetryableError, RunnerLoadError
+from jobworkerp.runners.base import OtherError, RetryableError, RunnerLoadError, describe_exit
 
 SETTINGS_PROTO = """syntax = "proto3";
 package jobworkerp.runner;
@@ -33,13 +32,6 @@ message CommandArgs {
 STDERR_LIMIT = 64 * 1024
 
 
-def _describe_exit(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"killed by signal {signal.Signals(-returncode).name} ({returncode})"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit code {returncode}"
 
 
 class CommandRunner:
@@ -80,7 +72,7 @@ class CommandRunner:
             self._proc = None
         if returncode != 0:
             tail = stderr[-STDERR_LIMIT:].decode("utf-8", "replace")
-            raise RetryableError(f"command {self._command!r} failed: {_describe_exit(returncode)}\n{tail}")
+            raise RetryableError(f"command {self._command!r} failed: {describe_exit(returncode)}\n{tail}")
         return [stdout]
 
     def cancel(self) -> None:

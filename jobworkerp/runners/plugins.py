@@ -38,7 +38,6 @@ import importlib.util
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -57,6 +56,7 @@ from jobworkerp.runners.base import (
     RetryableError,
     RunnerError,
     RunnerLoadError,
+    describe_exit,
 )
 
 log = logging.getLogger(__name__)
@@ -324,13 +324,6 @@ def entry_point_candidates() -> list[Candidate]:
     ]
 
 
-def _describe_exit(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with code {returncode}"
 
 
 def _describe_candidate(candidate: Candidate, timeout: float) -> tuple[list[PluginSpec], list[str]]:
@@ -344,7 +337,8 @@ def _describe_candidate(candidate: Candidate, timeout: float) -> tuple[list[Plug
     stderr = proc.stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
     if proc.returncode != 0:
         details = f"\n{stderr}" if stderr else ""
-        return [], [f"plugin {candidate.source}: skipped: its import {_describe_exit(proc.returncode)}{details}"]
+        ended = describe_exit(proc.returncode)
+        return [], [f"plugin {candidate.source}: skipped: importing it ended with {ended}{details}"]
     try:
         report = json.loads(proc.stdout)
     except ValueError:

@@ -62,7 +62,7 @@ def test_broken_plugins_are_reported_and_skipped(tmp_path: Path) -> None:
     assert [p.name for p in result.plugins] == ["hello"]  # the good one still loads
     text = "\n".join(result.problems)
     assert "this plugin is broken on purpose" in text and "raises_on_import.py:3" in text
-    assert "crashes_on_import.py: skipped: its import exited with code 9" in text
+    assert "crashes_on_import.py: skipped: importing it ended with exit code 9" in text
     assert "does not compile" in text and '"strin" is not defined' in text
     assert "no RUNNERS" in text
     assert "'COMMAND' skipped: the name is already taken by a built-in runner" in text
