@@ -17,6 +17,7 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners.registry import RunnerRegistry
 from jobworkerp.storage.rdb import DEFAULT_CHANNEL, Repository
 
+WORKER_CACHE_TTL_S = 60.0
 _RESPONSE_TYPES = {int(v) for v in data.ResponseType}
 _QUEUE_TYPES = {int(v) for v in data.QueueType}
 _RETRY_TYPES = {int(v) for v in data.RetryType}
@@ -37,8 +38,11 @@ class Workers:
         self._registry = registry
         self._config = config
         self._served_channels = {c.name for c in config.all_channels()}
-        self._by_id: dict[int, data.Worker | None] = {}
+        # Cached workers and when each entry expires (trio time). Writes and other processes'
+        # change events drop entries at once; the expiry bounds staleness if an event is missed.
+        self._by_id: dict[int, tuple[data.Worker, float]] = {}
         self._ids_by_channel: dict[str, list[int]] | None = None  # for the scheduler's polls
+        self._ids_by_channel_expiry = 0.0
         # Told about every local write, so other processes can drop their cached copies (Scalable).
         self.on_changed: Callable[[int], Awaitable[None]] = _ignore_change
 
@@ -127,8 +131,10 @@ class Workers:
             await self.on_changed(worker_id)
 
     async def ids_on_channel(self, channel: str) -> list[int]:
-        """Ids of the workers whose jobs run on `channel` (cached until a worker changes)."""
-        if self._ids_by_channel is None:
+        """Ids of the workers whose jobs run on `channel` (cached until a worker changes, at most a minute)."""
+        now = trio.current_time()
+        if self._ids_by_channel is None or self._ids_by_channel_expiry <= now:
+            self._ids_by_channel_expiry = now + WORKER_CACHE_TTL_S
             index: dict[str, list[int]] = {}
             for worker in await self._repo.list_workers():
                 index.setdefault(channel_of(worker.data), []).append(worker.id.value)
@@ -136,13 +142,17 @@ class Workers:
         return self._ids_by_channel.get(channel, [])
 
     async def get(self, worker_id: int) -> data.Worker | None:
-        """Cached lookup used on the job path."""
-        try:
-            return self._by_id[worker_id]
-        except KeyError:
-            worker = await self._repo.find_worker(worker_id)
-            self._by_id[worker_id] = worker
-            return worker
+        """Cached lookup used on the job path (unknown ids are not cached)."""
+        cached = self._by_id.get(worker_id)
+        now = trio.current_time()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        worker = await self._repo.find_worker(worker_id)
+        if worker is None:
+            self._by_id.pop(worker_id, None)
+        else:
+            self._by_id[worker_id] = (worker, now + WORKER_CACHE_TTL_S)
+        return worker
 
     async def find_by_name(self, name: str) -> data.Worker | None:
         return await self._repo.find_worker_by_name(name)
