@@ -1,0 +1,50 @@
+"""The worker cache on the job path: fresh after local writes, bounded staleness otherwise."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from jobworkerp.config import load_config
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.runners.registry import RunnerRegistry
+from jobworkerp.storage.memory_rdb import MemoryRepository
+from jobworkerp.usecase.workers import WORKER_CACHE_TTL_S, Workers
+
+pytestmark = pytest.mark.timeout(10)
+
+
+async def make() -> tuple[Workers, MemoryRepository]:
+    repo = MemoryRepository()
+    await repo.open()
+    return Workers(repo, RunnerRegistry(), load_config({})), repo
+
+
+async def test_a_change_made_elsewhere_is_seen_within_the_ttl(autojump_clock) -> None:
+    workers, repo = await make()
+    worker_id = await workers.create(data.WorkerData(name="a", runner_id=data.RunnerId(value=1)))
+    assert (await workers.get(worker_id)).data.name == "a"
+    # Another process changes it and its change event is lost:
+    await repo.update_worker(worker_id, data.WorkerData(name="b", runner_id=data.RunnerId(value=1)))
+    assert (await workers.get(worker_id)).data.name == "a"
+    await trio.sleep(WORKER_CACHE_TTL_S + 1)
+    assert (await workers.get(worker_id)).data.name == "b"
+
+
+async def test_local_writes_and_change_events_drop_the_entry_at_once(autojump_clock) -> None:
+    workers, repo = await make()
+    worker_id = await workers.create(data.WorkerData(name="a", runner_id=data.RunnerId(value=1)))
+    await workers.get(worker_id)
+    await workers.update(data.Worker(id=data.WorkerId(value=worker_id),
+                                     data=data.WorkerData(name="b", runner_id=data.RunnerId(value=1))))
+    assert (await workers.get(worker_id)).data.name == "b"
+    await repo.update_worker(worker_id, data.WorkerData(name="c", runner_id=data.RunnerId(value=1)))
+    workers.forget(worker_id)  # what a change event from another process does
+    assert (await workers.get(worker_id)).data.name == "c"
+
+
+async def test_unknown_ids_are_not_remembered(autojump_clock) -> None:
+    workers, _ = await make()
+    for worker_id in range(1000, 1100):
+        assert await workers.get(worker_id) is None
+    assert workers._by_id == {}
