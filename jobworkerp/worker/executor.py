@@ -116,14 +116,15 @@ async def _run_attempt(ctx: ExecutorContext, pool: RunnerPool, entry: RunningJob
         await ctx.storage.status.set(job_id, data.JobStatus.RUNNING)
         start = now_ms()
         spec = ctx.registry.get(worker.data.runner_id.value)
-        async with trio.open_nursery() as nursery:
-            if lease_until is not None:
+        if spec is None:
+            outcome = _error(Status.FATAL_ERROR, f"runner {worker.data.runner_id.value} does not exist")
+        elif lease_until is None:  # the common case: no RDB claim to keep alive
+            outcome = await _perform(pool, spec.ref, spec.name, worker, job)
+        else:
+            async with trio.open_nursery() as nursery:
                 nursery.start_soon(_keep_claim, ctx, job_id, lease_until)
-            if spec is None:
-                outcome = _error(Status.FATAL_ERROR, f"runner {worker.data.runner_id.value} does not exist")
-            else:
                 outcome = await _perform(pool, spec.ref, spec.name, worker, job)
-            nursery.cancel_scope.cancel()
+                nursery.cancel_scope.cancel()
     if entry.deleted:  # deleted while (or just as) it ran
         outcome = _error(Status.CANCELLED, f"job {job_id} was deleted while it was running")
     return outcome, start
