@@ -2,9 +2,9 @@
 
 resolve worker -> claim its RDB row if it has one -> wait until run_after_time -> mark RUNNING ->
 run in a runner host under the job's timeout (renewing the claim) -> classify the outcome ->
-then either schedule a retry, or finish: store (if the worker's flags say so), deliver (DIRECT
-waiter, Listen subscribers, worker streams), schedule the next periodic run or drop the row,
-start next_workers jobs, free the uniq_key.
+then either schedule a retry, or finish: store (if the worker's flags say so), schedule the next
+periodic run or drop status / row / uniq_key, deliver (DIRECT waiter, Listen subscribers, worker
+streams), start next_workers jobs.
 
 Nothing in here blocks: the runner runs in a subprocess host, storage calls are trio calls.
 """
@@ -183,8 +183,8 @@ async def _after_attempt(ctx: ExecutorContext, job: data.Job, worker: data.Worke
     result = build_result(ctx.ids.next_id(), job, worker, status, outcome.items, start, end)
     if should_store(status, wd):
         await _store(ctx, result)
-    await storage.bus.publish(result, to_job=True, to_worker=wd.response_type != data.ResponseType.DIRECT)
-
+    # Settle the job's state before announcing the result, so a client that has the result
+    # never still sees the job's status, row or uniq_key.
     if wd.periodic_interval and not deleted:
         nxt = periodic.next_periodic_run_ms(job.data.run_after_time, start, wd.periodic_interval, now_ms())
         await ctx.dispatcher.submit(periodic.next_run_job(job, nxt), worker, new=False)
@@ -194,6 +194,7 @@ async def _after_attempt(ctx: ExecutorContext, job: data.Job, worker: data.Worke
             await storage.repo.delete_job(job_id)
         if job.data.uniq_key is not None:
             await storage.uniq_keys.release(job_id)
+    await storage.bus.publish(result, to_job=True, to_worker=wd.response_type != data.ResponseType.DIRECT)
     if status == Status.SUCCESS and wd.next_workers:
         await _start_chain(ctx, job, wd, outcome.items)
 
