@@ -68,6 +68,7 @@ class App:
         self.workers = Workers(storage.repo, self.registry, config)
         self.workers.on_changed = storage.worker_events.publish_worker_changed
         storage.worker_events.on_worker_changed(self.workers.forget)
+        storage.worker_events.on_job_cancel(self.running.cancel)
         self.dispatcher = Dispatcher(storage, config)
         self.jobs = Jobs(storage, self.workers, self.ids, self.running, self.dispatcher, config)
         self.results = Results(storage, self.workers)

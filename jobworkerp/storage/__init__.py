@@ -26,11 +26,16 @@ from jobworkerp.storage.uniq_keys import MemoryUniqKeyGuard, UniqKeyGuard
 
 
 class WorkerEvents(Protocol):
-    """Tells every process when a worker definition changed, so caches are dropped."""
+    """Tells every process when a worker definition changed (so caches are dropped) and when a
+    job was deleted (so the process running it cancels it)."""
 
     async def publish_worker_changed(self, worker_id: int) -> None: ...
 
     def on_worker_changed(self, callback: Callable[[int], None]) -> None: ...
+
+    async def publish_job_cancel(self, job_id: int) -> None: ...
+
+    def on_job_cancel(self, callback: Callable[[int], object]) -> None: ...
 
 
 class LocalWorkerEvents:
@@ -40,6 +45,12 @@ class LocalWorkerEvents:
         return None
 
     def on_worker_changed(self, callback: Callable[[int], None]) -> None:
+        return None
+
+    async def publish_job_cancel(self, job_id: int) -> None:
+        return None
+
+    def on_job_cancel(self, callback: Callable[[int], object]) -> None:
         return None
 
 

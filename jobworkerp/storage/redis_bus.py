@@ -5,8 +5,9 @@ listeners of the same topic share one Redis subscription (reference-counted), an
 fanned out in-process. A listener subscribes — and Redis confirms — before it looks at storage
 or queues its job, so no result can be published unseen in between.
 
-Topics (prefixed): `job_result_changed:job:{id}`, `job_result_changed:worker:{id}`, and
-`worker_changed` (worker create/update/delete events, so every process drops cached workers).
+Topics (prefixed): `job_result_changed:job:{id}`, `job_result_changed:worker:{id}`,
+`worker_changed` (worker create/update/delete events, so every process drops cached workers) and
+`job_cancel` (a deleted job, so the process running it cancels it).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class RedisResultBus:
         self._job_waiters: dict[str, set[JobResultWaiter]] = {}
         self._worker_streams: dict[str, set[trio.MemorySendChannel[data.JobResult]]] = {}
         self._worker_changed: list[Callable[[int], None]] = []
+        self._job_cancel: list[Callable[[int], object]] = []
         self._lock = trio.Lock()  # subscribe / unsubscribe in order
         self._nursery: trio.Nursery | None = None  # where unsubscribes run, off the caller's path
 
@@ -60,12 +62,17 @@ class RedisResultBus:
     def _worker_changed_topic(self) -> str:
         return f"{self._prefix}worker_changed"
 
+    @property
+    def _job_cancel_topic(self) -> str:
+        return f"{self._prefix}job_cancel"
+
     # --- lifecycle -----------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read the shared subscription until cancelled (one task per process)."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._subscription.messages, self._on_message)
             await self._subscription.subscribe(self._worker_changed_topic)
+            await self._subscription.subscribe(self._job_cancel_topic)
             self._nursery = nursery
             task_status.started()
 
@@ -104,6 +111,11 @@ class RedisResultBus:
             worker_id = int(payload)
             for callback in self._worker_changed:
                 callback(worker_id)
+            return
+        if topic == self._job_cancel_topic:
+            job_id = int(payload)
+            for cancel in self._job_cancel:
+                cancel(job_id)
             return
         waiters = self._job_waiters.get(topic)
         streams = self._worker_streams.get(topic)
@@ -175,3 +187,10 @@ class RedisResultBus:
 
     async def publish_worker_changed(self, worker_id: int) -> None:
         await call_asyncio(self._client.publish, self._worker_changed_topic, str(worker_id))
+
+    # --- job cancel events (JobService.Delete of a job running in another process) -------
+    def on_job_cancel(self, callback: Callable[[int], object]) -> None:
+        self._job_cancel.append(callback)
+
+    async def publish_job_cancel(self, job_id: int) -> None:
+        await self._redis.call(lambda p: p.publish(self._job_cancel_topic, str(job_id)))

@@ -26,6 +26,7 @@ from jobworkerp.worker.running import RunningJobs
 DEFAULT_TIMEOUT_MS = 31_536_000_000  # one year, when the request gives none
 DIRECT_WAIT_GRACE_S = 5.0  # beyond the job timeout, for queueing and result hand-off
 _PRIORITIES = {int(p) for p in data.Priority}
+RUNNING = data.JobStatus.RUNNING
 
 
 class Unimplemented(JobworkerpError):
@@ -128,6 +129,9 @@ class Jobs:
         row = await self._storage.repo.find_job(job_id)
         removed_row = await self._storage.repo.delete_job(job_id)
         cancelled = self._running.cancel(job_id)  # the executor reports CANCELLED itself
+        if not cancelled and self._storage.scalable and await self._storage.status.get(job_id) == RUNNING:
+            await self._storage.worker_events.publish_job_cancel(job_id)  # it runs in another process
+            cancelled = True
         if queued is not None or removed_row:
             await self._storage.status.delete(job_id)
             if not cancelled:

@@ -166,3 +166,20 @@ def test_killing_a_worker_loses_no_job(cluster: Cluster, record_property) -> Non
     assert all(any(r.data.status == data.ResultStatus.SUCCESS for r in results) for results in per_job)
     assert set(lines) == {f"j{i}" for i in range(n)}
     assert duplicates <= 8  # only the jobs running at the moment of the kill may run twice
+
+
+def test_deleting_a_job_cancels_it_on_the_worker_running_it(cluster: Cluster) -> None:
+    async def scenario() -> tuple[bool, data.JobResult]:
+        async with connect(cluster.front.port) as c:
+            w = (await c.worker.create(command_worker(
+                "mp-cancel", "sleep", response_type=data.ResponseType.LISTEN_AFTER, **STORE_ALL))).id
+            job_id = (await c.job.enqueue(svc.JobRequest(worker_id=w, args=args("60")))).id
+            listening = asyncio.ensure_future(listen(c, w, job_id))
+            while (await c.job_status.find(job_id)).status != data.JobStatus.RUNNING:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            deleted = (await c.job.delete(job_id)).is_success
+            return deleted, await asyncio.wait_for(listening, 20)
+
+    deleted, result = run(scenario())
+    assert deleted
+    assert result.data.status == data.ResultStatus.CANCELLED
