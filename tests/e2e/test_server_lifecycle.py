@@ -93,3 +93,12 @@ def test_malformed_setting_stops_start_up_naming_the_variable(tmp_path: Path) ->
     )
     assert proc.returncode == 2
     assert b"WORKER_DEFAULT_CONCURRENCY" in proc.stderr
+
+
+def test_standalone_refuses_separate_front_and_worker_processes(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobworkerp", "worker", "--env-file", str(tmp_path / "none.env")],
+        env={"PATH": "/usr/bin:/bin"}, capture_output=True, timeout=30, cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert b"STORAGE_TYPE" in proc.stderr and b"all-in-one" in proc.stderr
