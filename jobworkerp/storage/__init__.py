@@ -101,7 +101,7 @@ async def open_storage(config: Config) -> AsyncIterator[Storage]:
 
 @asynccontextmanager
 async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lease_ms: int = 5000,
-                        queue_max_crashes: int = 3) -> AsyncIterator[Storage]:
+                        queue_max_crashes: int = 3, result_ttl_ms: int = 3_600_000) -> AsyncIterator[Storage]:
     """Redis queues, status, uniq keys and pub/sub around an opened repository (Scalable).
 
     Runs the process's shared pub/sub reader for as long as the context is open.
@@ -112,7 +112,7 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
     from jobworkerp.storage.redis_state import RedisJobStatusStore, RedisUniqKeyGuard, allocate_node_id
 
     pipeliner = RedisPipeliner(client)
-    bus = RedisResultBus(client, prefix, pipeliner)
+    bus = RedisResultBus(client, prefix, pipeliner, result_ttl_ms)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(pipeliner.run)
@@ -147,7 +147,8 @@ async def _open_scalable(config: Config) -> AsyncIterator[Storage]:
     try:
         await repo.open()
         async with redis_storage(client, config.redis_key_prefix, repo, queue_lease_ms=config.queue_lease_ms,
-                                 queue_max_crashes=config.queue_max_crashes) as storage:
+                                 queue_max_crashes=config.queue_max_crashes,
+                                 result_ttl_ms=config.job_result_ttl_seconds * 1000) as storage:
             yield storage
     finally:
         with trio.CancelScope(shield=True):

@@ -27,18 +27,45 @@ from jobworkerp.storage.redis_pipeline import RedisPipeliner
 log = logging.getLogger(__name__)
 
 
-# Publish one result to its job topic and/or worker topic in one command (KEYS = the topics).
+# Publish one result to its topics in one command. KEYS[1] is the job's result key (kept for
+# ARGV[2] ms when ARGV[2] > 0, for waiters that missed the message), KEYS[2..] the topics.
 _PUBLISH = """
-for _, topic in ipairs(KEYS) do
-  redis.call('PUBLISH', topic, ARGV[1])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
-return #KEYS
+for i = 2, #KEYS do
+  redis.call('PUBLISH', KEYS[i], ARGV[1])
+end
+return #KEYS - 1
 """
+
+# How long a job waiter trusts pub/sub alone before it also looks at the job's result key: a
+# message lost while the subscription connection reconnected costs at most this much delay.
+RECHECK_S = 5.0
+
+
+class _RedisJobWaiter(JobResultWaiter):
+    """Waits for the published result, and now and then reads the job's result key too."""
+
+    def __init__(self, bus: RedisResultBus, job_id: int) -> None:
+        super().__init__()
+        self._bus = bus
+        self._job_id = job_id
+
+    async def wait(self) -> data.JobResult:
+        while True:
+            with trio.move_on_after(RECHECK_S):
+                return await super().wait()
+            stored = await self._bus.stored_result(self._job_id)
+            if stored is not None:
+                self.deliver(stored)
 
 
 class RedisResultBus:
-    def __init__(self, client: Any, prefix: str, pipeliner: RedisPipeliner | None = None) -> None:
+    def __init__(self, client: Any, prefix: str, pipeliner: RedisPipeliner | None = None,
+                 result_ttl_ms: int = 3_600_000) -> None:
         self._client = client
+        self._result_ttl_ms = result_ttl_ms
         self._redis = pipeliner or RedisPipeliner(client)
         self._publish = client.register_script(_PUBLISH)
         self._prefix = prefix
@@ -54,6 +81,9 @@ class RedisResultBus:
     # --- topics ------------------------------------------------------------------------
     def _job_topic(self, job_id: int) -> str:
         return f"{self._prefix}job_result_changed:job:{job_id}"
+
+    def _result_key(self, job_id: int) -> str:
+        return f"{self._prefix}job_result:{job_id}"
 
     def _worker_topic(self, worker_id: int) -> str:
         return f"{self._prefix}job_result_changed:worker:{worker_id}"
@@ -138,7 +168,7 @@ class RedisResultBus:
     @asynccontextmanager
     async def listen_job(self, job_id: int) -> AsyncIterator[JobResultWaiter]:
         topic = self._job_topic(job_id)
-        waiter = JobResultWaiter()
+        waiter = _RedisJobWaiter(self, job_id)
         self._job_waiters.setdefault(topic, set()).add(waiter)
         try:
             await self._add(topic)
@@ -170,16 +200,21 @@ class RedisResultBus:
             await self._release(topic)
 
     async def publish(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None:
-        topics = []
+        job_id = result.data.job_id.value
+        keys = [self._result_key(job_id)]
         if to_job:
-            topics.append(self._job_topic(result.data.job_id.value))
+            keys.append(self._job_topic(job_id))
         if to_worker:
-            topics.append(self._worker_topic(result.data.worker_id.value))
-        if topics:
-            payload = bytes(result)
-            what = f"publish of job {result.data.job_id.value}'s result"
-            if not self._redis.send_script(self._publish, topics, [payload], what):
-                await self._redis.script(self._publish, topics, [payload])
+            keys.append(self._worker_topic(result.data.worker_id.value))
+        if len(keys) > 1:
+            args = [bytes(result), self._result_ttl_ms if to_job else 0]
+            if not self._redis.send_script(self._publish, keys, args, f"publish of job {job_id}'s result"):
+                await self._redis.script(self._publish, keys, args)
+
+    async def stored_result(self, job_id: int) -> data.JobResult | None:
+        """The job's final result if it was published within the result TTL."""
+        raw = await self._redis.call(lambda p: p.get(self._result_key(job_id)))
+        return None if raw is None else data.JobResult.parse(raw)
 
     # --- worker change events ----------------------------------------------------------
     def on_worker_changed(self, callback: Callable[[int], None]) -> None:

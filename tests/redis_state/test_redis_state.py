@@ -83,3 +83,24 @@ async def test_worker_change_events_reach_every_process(redis) -> None:
     assert seen == [42]
     await a.aclose()
     await b.aclose()
+
+
+async def test_a_waiter_that_missed_the_message_finds_the_stored_result(redis, monkeypatch) -> None:
+    from jobworkerp.storage import redis_bus
+
+    monkeypatch.setattr(redis_bus, "RECHECK_S", 0.2)
+    client, prefix = redis
+    bus = RedisResultBus(client, prefix)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bus.run)
+        await bus.publish(result(31, 9), to_job=True, to_worker=False)  # nobody subscribed yet
+        async with bus.listen_job(31) as waiter:
+            with trio.fail_after(5):
+                got = await waiter.wait()
+        assert got.data.job_id.value == 31
+        async with bus.listen_job(32) as never:  # no result stored: keeps waiting
+            with trio.move_on_after(0.5) as scope:
+                await never.wait()
+            assert scope.cancelled_caught
+        nursery.cancel_scope.cancel()
+    await bus.aclose()
