@@ -24,7 +24,7 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners import command
 
 if TYPE_CHECKING:
-    from jobworkerp.runners.plugins import PluginSpec
+    from jobworkerp.runners.plugin_discovery import PluginSpec
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class RunnerSpec:
         elif self.plugin_settings is not None:
             from google.protobuf.message import DecodeError
 
-            from jobworkerp.runners.plugins import message_class
+            from jobworkerp.runners.proto_text import message_class
 
             full_name, descriptor_set = self.plugin_settings
             try:
@@ -202,9 +202,9 @@ class RunnerRegistry:
 
         A plugin that cannot be imported or described is logged and skipped; it never stops the server.
         """
-        from jobworkerp.runners import plugins
+        from jobworkerp.runners import plugin_discovery
 
-        found = plugins.discover(config.plugins_runner_dir, reserved_names=[s.name for s in BUILTIN_RUNNERS])
+        found = plugin_discovery.discover(config.plugins_runner_dir, reserved_names=[s.name for s in BUILTIN_RUNNERS])
         for problem in found.problems:
             log.error("%s", problem)
         for plugin in found.plugins:

@@ -66,7 +66,7 @@ def find_docker_host() -> tuple[str | None, str]:
     """(DOCKER_HOST to use, why not) for an engine that answers and has the test image."""
     candidates = [os.environ["DOCKER_HOST"]] if os.environ.get("DOCKER_HOST") else []
     candidates += [f"unix://{CI_DOCKER_SOCKET}", "unix:///var/run/docker.sock"]
-    from jobworkerp.runners.docker import Engine, EngineError, EngineUnreachable
+    from jobworkerp.runners.docker_api import Engine, EngineError, EngineUnreachable
 
     reasons = []
     for docker_host in candidates:
@@ -101,7 +101,7 @@ def docker_host() -> Iterator[str]:
 @pytest.fixture
 def engine(docker_host: str):
     """A client of the test engine, closed after the test."""
-    from jobworkerp.runners.docker import Engine
+    from jobworkerp.runners.docker_api import Engine
 
     client = Engine(docker_host)
     yield client

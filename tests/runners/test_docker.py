@@ -16,20 +16,10 @@ import pytest
 from jobworkerp.proto.jobworkerp.data import ResultStatus
 from jobworkerp.proto.jobworkerp.runner import DockerArgs, DockerRunnerSettings
 from jobworkerp.runners.base import OtherError, RetryableError, RunnerLoadError
-from jobworkerp.runners.docker import (
-    NODE_LABEL,
-    OWNER_LABEL,
-    PID_LABEL,
-    PID_START_LABEL,
-    DockerRunner,
-    Engine,
-    ImageSource,
-    _process_alive,
-    container_config,
-    demux,
-    engine_transport,
-    image_ref,
-)
+from jobworkerp.runners.docker import DockerRunner
+from jobworkerp.runners.docker_api import Engine, demux, engine_transport
+from jobworkerp.runners.docker_config import ImageSource, container_config, image_ref
+from jobworkerp.runners.docker_watchdog import NODE_LABEL, OWNER_LABEL, PID_LABEL, PID_START_LABEL, _process_alive
 from tests.runners.conftest import TEST_IMAGE
 
 pytestmark = pytest.mark.timeout(60)

@@ -13,7 +13,7 @@ import pytest
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
-from jobworkerp.runners.docker import Engine
+from jobworkerp.runners.docker_api import Engine
 from jobworkerp.runners.plugins import proto_messages
 from jobworkerp.testing.server import Client, ServerProcess, connect, run
 from plugins import hello

@@ -12,14 +12,9 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.data import ResultStatus
 from jobworkerp.runners import host
 from jobworkerp.runners.base import OtherError, RetryableError, RunnerError, RunnerLoadError
-from jobworkerp.runners.plugins import (
-    PluginRunner,
-    compile_proto,
-    discover,
-    first_message,
-    plugin_factory,
-    proto_messages,
-)
+from jobworkerp.runners.plugin_discovery import discover
+from jobworkerp.runners.plugins import PluginRunner, plugin_factory, proto_messages
+from jobworkerp.runners.proto_text import compile_proto, first_message
 from jobworkerp.runners.registry import BUILTIN_RUNNERS, RunnerRegistry, load_runner_class
 from jobworkerp.usecase.runners import Runners
 from tests.runners.conftest import BROKEN_PLUGIN_DIR, HERE, PLUGIN_DIRS, ROOT
@@ -203,14 +198,14 @@ def test_runner_errors_pickle_across_the_host_pipe() -> None:
 
 
 def test_entry_point_plugins_are_discovered(monkeypatch: pytest.MonkeyPatch) -> None:
-    from jobworkerp.runners import plugins
+    from jobworkerp.runners import plugin_discovery
 
     def fake_entry_points(group: str):
-        assert group == plugins.ENTRY_POINT_GROUP
+        assert group == plugin_discovery.ENTRY_POINT_GROUP
         return [metadata.EntryPoint(name="faulty", value="tests.runners.plugins.faulty:FaultyRunner", group=group),
                 metadata.EntryPoint(name="gone", value="no_such_module_anywhere:Runner", group=group)]
 
-    monkeypatch.setattr(plugins.metadata, "entry_points", fake_entry_points)
+    monkeypatch.setattr(plugin_discovery.metadata, "entry_points", fake_entry_points)
     result = discover([])
     assert [(p.name, p.target) for p in result.plugins] == [("faulty", "tests.runners.plugins.faulty:FaultyRunner")]
     assert "no_such_module_anywhere" in result.problems[0] and "ModuleNotFoundError" in result.problems[0]

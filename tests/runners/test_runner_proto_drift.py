@@ -7,7 +7,7 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 from jobworkerp.descriptors import descriptor_pool
-from jobworkerp.runners.plugins import compile_proto
+from jobworkerp.runners.proto_text import compile_proto
 from jobworkerp.runners.registry import BUILTIN_RUNNERS, RunnerSpec, load_runner_class
 
 pytestmark = pytest.mark.timeout(60)
