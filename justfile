@@ -33,3 +33,7 @@ lint:
 # Benchmarks: DIRECT round trip and NO_RESULT throughput against a fresh all-in-one server
 bench *ARGS:
     python bench/bench_all_in_one.py {{ARGS}}
+
+# Memory: server RSS over rounds of DIRECT / LISTEN_AFTER / NO_RESULT jobs (should level off)
+bench-memory *ARGS:
+    python bench/bench_memory.py {{ARGS}}
