@@ -14,16 +14,8 @@ import sys
 
 import trio
 
+from jobworkerp.cli.logs import setup_logging
 from jobworkerp.config import Config, ConfigError, load_config
-
-
-def setup_logging(config: Config) -> None:
-    level = {"TRACE": "DEBUG", "WARN": "WARNING"}.get(config.log_level, config.log_level)
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 async def _serve_until_signal(config: Config, mode: str) -> None:
@@ -59,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"jobworkerp: configuration error: {e}", file=sys.stderr)
         return 2
-    setup_logging(config)
+    setup_logging(config, args.mode)
     trio.run(_serve_until_signal, config, args.mode)
     return 0
 

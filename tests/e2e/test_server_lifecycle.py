@@ -102,3 +102,14 @@ def test_standalone_refuses_separate_front_and_worker_processes(tmp_path: Path) 
     )
     assert proc.returncode == 2
     assert b"STORAGE_TYPE" in proc.stderr and b"all-in-one" in proc.stderr
+
+
+def test_json_logs_go_to_the_log_file_dir(tmp_path: Path) -> None:
+    import json
+
+    logs = tmp_path / "logs"
+    server = ServerProcess(tmp_path, {"LOG_USE_JSON": "true", "LOG_FILE_DIR": str(logs)}).start()
+    assert server.stop() == 0
+    lines = (logs / "jobworkerp-all-in-one.log").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert any("listening on" in r["message"] and r["level"] == "INFO" for r in records)
