@@ -17,7 +17,6 @@ from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, 
 from jobworkerp.front.bridge import call_trio, iterate_trio
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import service as svc
-from jobworkerp.usecase.jobs import Unimplemented
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,7 +27,6 @@ _STATUS_OF: tuple[tuple[type[Exception], Status], ...] = (
     (AlreadyExists, Status.ALREADY_EXISTS),
     (Unavailable, Status.UNAVAILABLE),
     (DeadlineExceeded, Status.DEADLINE_EXCEEDED),
-    (Unimplemented, Status.UNIMPLEMENTED),
 )
 
 

@@ -13,7 +13,7 @@ import trio
 
 from jobworkerp.clock import now_ms
 from jobworkerp.config import Config
-from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, JobworkerpError
+from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument
 from jobworkerp.ids import SnowflakeGenerator
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.service import JobRequest
@@ -27,10 +27,6 @@ DEFAULT_TIMEOUT_MS = 31_536_000_000  # one year, when the request gives none
 DIRECT_WAIT_GRACE_S = 5.0  # beyond the job timeout, for queueing and result hand-off
 _PRIORITIES = {int(p) for p in data.Priority}
 RUNNING = data.JobStatus.RUNNING
-
-
-class Unimplemented(JobworkerpError):
-    """The request needs a feature this version does not have (gRPC UNIMPLEMENTED)."""
 
 
 class Jobs:

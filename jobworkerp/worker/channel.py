@@ -32,9 +32,6 @@ class ChannelActor:
         self._pull_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._stopped = False
-        self.in_flight = 0
-        self.peak_in_flight = 0
-        self.completed = 0
 
     def stop(self) -> None:
         """Stop taking jobs; running ones finish."""
@@ -80,8 +77,6 @@ class ChannelActor:
         self._nursery.start_soon(self._run_one, job, claimed_until)
 
     async def _run_one(self, job: data.Job, claimed_until: int | None = None) -> None:
-        self.in_flight += 1
-        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
             await execute_job(self._ctx, self._pool, job, claimed_until=claimed_until)
         except Exception:
@@ -93,6 +88,4 @@ class ChannelActor:
                         await self._ctx.storage.queue.ack(job.id.value)
                     except Exception:
                         log.exception("channel %s: could not ack job %s", self.channel.name, job.id.value)
-            self.in_flight -= 1
-            self.completed += 1
             self._slots.release()
