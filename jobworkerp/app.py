@@ -26,9 +26,10 @@ import trio
 
 from actors.process_pool import ProcessPool
 from actors.supervisor import ChildSpec, Supervisor
+from jobworkerp.aio import open_asyncio_bridge
 from jobworkerp.clock import now_ms
 from jobworkerp.config import STANDALONE, ChannelConfig, Config, ConfigError
-from jobworkerp.front.bridge import open_asyncio_bridge, serve_grpc
+from jobworkerp.front.server import serve_grpc
 from jobworkerp.front.services import build_services
 from jobworkerp.ids import SnowflakeGenerator
 from jobworkerp.proto.jobworkerp import data

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from jobworkerp.aio import call_trio, iterate_trio
 from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, Unavailable
-from jobworkerp.front.bridge import call_trio, iterate_trio
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import service as svc
 

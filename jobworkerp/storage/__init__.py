@@ -136,7 +136,7 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
 
 @asynccontextmanager
 async def _open_scalable(config: Config) -> AsyncIterator[Storage]:
-    from jobworkerp.front.bridge import close_redis, open_redis
+    from jobworkerp.aio import close_redis, open_redis
     from jobworkerp.storage.mysql import MysqlRepository
 
     client = open_redis(config.redis_url, username=config.redis_username, password=config.redis_password,

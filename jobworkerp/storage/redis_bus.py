@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from jobworkerp.front.bridge import RedisSubscription, call_asyncio
+from jobworkerp.aio import RedisSubscription, call_asyncio
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.pubsub import WORKER_STREAM_BUFFER, JobResultWaiter
 from jobworkerp.storage.redis_pipeline import RedisPipeliner

@@ -16,7 +16,7 @@ from typing import Any
 import trio
 from redis.exceptions import NoScriptError
 
-from jobworkerp.front.bridge import call_asyncio, run_redis_pipeline
+from jobworkerp.aio import call_asyncio, run_redis_pipeline
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from typing import Any
 import trio
 from redis.exceptions import RedisError
 
-from jobworkerp.front.bridge import call_asyncio
+from jobworkerp.aio import call_asyncio
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.queue import PoisonHandler
 from jobworkerp.storage.redis_keys import QueueKeys
@@ -252,7 +252,7 @@ def poison_reason(crashes: int, max_crashes: int) -> str:
 class RedisJobQueue:
     """`JobQueue` over Redis, shared by every worker process; see the module docstring for keys.
 
-    `client` is a redis.asyncio client from `bridge.open_redis` (bytes responses, i.e. without
+    `client` is a redis.asyncio client from `jobworkerp.aio.open_redis` (bytes responses, i.e. without
     decode_responses); every call goes through the bridge, so the asyncio bridge must be open.
     """
 

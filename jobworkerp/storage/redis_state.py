@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from jobworkerp.front.bridge import call_asyncio
+from jobworkerp.aio import call_asyncio
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.redis_pipeline import RedisPipeliner
 

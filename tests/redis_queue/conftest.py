@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio
 import trio
 
-from jobworkerp.front.bridge import call_asyncio, close_redis, open_asyncio_bridge
+from jobworkerp.aio import call_asyncio, close_redis, open_asyncio_bridge
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.redis_queue import RedisJobQueue
 from tests.services import REDIS_URL, require_redis

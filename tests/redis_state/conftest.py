@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from jobworkerp.front.bridge import call_asyncio, close_redis, open_asyncio_bridge, open_redis
+from jobworkerp.aio import call_asyncio, close_redis, open_asyncio_bridge, open_redis
 from tests.services import REDIS_URL, require_redis
 
 

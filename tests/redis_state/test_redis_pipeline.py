@@ -6,7 +6,7 @@ import pytest
 import trio
 from redis.exceptions import ResponseError
 
-from jobworkerp.front.bridge import call_asyncio
+from jobworkerp.aio import call_asyncio
 from jobworkerp.storage import redis_pipeline
 from jobworkerp.storage.redis_pipeline import RedisPipeliner
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jobworkerp.front.bridge import call_asyncio, close_redis, open_asyncio_bridge, open_redis
+from jobworkerp.aio import call_asyncio, close_redis, open_asyncio_bridge, open_redis
 from jobworkerp.storage import Storage, memory_storage, redis_storage
 from jobworkerp.storage.rdb import Repository
 from jobworkerp.storage.sqlite import SqliteRepository

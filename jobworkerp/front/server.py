@@ -1,0 +1,52 @@
+"""Serve the gRPC services on GRPC_ADDR (through the asyncio bridge), with the optional auth token."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+import trio_asyncio
+from grpclib.events import RecvRequest, listen
+from grpclib.server import Server
+
+
+def _require_token(server: Server, token: str, metadata_key: str) -> None:
+    async def check(event: RecvRequest) -> None:
+        from grpclib.const import Status
+        from grpclib.exceptions import GRPCError
+
+        if event.method_name.startswith("/grpc.health.v1."):
+            return
+        if event.metadata.get(metadata_key) != token:
+            raise GRPCError(Status.UNAUTHENTICATED, f"missing or wrong {metadata_key} metadata")
+
+    listen(server, RecvRequest, check)
+
+
+async def serve_grpc(
+    handlers: Sequence[Any],
+    host: str,
+    port: int,
+    *,
+    auth_token: str | None = None,
+    auth_metadata_key: str = "jobworkerp-auth",
+    stopping: trio.Event | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled (or `stopping` is set); reports the bound port via task_status."""
+    server = Server(list(handlers))
+    if auth_token:
+        _require_token(server, auth_token, auth_metadata_key)
+    await trio_asyncio.aio_as_trio(server.start)(host, port)
+    try:
+        bound_port = server._server.sockets[0].getsockname()[1] if server._server else port
+        task_status.started(bound_port)
+        if stopping is None:
+            await trio.sleep_forever()
+        else:
+            await stopping.wait()
+    finally:
+        with trio.CancelScope(shield=True):
+            server.close()
+            await trio_asyncio.aio_as_trio(server.wait_closed)()
