@@ -7,14 +7,17 @@ str for text, bounded pool, migrations, and the claim paths under real concurren
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 import warnings
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import pytest
 import trio
+import trio_mysql
+from trio_mysql.connections import Connection
 
 from jobworkerp.errors import InvalidArgument, Unavailable
 from jobworkerp.proto.jobworkerp import data
@@ -116,42 +119,158 @@ async def test_cancelled_query_discards_its_connection_and_the_next_call_works(
     mysql_database: MysqlParams,
 ) -> None:
     repo = mysql_repository(mysql_database, max_connections=1)
+    watcher = mysql_repository(mysql_database, max_connections=1)
     await repo.open()
+    await watcher.open()
     try:
         [(before,)] = await raw(repo, "SELECT CONNECTION_ID()")
         assert repo.pool.idle == 1
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            started = time.monotonic()
-            with trio.move_on_after(0.2) as scope:
-                await raw(repo, "SELECT SLEEP(3)")
-            assert scope.cancelled_caught and time.monotonic() - started < 1.5
+            # Cancelled once the server runs it; waiting for the query (60 s) would hit the guard.
+            with trio.fail_after(30), trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(raw, repo, "SELECT SLEEP(60)")
+                    await wait_for_server(watcher, "INFO LIKE 'SELECT SLEEP%%'", before)
+                    scope.cancel()
+            assert scope.cancelled_caught
             assert repo.pool.idle == 0 and repo.pool.in_use == 0  # discarded, not pooled
             gc.collect()
         assert not [w for w in caught if issubclass(w.category, ResourceWarning)]  # socket really closed
         assert await repo.count_runners() == 4
         [(after,)] = await raw(repo, "SELECT CONNECTION_ID()")
         assert after != before
+        with contextlib.suppress(trio_mysql.err.MySQLError):  # the server may still sleep for the lost client
+            await raw(watcher, f"KILL {int(before)}")
     finally:
         await repo.aclose()
+        await watcher.aclose()
 
 
-async def test_a_cancelled_batch_is_all_or_nothing(mysql_repo: MysqlRepository) -> None:
-    """Cancelled before, during or after its transaction: never a partial batch."""
-    size = 20_000
-    for attempt, delay in enumerate((0.0, 0.01, 0.03, 0.1, 1.0)):
+async def wait_for_server(repo: MysqlRepository, condition: str, *params: object, present: bool = True) -> None:
+    """Wait until a server thread matching ``condition`` (SQL on PROCESSLIST; ``ID = %s`` is
+    prepended) exists, or with ``present=False`` until none does. The server is what we wait
+    on, so poll; the guard only turns a hang into a failure."""
+    sql = f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s AND {condition}"
+    with trio.fail_after(30):
+        while True:
+            [(count,)] = await raw(repo, sql, params)
+            if bool(count) == present:
+                return
+            await trio.sleep(0.01)
+
+
+@dataclass
+class IoCut:
+    """Cancels the armed task at its ``at``-th network operation on a MySQL connection.
+
+    Counts ``send_all`` / ``receive_some`` as trio-mysql issues them (a read served from the
+    connection's buffer is no I/O and no checkpoint, so it is not counted). With ``half`` the
+    cut write sends the first half of its bytes before the cancellation, as a cancel landing
+    inside ``send_all`` would.
+    """
+
+    task: trio.lowlevel.Task | None = None
+    scope: trio.CancelScope | None = None
+    at: int | None = None
+    half: bool = False
+    ops: list[str] = field(default_factory=list)
+    connection_ids: set[int] = field(default_factory=set)
+    _last: str = ""
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real_write, real_read = Connection._write_bytes, Connection._read_bytes
+        cut = self
+
+        async def write_bytes(conn: Connection, data: bytes) -> None:
+            if cut.armed():
+                cut._last = data[5:12].decode("ascii", "replace").split(" ")[0]  # BEGIN, INSERT, COMMIT
+                if await cut.step(conn, f"send {cut._last}"):
+                    await conn._sock.send_all(data[: len(data) // 2])
+                    await cut.cancel()
+            await real_write(conn, data)
+
+        async def read_bytes(conn: Connection, num_bytes: int) -> bytes:
+            if cut.armed() and len(conn._rbuf) - conn._rbuf_offset < num_bytes:
+                await cut.step(conn, f"reply {cut._last}")
+            return await real_read(conn, num_bytes)
+
+        monkeypatch.setattr(Connection, "_write_bytes", write_bytes)
+        monkeypatch.setattr(Connection, "_read_bytes", read_bytes)
+
+    def armed(self) -> bool:
+        return self.task is not None and trio.lowlevel.current_task() is self.task
+
+    async def step(self, conn: Connection, what: str) -> bool:
+        """Record one I/O operation; cancel before it (or, for a half write, say so) at ``at``."""
+        self.connection_ids.add(conn.thread_id())
+        index = len(self.ops)
+        self.ops.append(what)
+        if index != self.at:
+            return False
+        if self.half and what.startswith("send"):
+            return True
+        await self.cancel()
+        return False
+
+    async def cancel(self) -> None:
+        assert self.scope is not None
+        self.scope.cancel()
+        await trio.lowlevel.checkpoint()  # raises Cancelled here, in the middle of the exchange
+        raise AssertionError("not cancelled")
+
+
+async def test_a_cancelled_batch_is_all_or_nothing(
+    mysql_repo: MysqlRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled at every network operation of its transaction (before it, or halfway through a
+    write): never a partial batch. Nothing is committed until the COMMIT went out whole, and all
+    of it once the COMMIT was answered."""
+    # trio-mysql splits a bulk INSERT into statements of at most max_stmt_length (~1 MB); a
+    # smaller cap gives the same several-statement transaction with far fewer rows.
+    monkeypatch.setattr(mysql_pool._QuietCursor, "max_stmt_length", 16_384)
+    size = 400
+    cut = IoCut()
+    cut.install(monkeypatch)
+    stored = 0
+    attempt = 0
+
+    async def insert_batch(at: int | None, half: bool) -> tuple[bool, list[str]]:
+        """One add_results cancelled at I/O operation ``at``; whether the batch is stored."""
+        nonlocal stored, attempt
+        attempt += 1
         batch = [result(attempt * size + i + 1) for i in range(size)]
-        with trio.move_on_after(delay):
-            await mysql_repo.add_results(batch)
-    # A COMMIT sent just before the cancellation may still be landing on the server.
-    for _ in range(100):
+        assert await mysql_repo.count_results() == stored  # also leaves a pooled, logged-in connection
+        cut.ops, cut.connection_ids, cut.at, cut.half = [], set(), at, half
+        with trio.CancelScope() as scope:
+            cut.task, cut.scope = trio.lowlevel.current_task(), scope
+            try:
+                await mysql_repo.add_results(batch)
+            finally:
+                cut.task = None
+        assert scope.cancelled_caught == (at is not None), (at, cut.ops)
+        if scope.cancelled_caught:  # the connection was dropped: the server commits or rolls back
+            [connection_id] = cut.connection_ids
+            await wait_for_server(mysql_repo, "TRUE", connection_id, present=False)
         count = await mysql_repo.count_results()
-        if count % size == 0:
-            break
-        await trio.sleep(0.05)
-    assert count % size == 0 and count >= size  # the 1 s attempt had time to finish
-    await mysql_repo.add_results([result(10 * size)])  # the pool still works
-    assert await mysql_repo.find_result(10 * size) is not None
+        assert count in (stored, stored + size), f"partial batch: {count - stored} of {size} rows ({cut.ops})"
+        committed = count == stored + size
+        stored = count
+        return committed, cut.ops
+
+    committed, ops = await insert_batch(None, False)  # uncancelled: learn the exchange
+    assert committed
+    assert ops[:2] == ["send BEGIN", "reply BEGIN"] and ops[-2:] == ["send COMMIT", "reply COMMIT"], ops
+    assert ops.count("send INSERT") >= 3, ops  # so some statements can have run and later ones not
+    for at, what in enumerate(ops):
+        for half in (False, True) if what.startswith("send") else (False,):
+            committed, seen = await insert_batch(at, half)
+            assert len(seen) == at + 1, (at, seen)  # cut where intended
+            # The operations before the cut one completed; the COMMIT counts only when sent whole.
+            if "send COMMIT" not in seen[:-1]:
+                assert not committed, f"committed although cancelled at {seen[-1]} (half={half})"
+    await mysql_repo.add_results([result(10**9)])  # the pool still works
+    assert await mysql_repo.find_result(10**9) is not None
 
 
 async def test_pool_is_bounded_by_max_connections(mysql_database: MysqlParams) -> None:
@@ -185,15 +304,17 @@ async def test_pool_is_bounded_by_max_connections(mysql_database: MysqlParams) -
 
 
 async def kill_connections(repo: MysqlRepository, *connection_ids: int) -> None:
-    """KILL from a separate repository, as a DBA or a server restart would."""
+    """KILL from a separate repository, as a DBA or a server restart would; returns once the
+    server has closed them (their threads left the process list)."""
     killer = mysql_repository(repo.pool.params, max_connections=1)
     await killer.open()
     try:
         for connection_id in connection_ids:
             await raw(killer, f"KILL {int(connection_id)}")
+        for connection_id in connection_ids:
+            await wait_for_server(killer, "TRUE", connection_id, present=False)
     finally:
         await killer.aclose()
-    await trio.sleep(0.1)  # let the server finish closing the sockets
 
 
 async def test_a_long_idle_connection_is_pinged_and_replaced_when_dead(
