@@ -2,17 +2,20 @@
 
 Used for gRPC server reflection (so grpcurl needs no proto files) and for strict parsing:
 betterproto2 accepts truncated or malformed bytes silently, while the upb parser rejects them,
-so worker settings are checked with these descriptors before they are stored.
+so worker settings (before they are stored) and job args (at Enqueue) are checked with these
+descriptors; `check_parses` is the same check for message classes compiled elsewhere (plugins).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from importlib import resources
 
 from google.protobuf import descriptor_pb2, message_factory
 from google.protobuf.descriptor_pool import DescriptorPool
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 DESCRIPTOR_SET = "descriptor_set.binpb"
 
@@ -34,7 +37,50 @@ def _message_class(full_name: str) -> type:
 
 def check_message_bytes(full_name: str, payload: bytes) -> None:
     """Raise ValueError naming the problem when `payload` is not a valid `full_name` message."""
+    check_parses(_message_class(full_name), payload)
+
+
+def check_parses(message_class: type, payload: bytes) -> None:
+    """Raise ValueError naming the problem when `payload` is not a valid message of `message_class`.
+
+    Besides what the upb parser refuses (truncation, bad UTF-8, impossible wire types), a declared
+    field sent with a wire type its type cannot have is refused: upb keeps it as an unknown field,
+    so the runner would silently see that field unset instead of the sender hearing of the mix-up.
+    """
     try:
-        _message_class(full_name).FromString(payload)
+        message = message_class.FromString(payload)
     except DecodeError as e:
         raise ValueError(str(e) or "malformed protobuf bytes") from None
+    problem = _wrong_wire_type(message)
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def _wrong_wire_type(message: Message) -> str | None:
+    """The first declared field, in `message` or a message inside it, that came with a wrong wire type."""
+    declared = message.DESCRIPTOR.fields_by_number
+    for unknown in UnknownFieldSet(message):
+        field = declared.get(unknown.field_number)
+        if field is not None:
+            kind = descriptor_pb2.FieldDescriptorProto.Type.Name(field.type).removeprefix("TYPE_").lower()
+            return (f"field {field.name} ({field.number}) of {message.DESCRIPTOR.full_name} has wire type "
+                    f"{unknown.wire_type}, which a {kind} field cannot have")
+    for child in _sub_messages(message):
+        problem = _wrong_wire_type(child)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _sub_messages(message: Message) -> Iterator[Message]:
+    """The messages set inside `message`: singular and repeated message fields, and message map values."""
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            if field.message_type.fields_by_name["value"].message_type is not None:
+                yield from value.values()
+        elif field.is_repeated:
+            yield from value
+        else:
+            yield value

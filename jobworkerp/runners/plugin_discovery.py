@@ -10,10 +10,11 @@ Where plugins come from:
 
 Plugin code never runs in the server process. Discovery imports each candidate in a short-lived
 subprocess (`python -m jobworkerp.runners.plugin_discovery describe KIND TARGET`, the bottom half
-of this module) that reports the runners' names and proto texts (and compiles the protos), so a
-plugin that raises, segfaults, exits or hangs on import is logged and skipped without touching the
-server. Both halves live here because they are two ends of one JSON report. The contract a plugin
-class meets, and how a runner host loads it, are in `jobworkerp.runners.plugins`.
+of this module) that reports the runners' names and proto texts, with the compiled settings and
+args messages that worker settings and job args are checked against, so a plugin that raises,
+segfaults, exits or hangs on import is logged and skipped without touching the server. Both halves
+live here because they are two ends of one JSON report. The contract a plugin class meets, and how
+a runner host loads it, are in `jobworkerp.runners.plugins`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class PluginSpec:
     source: str  # where it was found, for logs
     settings_message: str | None = None  # full name of the settings message in settings_descriptor
     settings_descriptor: bytes | None = None  # compiled settings_proto (FileDescriptorSet)
+    args_message: str | None = None  # full name of the job args message in args_descriptor
+    args_descriptor: bytes | None = None  # compiled args_proto (FileDescriptorSet)
 
     @property
     def ref(self) -> str:
@@ -126,13 +129,19 @@ def _describe_candidate(candidate: Candidate, timeout: float) -> tuple[list[Plug
     problems = [f"plugin {candidate.source}: skipped: {p}" for p in report.get("problems", [])]
     specs = []
     for r in report.get("runners", []):
-        descriptor = base64.b64decode(r["settings_descriptor"]) if r.get("settings_descriptor") else None
         specs.append(PluginSpec(
             name=r["name"], settings_proto=r["settings_proto"], args_proto=r["args_proto"],
             result_proto=r["result_proto"], target=r["target"], source=candidate.source,
-            settings_message=r.get("settings_message"), settings_descriptor=descriptor,
+            settings_message=r.get("settings_message"), settings_descriptor=_descriptor(r, "settings_descriptor"),
+            args_message=r.get("args_message"), args_descriptor=_descriptor(r, "args_descriptor"),
         ))
     return specs, problems
+
+
+def _descriptor(report_entry: dict[str, Any], key: str) -> bytes | None:
+    """A compiled descriptor set from a report entry (base64 in the JSON), None when the proto was empty."""
+    encoded = report_entry.get(key)
+    return base64.b64decode(encoded) if encoded else None
 
 
 def discover(dirs: Sequence[str], *, reserved_names: Iterable[str] = (), include_entry_points: bool = True,
@@ -203,7 +212,7 @@ def describe_class(cls: Any, target: str) -> dict[str, Any]:
         if not callable(getattr(cls, method, None)):
             raise ValueError(f"runner {name!r} ({cls.__qualname__}) has no {method}() method")
     settings_message, settings_descriptor = _check_proto(getattr(cls, "settings_proto", None), "settings_proto", name)
-    _check_proto(getattr(cls, "args_proto", None), "args_proto", name)
+    args_message, args_descriptor = _check_proto(getattr(cls, "args_proto", None), "args_proto", name)
     result_proto = getattr(cls, "result_proto", None)
     if result_proto is not None:
         _check_proto(result_proto, "result_proto", name)
@@ -214,8 +223,15 @@ def describe_class(cls: Any, target: str) -> dict[str, Any]:
         "result_proto": result_proto,
         "target": target,
         "settings_message": settings_message,
-        "settings_descriptor": base64.b64encode(settings_descriptor).decode() if settings_descriptor else None,
+        "settings_descriptor": _encoded(settings_descriptor),
+        "args_message": args_message,
+        "args_descriptor": _encoded(args_descriptor),
     }
+
+
+def _encoded(descriptor_set: bytes | None) -> str | None:
+    """A compiled descriptor set as JSON can carry it (base64); None stays None."""
+    return base64.b64encode(descriptor_set).decode() if descriptor_set else None
 
 
 def describe(kind: str, target: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Python runner plugins: the contract, and loading a plugin class inside a runner host.
 
-The contract (DESIGN.md: plugins are Python). A plugin runner is a class with
+The contract: a plugin runner is a Python class with
 
     name: str                    unique runner name (listed by RunnerService)
     settings_proto: str          .proto text; its first message is the worker settings ("" = none)
@@ -11,6 +11,9 @@ The contract (DESIGN.md: plugins are Python). A plugin runner is a class with
     cancel()                     optional: reset before a static runner is reused
 
 raising `jobworkerp.runners.base` errors to choose a job's ResultStatus (anything else is OTHER_ERROR).
+The server checks worker settings (at create/update) and job args (at Enqueue) against the first
+message of their proto, so a caller sending bytes that do not parse hears INVALID_ARGUMENT at once
+rather than from a failed job; with an empty proto the bytes pass unchecked.
 Plugins parse their bytes with `proto_messages` (re-exported here from `proto_text`, so a plugin
 needs only this module). Where plugins come from, and how the server learns about them without
 importing them, is `plugin_discovery`.
@@ -135,7 +138,7 @@ class PluginRunner:
 
     Exceptions a plugin raises are turned into our picklable RunnerError classes (a plugin's own
     exception class may not exist in the server), load failures into FATAL_ERROR and anything
-    unexpected during a run into OTHER_ERROR (spec §5.6: plugin errors), with the reason.
+    unexpected during a run into OTHER_ERROR, with the reason.
     """
 
     def __init__(self, plugin_class: type) -> None:

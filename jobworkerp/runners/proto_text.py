@@ -2,9 +2,10 @@
 
 Plugins (and the built-in runners' RunnerService listing) describe their messages as .proto text,
 not generated code. Three places need that text turned into something usable: discovery checks
-that a plugin's protos compile, the registry validates a worker's settings bytes against a
-plugin's settings message, and plugins parse their own bytes (`proto_messages`). They share this
-module so that all of them compile the text the same way, with the same protoc.
+that a plugin's protos compile, the registry validates a worker's settings bytes and a job's
+args bytes against a plugin's settings and args messages, and plugins parse their own bytes
+(`proto_messages`). They share this module so that all of them compile the text the same way,
+with the same protoc.
 """
 
 from __future__ import annotations

@@ -128,6 +128,9 @@ class RunnerSpec:
     ref: str | None  # "module:Class" loaded inside a runner host; None = not available yet
     # Plugins: (full name, compiled FileDescriptorSet) of their settings message, for check_settings.
     plugin_settings: tuple[str, bytes] | None = None
+    # The job args message, for check_args: a built-in's in the committed set, or a plugin's compiled one.
+    args_message: str | None = None
+    plugin_args: tuple[str, bytes] | None = None
 
     def to_runner(self) -> data.Runner:
         return data.Runner(
@@ -144,52 +147,80 @@ class RunnerSpec:
     @property
     def settings_type(self) -> str | None:
         """Full name of the settings message that check_settings enforces (None: anything goes)."""
-        if self.settings_message is not None:
-            return self.settings_message
-        return self.plugin_settings[0] if self.plugin_settings is not None else None
+        return _type_name(self.settings_message, self.plugin_settings)
+
+    @property
+    def args_type(self) -> str | None:
+        """Full name of the args message that check_args enforces (None: raw bytes, anything goes)."""
+        return _type_name(self.args_message, self.plugin_args)
 
     def check_settings(self, payload: bytes) -> None:
-        """Raise ValueError when `payload` does not parse as this runner's settings message.
+        """Raise ValueError when `payload` does not parse as this runner's settings message."""
+        _check_message(self.settings_message, self.plugin_settings, payload)
 
-        Built-ins are checked against the committed descriptor set; plugins against their own
-        compiled settings proto; a runner without a settings message accepts anything.
+    def check_args(self, payload: bytes) -> None:
+        """Raise ValueError when `payload` does not parse as this runner's job args message.
+
+        Checked at Enqueue, so bad args are refused to the caller instead of running as an empty
+        message (betterproto2, which the runners parse with, tolerates garbage).
         """
-        if self.settings_message is not None:
-            from jobworkerp.descriptors import check_message_bytes
+        _check_message(self.args_message, self.plugin_args, payload)
 
-            check_message_bytes(self.settings_message, payload)
-        elif self.plugin_settings is not None:
-            from google.protobuf.message import DecodeError
 
-            from jobworkerp.runners.proto_text import message_class
+def _type_name(builtin: str | None, compiled: tuple[str, bytes] | None) -> str | None:
+    """The message name `_check_message` enforces for the same pair, for error messages."""
+    if builtin is not None:
+        return builtin
+    return compiled[0] if compiled is not None else None
 
-            full_name, descriptor_set = self.plugin_settings
-            try:
-                message_class(descriptor_set, full_name).FromString(payload)
-            except DecodeError as e:
-                raise ValueError(str(e) or "malformed protobuf bytes") from None
+
+def _check_message(builtin: str | None, compiled: tuple[str, bytes] | None, payload: bytes) -> None:
+    """Raise ValueError when `payload` is not a valid message of the given type.
+
+    Built-ins name a message of the committed descriptor set; plugins bring their own compiled
+    proto; with neither (no such message) anything is accepted. Imported on use: runner hosts
+    import this module for load_runner_class and never validate.
+    """
+    from jobworkerp.descriptors import check_message_bytes, check_parses
+
+    if builtin is not None:
+        check_message_bytes(builtin, payload)
+    elif compiled is not None:
+        from jobworkerp.runners.proto_text import message_class
+
+        full_name, descriptor_set = compiled
+        check_parses(message_class(descriptor_set, full_name), payload)
+
+
+def _compiled(full_name: str | None, descriptor_set: bytes | None) -> tuple[str, bytes] | None:
+    """A plugin message to check against, or None when its proto declares none (nothing to check)."""
+    return (full_name, descriptor_set) if full_name and descriptor_set else None
 
 
 def plugin_runner_spec(plugin: PluginSpec, runner_id: int = 0) -> RunnerSpec:
     """The RunnerSpec of a discovered plugin; id 0 until seeding assigns one."""
-    settings = (plugin.settings_message, plugin.settings_descriptor) if plugin.settings_descriptor else None
     file_name = f"{plugin.name}@{plugin.target}"[:MAX_FILE_NAME]  # unique: names are unique and short
     return RunnerSpec(
         runner_id, plugin.name, data.RunnerType.PLUGIN, file_name, plugin.settings_proto,
-        plugin.args_proto, plugin.result_proto, None, plugin.ref, settings,
+        plugin.args_proto, plugin.result_proto, None, plugin.ref,
+        plugin_settings=_compiled(plugin.settings_message, plugin.settings_descriptor),
+        plugin_args=_compiled(plugin.args_message, plugin.args_descriptor),
     )
 
 
 BUILTIN_RUNNERS: tuple[RunnerSpec, ...] = (
     RunnerSpec(1, "COMMAND", data.RunnerType.COMMAND, "builtin1", command.SETTINGS_PROTO, command.ARGS_PROTO, "",
-               "jobworkerp.runner.CommandRunnerSettings", "jobworkerp.runners.command:CommandRunner"),
+               "jobworkerp.runner.CommandRunnerSettings", "jobworkerp.runners.command:CommandRunner",
+               args_message="jobworkerp.runner.CommandArgs"),
     RunnerSpec(2, "HTTP_REQUEST", data.RunnerType.HTTP_REQUEST, "builtin2", HTTP_SETTINGS_PROTO, HTTP_ARGS_PROTO,
                HTTP_RESULT_PROTO, "jobworkerp.runner.HttpRequestRunnerSettings",
-               "jobworkerp.runners.http_request:HttpRequestRunner"),
+               "jobworkerp.runners.http_request:HttpRequestRunner", args_message="jobworkerp.runner.HttpRequestArgs"),
+    # GRPC_UNARY's args are the raw request bytes of the called method: no message to check.
     RunnerSpec(3, "GRPC_UNARY", data.RunnerType.GRPC_UNARY, "builtin3", GRPC_SETTINGS_PROTO, "", None,
                "jobworkerp.runner.GrpcUnaryRunnerSettings", "jobworkerp.runners.grpc_unary:GrpcUnaryRunner"),
     RunnerSpec(4, "DOCKER", data.RunnerType.DOCKER, "builtin4", DOCKER_SETTINGS_PROTO, DOCKER_ARGS_PROTO, "",
-               "jobworkerp.runner.DockerRunnerSettings", "jobworkerp.runners.docker:DockerRunner"),
+               "jobworkerp.runner.DockerRunnerSettings", "jobworkerp.runners.docker:DockerRunner",
+               args_message="jobworkerp.runner.DockerArgs"),
 )
 
 

@@ -71,6 +71,7 @@ class Jobs:
     async def enqueue(self, req: JobRequest) -> tuple[int, data.JobResult | None]:
         """Accept a job; for DIRECT workers also wait for and return its result."""
         worker = await self._workers.resolve(req.worker_id, req.worker_name)
+        self._workers.check_args(worker, req.args)
         job = self._build_job(req, worker)
         if worker.data.response_type == data.ResponseType.DIRECT and job.data.run_after_time > 0:
             raise InvalidArgument("run_after_time", "DIRECT workers run jobs at once; run_after_time must be 0")

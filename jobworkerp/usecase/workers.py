@@ -93,6 +93,19 @@ class Workers:
             if nxt.value <= 0:
                 raise InvalidArgument(f"next_workers[{i}]", f"invalid worker id {nxt.value}")
 
+    def check_args(self, worker: data.Worker, args: bytes) -> None:
+        """Refuse job args the worker's runner cannot parse, at Enqueue rather than as a failed job.
+
+        A runner this process does not know (a plugin no longer installed) is left for the run to report.
+        """
+        spec = self._registry.get(worker.data.runner_id.value) if worker.data.runner_id is not None else None
+        if spec is None:
+            return
+        try:
+            spec.check_args(args)
+        except ValueError as e:
+            raise InvalidArgument("args", f"is not a valid {spec.args_type}: {e}") from None
+
     # --- operations ----------------------------------------------------------------
     async def create(self, wd: data.WorkerData) -> int:
         await self._validate(wd)

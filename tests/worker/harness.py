@@ -52,7 +52,8 @@ class System:
     pool: StubPool
 
     async def worker(self, name: str, **fields: Any) -> data.WorkerId:
-        wd = data.WorkerData(name=name, runner_id=data.RunnerId(value=1), **fields)
+        # GRPC_UNARY: its args are raw bytes, so the stub's `fail`/`sleep:N` args pass the Enqueue check.
+        wd = data.WorkerData(name=name, runner_id=data.RunnerId(value=3), **fields)
         return data.WorkerId(value=await self.app.workers.create(wd))
 
     async def enqueue(self, worker_id: data.WorkerId, args: bytes, **fields: Any) -> int:
