@@ -1,0 +1,1 @@
+"""Seeded, model-based invariant checker: random operation sequences against a real server."""

@@ -1,0 +1,153 @@
+"""Test-only server entry point: the real all-in-one server with storage faults on command.
+
+`python -m tests.invariants.faulty_server all-in-one --env-file F` runs `jobworkerp.app.run_server`
+exactly as `jobworkerp all-in-one` does, except that the `Storage` bundle it opens is wrapped:
+`queue.pop`, `queue.ack`, `bus.publish` and `status.set` can be told to fail their NEXT call
+once, with an exception, before reaching the real driver.
+
+Commanding it is deliberately simple and deterministic: the test writes a line of op names
+(e.g. `queue.pop bus.publish`) to `$JWTEST_FAULT_DIR/arm`, then sends SIGUSR1. The handler reads
+the file, arms those ops, and writes the same line to `$JWTEST_FAULT_DIR/armed` so the test knows
+the faults are in place. Each fault that fires appends `<op>` to `$JWTEST_FAULT_DIR/fired`.
+Only the storage of this test process is wrapped; the production entry point is untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import trio
+
+FAULTABLE = ("queue.pop", "queue.ack", "bus.publish", "status.set")
+
+log = logging.getLogger("jobworkerp.faults")
+
+
+class InjectedFault(RuntimeError):
+    """The storage call a test asked to fail."""
+
+
+class FaultPlan:
+    """Which ops fail on their next call; armed from the control file on SIGUSR1."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.armed: set[str] = set()
+
+    def load(self) -> None:
+        """Arm the ops named in `arm` (runs in the SIGUSR1 handler, between bytecodes)."""
+        line = (self.directory / "arm").read_text().strip()
+        names = {name for name in line.split() if name in FAULTABLE}
+        self.armed |= names
+        (self.directory / "armed").write_text(line + "\n")
+
+    def take(self, op: str) -> None:
+        """Fail this call if `op` is armed (once), recording that it fired."""
+        if op in self.armed:
+            self.armed.discard(op)
+            with open(self.directory / "fired", "a") as fired:
+                fired.write(op + "\n")
+            log.warning("injected fault: %s fails", op)
+            raise InjectedFault(f"injected fault in {op}")
+
+
+class _Proxy:
+    """Forwards everything to the real driver except the faultable methods named in `faulty`."""
+
+    def __init__(self, real: Any, plan: FaultPlan, prefix: str, faulty: tuple[str, ...]) -> None:
+        self._real = real
+        self._plan = plan
+        self._prefix = prefix
+        self._faulty = faulty
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._real, name)
+        if name not in self._faulty:
+            return attr
+        plan, op = self._plan, f"{self._prefix}.{name}"
+
+        async def faulty_call(*args: Any, **kwargs: Any) -> Any:
+            plan.take(op)
+            return await attr(*args, **kwargs)
+
+        return faulty_call
+
+
+def wrap_storage(storage: Any, plan: FaultPlan) -> Any:
+    """The same bundle with queue / bus / status behind fault proxies (worker events untouched)."""
+    return replace(
+        storage,
+        queue=_Proxy(storage.queue, plan, "queue", ("pop", "ack")),
+        bus=_Proxy(storage.bus, plan, "bus", ("publish",)),
+        status=_Proxy(storage.status, plan, "status", ("set",)),
+    )
+
+
+def install(plan: FaultPlan) -> None:
+    """Make `jobworkerp.app.run_server` open wrapped storage (this process only)."""
+    import jobworkerp.app as app
+
+    real_open = app.open_storage
+
+    @asynccontextmanager
+    async def open_faulty_storage(config: Any) -> AsyncIterator[Any]:
+        async with real_open(config) as storage:
+            yield wrap_storage(storage, plan)
+
+    app.open_storage = open_faulty_storage
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: plan.load())
+    # Only now may the test signal this process: SIGUSR1's default action would kill it.
+    (plan.directory / f"ready-{os.getpid()}").touch()
+
+
+async def _serve(config: Any, mode: str) -> None:
+    """As `jobworkerp all-in-one`: serve until SIGINT/SIGTERM, then shut down gracefully."""
+    from jobworkerp.app import run_server
+
+    stop = trio.Event()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_server, config, stop, mode)
+
+            async def wait_for_signal() -> None:
+                async for signum in signals:
+                    logging.getLogger("jobworkerp").info("received %s", signal.Signals(signum).name)
+                    stop.set()
+                    return
+
+            nursery.start_soon(wait_for_signal)
+            await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jobworkerp.app import check_mode
+    from jobworkerp.cli.logs import setup_logging
+    from jobworkerp.config import ConfigError, load_config
+
+    parser = argparse.ArgumentParser(prog="faulty_server")
+    parser.add_argument("mode", choices=["all-in-one", "grpc-front", "worker"])
+    parser.add_argument("--env-file", default=".env")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(dotenv_path=args.env_file)
+        check_mode(config, args.mode)
+    except ConfigError as e:
+        print(f"faulty_server: configuration error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(config, args.mode)
+    install(FaultPlan(Path(os.environ["JWTEST_FAULT_DIR"])))
+    trio.run(_serve, config, args.mode)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
