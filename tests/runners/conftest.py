@@ -1,4 +1,8 @@
-"""Fixtures for the runner tests: a local HTTP server, the Docker engine (or a skip), plugin dirs."""
+"""Fixtures for the runner tests: a local HTTP server, the Docker engine (or a skip), plugin dirs.
+
+Without a Docker engine the Docker tests are skipped, naming the reason; on CI (``CI=true``),
+which sets an engine up, they fail instead, so a broken engine cannot pass as a green build.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -83,12 +88,20 @@ def find_docker_host() -> tuple[str | None, str]:
     return None, "no Docker engine answers: " + "; ".join(reasons)
 
 
+def docker_unavailable(why: str) -> NoReturn:
+    """Skip a test that needs the engine, or fail it on CI (CI=true), where an engine must run."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true, but {why}", pytrace=False)
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="session")
 def docker_host() -> Iterator[str]:
-    """A DOCKER_HOST that answers (also exported for runners created in this process), else skip."""
+    """A DOCKER_HOST that answers (also exported for runners created in this process), else
+    skip (fail on CI: see docker_unavailable)."""
     found, why = find_docker_host()
     if found is None:
-        pytest.skip(why)
+        docker_unavailable(why)
     saved = os.environ.get("DOCKER_HOST")
     os.environ["DOCKER_HOST"] = found
     yield found

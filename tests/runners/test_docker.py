@@ -1,4 +1,4 @@
-"""DOCKER runner: pure helpers always; the runner itself against a real engine (skipped without one)."""
+"""DOCKER runner: pure helpers always; the runner itself against a real engine (skipped without one, failed on CI)."""
 
 from __future__ import annotations
 
