@@ -20,7 +20,7 @@ run-all-in-one:
 
 # Run the whole test suite (needs Redis and MariaDB running; see README)
 test *ARGS:
-    python -m pytest -n 2 --dist loadfile -q {{ARGS}}
+    python -m pytest -n 2 --dist loadfile -q -rs {{ARGS}}
 
 # Regenerate jobworkerp/proto/ from proto/*.proto
 proto:
