@@ -1,5 +1,5 @@
-"""Builds the running system: storage, the use cases, channel actors with their runner-host
-pools under a supervisor, and the gRPC front — for each process mode.
+"""Builds the running system: storage, the job lifecycle, the use cases, channel workers with
+their runner-host pools under a supervisor, and the gRPC front — for each process mode.
 
 Supervision tree (all-in-one; `grpc-front` has no workers side, `worker` has no front):
 
@@ -7,11 +7,11 @@ Supervision tree (all-in-one; `grpc-front` has no workers side, `worker` has no 
     ├── storage (Standalone: SQLite + memory queues; Scalable: MySQL + Redis, its pub/sub reader)
     ├── front: grpclib server on GRPC_ADDR (through the asyncio bridge)
     └── workers Supervisor (one_for_one)
-        ├── ChannelActor per channel, each owning a ProcessPool of runner hosts
-        ├── Scheduler: claims due RDB jobs every JOB_QUEUE_FETCH_INTERVAL into free channel slots
-        └── queue upkeep (Scalable): heartbeat lease, return dead workers' in-flight jobs
+        ├── ChannelWorker per channel: its running jobs, and under its own supervisor the queue
+        │   fetcher and the due-job fetcher; each channel owns a ProcessPool of runner hosts
+        └── queue upkeep: heartbeat lease, return dead workers' in-flight jobs, fail poisoned ones
 
-Shutdown order: stop pulling jobs -> let running jobs finish and deliver -> close the front ->
+Shutdown order: stop fetching jobs -> let running jobs finish and report -> close the front ->
 flush and close storage.
 """
 
@@ -27,26 +27,22 @@ import trio
 from actors.process_pool import ProcessPool
 from actors.supervisor import ChildSpec, Supervisor
 from jobworkerp.aio import open_asyncio_bridge
-from jobworkerp.clock import now_ms
 from jobworkerp.config import STANDALONE, ChannelConfig, Config, ConfigError
 from jobworkerp.front.server import serve_grpc
 from jobworkerp.front.services import build_services
 from jobworkerp.ids import SnowflakeGenerator
-from jobworkerp.proto.jobworkerp import data
+from jobworkerp.lifecycle.recovery import recover_standalone
+from jobworkerp.lifecycle.running import RunningJobs
+from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.runners.registry import RunnerRegistry
 from jobworkerp.storage import Storage, open_storage
-from jobworkerp.storage.group_commit import GroupCommitWriter
-from jobworkerp.usecase.dispatch import Dispatcher
 from jobworkerp.usecase.jobs import Jobs
 from jobworkerp.usecase.restore import Restorer
-from jobworkerp.usecase.results import Results, build_result
+from jobworkerp.usecase.results import Results
 from jobworkerp.usecase.runners import Runners
 from jobworkerp.usecase.workers import Workers
-from jobworkerp.worker.channel import ChannelActor
-from jobworkerp.worker.executor import ExecutorContext, RunnerPool, should_store
-from jobworkerp.worker.recovery import recover_standalone
-from jobworkerp.worker.running import RunningJobs
-from jobworkerp.worker.scheduler import Scheduler
+from jobworkerp.worker.channel import ChannelWorker
+from jobworkerp.worker.executor import ExecutorContext, RunnerPool
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +53,7 @@ RUNNER_HOST_PRELOAD = ("jobworkerp.runners.host", "jobworkerp.runners.command")
 
 
 class App:
-    """The use cases the front calls, wired to one storage."""
+    """The use cases the front calls and the lifecycle the workers report to, wired to one storage."""
 
     def __init__(self, config: Config, storage: Storage, registry: RunnerRegistry | None = None) -> None:
         self.config = config
@@ -69,39 +65,14 @@ class App:
         self.workers = Workers(storage.repo, self.registry, config)
         self.workers.on_changed = storage.worker_events.publish_worker_changed
         storage.worker_events.on_worker_changed(self.workers.forget)
-        storage.worker_events.on_job_cancel(self.running.cancel)
-        self.dispatcher = Dispatcher(storage, config)
-        self.jobs = Jobs(storage, self.workers, self.ids, self.running, self.dispatcher, config)
+        storage.worker_events.on_job_cancel(self.running.cancel_when_taken)
+        self.lifecycle = JobLifecycle(storage, self.workers, self.ids, self.running,
+                                      fetch_interval_ms=config.fetch_interval_ms, claim_lease_ms=config.claim_lease_ms)
+        self.jobs = Jobs(storage, self.workers, self.ids, self.lifecycle, config)
         self.results = Results(storage, self.workers)
-        self.restorer = Restorer(storage, self.workers, config)
-        self.executor_context = ExecutorContext(
-            storage=storage,
-            workers=self.workers,
-            registry=self.registry,
-            ids=self.ids,
-            running=self.running,
-            dispatcher=self.dispatcher,
-            result_writer=GroupCommitWriter(storage.repo.add_results),
-            fetch_interval_ms=config.fetch_interval_ms,
-            claim_lease_ms=config.claim_lease_ms,
-        )
-        self.channels: list[ChannelActor] = []
-
-    async def fail_poisoned(self, job: data.Job, reason: str) -> None:
-        """A job that keeps killing its worker processes: finish it as failed instead of looping."""
-        job_id = job.id.value
-        log.error("job %s gave up: %s", job_id, reason)
-        worker = await self.workers.get(job.data.worker_id.value)
-        now = now_ms()
-        result = build_result(self.ids.next_id(), job, worker, data.ResultStatus.FATAL_ERROR, [reason.encode()],
-                              now, now)
-        if worker is not None and should_store(data.ResultStatus.FATAL_ERROR, worker.data):
-            await self.storage.repo.add_results([result])
-        await self.storage.status.delete(job_id)
-        await self.storage.repo.delete_job(job_id)
-        await self.storage.uniq_keys.release(job_id)
-        to_worker = worker is not None and worker.data.response_type != data.ResponseType.DIRECT
-        await self.storage.bus.publish(result, to_job=True, to_worker=to_worker)
+        self.restorer = Restorer(storage, self.workers, self.lifecycle, config)
+        self.executor_context = ExecutorContext(lifecycle=self.lifecycle, registry=self.registry)
+        self.channels: list[ChannelWorker] = []
 
 
 async def serve_workers(
@@ -111,33 +82,34 @@ async def serve_workers(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The worker side: a channel actor per channel plus the scheduler, under one supervisor.
+    """The worker side: a channel worker per channel under one supervisor, plus queue upkeep.
 
     Returns after `stop` is set and the running jobs have finished.
     """
     config = app.config
-    app.channels = [ChannelActor(channel, app.executor_context, pool_for(channel)) for channel in config.all_channels()]
-    scheduler = Scheduler(app.storage.repo, app.workers, app.channels, config.fetch_interval_ms, config.claim_lease_ms)
-    app.dispatcher.on_due_soon = scheduler.wake
-    supervisor = Supervisor(
-        [ChildSpec(f"channel:{c.channel.name}", c.run, restart="transient") for c in app.channels]
-        + [ChildSpec("scheduler", scheduler.run, restart="transient")],
-        name="workers",
-    )
+    app.channels = [ChannelWorker(channel, app.executor_context, pool_for(channel), app.workers.ids_on_channel)
+                    for channel in config.all_channels()]
+
+    def wake_due_fetchers() -> None:
+        for channel in app.channels:
+            channel.wake()
+
+    app.lifecycle.on_due_soon = wake_due_fetchers
+    supervisor = Supervisor([ChildSpec(f"channel:{c.name}", c.run, restart="transient") for c in app.channels],
+                            name="workers")
     upkeep = trio.CancelScope()
 
     async def queue_upkeep(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with upkeep:
-            await app.storage.queue.run_maintenance(app.fail_poisoned, task_status=task_status)
+            await app.storage.queue.run_maintenance(app.lifecycle.fail_poisoned, task_status=task_status)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(queue_upkeep)
-        async with trio.open_nursery() as jobs_nursery:
-            await jobs_nursery.start(supervisor.run)
+        async with trio.open_nursery() as channels:
+            await channels.start(supervisor.run)
             task_status.started()
             await stop.wait()
             log.info("shutting down: no new jobs; waiting for %d running job(s)", len(app.running))
-            scheduler.stop()
             for channel in app.channels:
                 channel.stop()
         with trio.CancelScope(shield=True):
@@ -170,7 +142,7 @@ async def run_server(
         app = App(config, storage, registry)
         await app.runners.seed()
         if not storage.scalable:
-            await recover_standalone(storage, app.workers)
+            await recover_standalone(app.lifecycle)
         elif serves_jobs and config.storage_restore_at_startup:
             log.info("restored %d backed-up job(s)", await app.restorer.restore(include_grabbed=False, limit=None))
         pools: dict[str, ProcessPool] = {}

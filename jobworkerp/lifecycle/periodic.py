@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from jobworkerp.lifecycle.rerun import rerun_of
 from jobworkerp.proto.jobworkerp import data
-from jobworkerp.worker.rerun import rerun_of
 
 
 def next_periodic_run_ms(previous_run_after: int, previous_start: int, interval_ms: int, now: int) -> int:

@@ -1,7 +1,7 @@
-"""Standalone start-up recovery: what a crashed or stopped all-in-one left in the RDB.
+"""Standalone start-up recovery: what a crashed or stopped all-in-one left in its database.
 
 In Standalone this process is the only worker, so every claim in the table belongs to a dead
-process: release them all at once (no lease to wait out), re-queue backed-up instant jobs
+process: release them all at once (no lease to wait out), queue backed-up instant jobs again
 (their in-memory queue entries died with the process), and rebuild the in-memory job status
 and uniq_key maps for the jobs that still exist.
 """
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 
+from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
-from jobworkerp.storage import Storage
-from jobworkerp.usecase.workers import Workers, channel_of
 
 log = logging.getLogger(__name__)
 
 
-async def recover_standalone(storage: Storage, workers: Workers) -> int:
-    """Returns how many jobs were found in the RDB."""
+async def recover_standalone(life: JobLifecycle) -> int:
+    """Returns how many jobs were found in the database."""
+    storage = life.storage
     jobs = await storage.repo.list_jobs()
     for job in jobs:
         job_id = job.id.value
@@ -28,11 +28,11 @@ async def recover_standalone(storage: Storage, workers: Workers) -> int:
             job.data.grabbed_until_time = 0
         if job.data.uniq_key is not None:
             await storage.uniq_keys.acquire(job.data.uniq_key, job_id)
-        await storage.status.set(job_id, data.JobStatus.PENDING)
-        if job.data.run_after_time == 0:
-            worker = await workers.get(job.data.worker_id.value)
-            if worker is not None:
-                await storage.queue.push(channel_of(worker.data), job)
+        worker = await life.workers.get(job.data.worker_id.value)
+        if job.data.run_after_time == 0 and worker is not None:
+            await life.restore(job, worker)
+        else:
+            await storage.status.set(job_id, data.JobStatus.PENDING)
     if jobs:
         log.info("recovered %d job(s) from the database", len(jobs))
     return len(jobs)

@@ -6,8 +6,8 @@ Departures from upstream v0.7 (see DESIGN.md): `max_interval` caps every delay (
 
 from __future__ import annotations
 
+from jobworkerp.lifecycle.rerun import rerun_of
 from jobworkerp.proto.jobworkerp import data
-from jobworkerp.worker.rerun import rerun_of
 
 
 def retry_delay_ms(policy: data.RetryPolicy, retried: int) -> int:

@@ -22,6 +22,7 @@ from jobworkerp.storage.memory_queue import MemoryJobQueue
 from jobworkerp.storage.pubsub import MemoryResultBus, ResultBus
 from jobworkerp.storage.queue import JobQueue
 from jobworkerp.storage.rdb import Repository
+from jobworkerp.storage.settle import JobSettler, MemoryJobSettler
 from jobworkerp.storage.uniq_keys import MemoryUniqKeyGuard, UniqKeyGuard
 
 
@@ -63,6 +64,7 @@ class Storage:
     status: JobStatusStore
     bus: ResultBus
     uniq_keys: UniqKeyGuard
+    settler: JobSettler
     worker_events: WorkerEvents = field(default_factory=LocalWorkerEvents)
     scalable: bool = False
     node_id: int | None = None  # snowflake node of this process; None = derive from the host
@@ -70,8 +72,9 @@ class Storage:
 
 def memory_storage(repo: Repository) -> Storage:
     """In-process queues and notifications around a repository (Standalone, and tests)."""
-    return Storage(repo=repo, queue=MemoryJobQueue(), status=MemoryJobStatusStore(), bus=MemoryResultBus(),
-                   uniq_keys=MemoryUniqKeyGuard())
+    queue, status, bus, uniq_keys = MemoryJobQueue(), MemoryJobStatusStore(), MemoryResultBus(), MemoryUniqKeyGuard()
+    return Storage(repo=repo, queue=queue, status=status, bus=bus, uniq_keys=uniq_keys,
+                   settler=MemoryJobSettler(status, uniq_keys, queue, bus))
 
 
 def new_instance_id() -> str:
@@ -109,6 +112,7 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
     from jobworkerp.storage.redis_bus import RedisResultBus
     from jobworkerp.storage.redis_pipeline import RedisPipeliner
     from jobworkerp.storage.redis_queue import RedisJobQueue
+    from jobworkerp.storage.redis_settle import RedisJobSettler
     from jobworkerp.storage.redis_state import RedisJobStatusStore, RedisUniqKeyGuard, allocate_node_id
 
     pipeliner = RedisPipeliner(client)
@@ -117,13 +121,17 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
         async with trio.open_nursery() as nursery:
             await nursery.start(pipeliner.run)
             await nursery.start(bus.run)
+            queue = RedisJobQueue(client, prefix=prefix, instance_id=new_instance_id(), lease_ms=queue_lease_ms,
+                                  max_crashes=queue_max_crashes, pipeliner=pipeliner)
+            status = RedisJobStatusStore(client, prefix, pipeliner)
+            uniq_keys = RedisUniqKeyGuard(client, prefix, pipeliner)
             yield Storage(
                 repo=repo,
-                queue=RedisJobQueue(client, prefix=prefix, instance_id=new_instance_id(),
-                                    lease_ms=queue_lease_ms, max_crashes=queue_max_crashes, pipeliner=pipeliner),
-                status=RedisJobStatusStore(client, prefix, pipeliner),
+                queue=queue,
+                status=status,
                 bus=bus,
-                uniq_keys=RedisUniqKeyGuard(client, prefix, pipeliner),
+                uniq_keys=uniq_keys,
+                settler=RedisJobSettler(client, pipeliner, status, uniq_keys, queue, bus),
                 worker_events=bus,
                 scalable=True,
                 node_id=await allocate_node_id(client, prefix),

@@ -26,9 +26,6 @@ class MemoryJobStatusStore:
     def __init__(self) -> None:
         self._status: dict[int, data.JobStatus] = {}
 
-    def set_nowait(self, job_id: int, status: data.JobStatus) -> None:
-        self._status[job_id] = status
-
     async def set(self, job_id: int, status: data.JobStatus) -> None:
         self._status[job_id] = status
 
@@ -36,6 +33,9 @@ class MemoryJobStatusStore:
         return self._status.get(job_id)
 
     async def delete(self, job_id: int) -> None:
+        self.delete_nowait(job_id)
+
+    def delete_nowait(self, job_id: int) -> None:
         self._status.pop(job_id, None)
 
     async def all(self) -> list[tuple[int, data.JobStatus]]:

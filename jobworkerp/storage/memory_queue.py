@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import trio
 
 from jobworkerp.proto.jobworkerp import data
-from jobworkerp.storage.queue import PoisonHandler
+from jobworkerp.storage.queue import PoisonHandler, Ticket
 
 # Pop order: HIGH, MEDIUM, LOW.
 _PRIORITIES = (data.Priority.HIGH, data.Priority.MEDIUM, data.Priority.LOW)
@@ -20,7 +20,7 @@ _PRIORITIES = (data.Priority.HIGH, data.Priority.MEDIUM, data.Priority.LOW)
 
 class _Channel:
     def __init__(self) -> None:
-        self.deques: dict[int, deque[data.Job]] = {int(p): deque() for p in _PRIORITIES}
+        self.deques: dict[int, deque[Ticket]] = {int(p): deque() for p in _PRIORITIES}
         self.size = 0
         self.nonempty = trio.Event()
 
@@ -30,8 +30,8 @@ class MemoryJobQueue:
 
     def __init__(self) -> None:
         self._channels: dict[str, _Channel] = {}
-        self._queued: dict[int, tuple[str, data.Job]] = {}  # job id -> (channel, job), for remove()
-        self._in_flight: dict[int, str] = {}  # popped, not yet acked: job id -> channel
+        self._queued: dict[int, tuple[str, Ticket]] = {}  # job id -> (channel, ticket), for remove()
+        self._in_flight: dict[int, tuple[str, Ticket]] = {}  # popped, not yet acked or released
 
     def _channel(self, name: str) -> _Channel:
         ch = self._channels.get(name)
@@ -39,50 +39,63 @@ class MemoryJobQueue:
             ch = self._channels[name] = _Channel()
         return ch
 
-    async def push(self, channel: str, job: data.Job) -> None:
-        self.push_nowait(channel, job)
+    async def push(self, channel: str, ticket: Ticket) -> None:
+        self._put(channel, ticket, front=False)
 
-    def push_nowait(self, channel: str, job: data.Job) -> None:
+    def _put(self, channel: str, ticket: Ticket, *, front: bool) -> None:
         ch = self._channel(channel)
-        prio = int(job.data.priority)
-        ch.deques.get(prio, ch.deques[int(data.Priority.MEDIUM)]).append(job)
+        dq = ch.deques.get(int(ticket.job.data.priority), ch.deques[int(data.Priority.MEDIUM)])
+        if front:
+            dq.appendleft(ticket)
+        else:
+            dq.append(ticket)
         ch.size += 1
-        self._queued[job.id.value] = (channel, job)
+        self._queued[ticket.job_id] = (channel, ticket)
         ch.nonempty.set()
 
-    def pop_nowait(self, channel: str) -> data.Job | None:
+    def _pop_nowait(self, channel: str) -> Ticket | None:
         ch = self._channel(channel)
         while ch.size:
             for prio in _PRIORITIES:
                 dq = ch.deques[int(prio)]
                 if dq:
-                    job = dq.popleft()
+                    ticket = dq.popleft()
                     ch.size -= 1
-                    if self._queued.pop(job.id.value, None) is None:
-                        break  # removed while queued: skip it, look again from HIGH
-                    self._in_flight[job.id.value] = channel
-                    return job
+                    entry = self._queued.get(ticket.job_id)
+                    if entry is None or entry[1] is not ticket:
+                        break  # removed (or pushed again) while queued: skip it, look again from HIGH
+                    del self._queued[ticket.job_id]
+                    self._in_flight[ticket.job_id] = (channel, ticket)
+                    return ticket
         ch.nonempty = trio.Event()
         return None
 
-    async def pop(self, channel: str) -> data.Job:
+    async def pop(self, channel: str) -> Ticket:
         while True:
-            job = self.pop_nowait(channel)
-            if job is not None:
-                return job
+            ticket = self._pop_nowait(channel)
+            if ticket is not None:
+                return ticket
             await self._channel(channel).nonempty.wait()
 
-    async def remove(self, job_id: int) -> data.Job | None:
+    async def remove(self, job_id: int) -> Ticket | None:
         entry = self._queued.pop(job_id, None)
         return None if entry is None else entry[1]
 
     async def ack(self, job_id: int) -> None:
+        self.ack_nowait(job_id)
+
+    def ack_nowait(self, job_id: int) -> None:
         self._in_flight.pop(job_id, None)
+
+    async def release(self, job_id: int) -> None:
+        entry = self._in_flight.pop(job_id, None)
+        if entry is not None and job_id not in self._queued:  # a newer copy (a retry) wins
+            self._put(*entry, front=True)
 
     async def queued_ids(self, channels: Iterable[str]) -> set[int]:
         wanted = set(channels)
         queued = {job_id for job_id, (channel, _) in self._queued.items() if channel in wanted}
-        return queued | {job_id for job_id, channel in self._in_flight.items() if channel in wanted}
+        return queued | {job_id for job_id, (channel, _) in self._in_flight.items() if channel in wanted}
 
     async def retire(self) -> None:
         """Nothing is recorded outside this process."""
@@ -96,4 +109,4 @@ class MemoryJobQueue:
         ch = self._channels.get(channel)
         if ch is None:
             return 0
-        return sum(1 for dq in ch.deques.values() for job in dq if job.id.value in self._queued)
+        return sum(1 for dq in ch.deques.values() for t in dq if self._queued.get(t.job_id, (None, None))[1] is t)

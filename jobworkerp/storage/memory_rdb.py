@@ -208,8 +208,17 @@ class MemoryRepository:
     async def count_jobs(self) -> int:
         return await self._op(lambda: len(self._jobs))
 
-    async def delete_job(self, job_id: int) -> bool:
-        return await self._op(lambda: self._jobs.pop(job_id, None) is not None)
+    async def delete_job(self, job_id: int, *, grabbed_until: int | None = None) -> bool:
+        def delete() -> bool:
+            raw = self._jobs.get(job_id)
+            if raw is None:
+                return False
+            if grabbed_until is not None and (data.Job.parse(raw).data.grabbed_until_time or 0) != grabbed_until:
+                return False
+            del self._jobs[job_id]
+            return True
+
+        return await self._op(delete)
 
     async def find_due_jobs(self, worker_ids: Sequence[int], run_before: int, now: int, limit: int) -> list[data.Job]:
         wanted = set(worker_ids)

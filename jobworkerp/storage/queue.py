@@ -12,28 +12,63 @@ in-flight jobs go back to their queue (at-least-once); a job that has already be
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 import trio
 
 from jobworkerp.proto.jobworkerp import data
 
-PoisonHandler = Callable[[data.Job, str], Awaitable[None]]  # (job, reason)
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A job as it waits in a queue, with what was decided about it when it was accepted.
+
+    The decision travels with the job instead of being derived again from the worker's current
+    definition when the job is popped: a worker update then affects only jobs accepted after it,
+    and the executor knows whether a database row backs this job (so finishing it deletes the
+    row) without a database read.
+    """
+
+    job: data.Job
+    backed: bool = False  # a backup row (WITH_BACKUP) exists for this job
+    queue_type: int = int(data.QueueType.NORMAL)  # the worker's queue type at enqueue
+
+    @property
+    def job_id(self) -> int:
+        return self.job.id.value
+
+    def encode(self) -> bytes:
+        """One header byte (backed flag, queue type) then the job's protobuf bytes."""
+        return bytes([(self.queue_type & 0x7F) << 1 | int(self.backed)]) + bytes(self.job)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Ticket:
+        head = raw[0]
+        return cls(data.Job.parse(raw[1:]), backed=bool(head & 1), queue_type=head >> 1)
+
+
+PoisonHandler = Callable[[Ticket, str], Awaitable[None]]  # (ticket, reason)
 
 
 class JobQueue(Protocol):
-    async def push(self, channel: str, job: data.Job) -> None:
+    async def push(self, channel: str, ticket: Ticket) -> None:
         """Queue a job (uniq_key is checked before, by the UniqKeyGuard)."""
 
-    async def pop(self, channel: str) -> data.Job:
+    async def pop(self, channel: str) -> Ticket:
         """Wait for and take the next job of the channel (highest priority, oldest first);
-        it stays in flight for this process until `ack`."""
+        it stays in flight for this process until `ack` or `release`. Cancel-safe: a cancelled
+        pop leaves no job in flight."""
 
     async def ack(self, job_id: int) -> None:
         """This process is done with a popped job (finished, re-queued or handed elsewhere)."""
 
-    async def remove(self, job_id: int) -> data.Job | None:
-        """Drop a queued job (JobService.Delete); the job, or None when it is not queued."""
+    async def release(self, job_id: int) -> None:
+        """Give a popped job back to the front of its queue, not counted as a crash (its run was
+        interrupted before it could end, e.g. storage failed before the job started)."""
+
+    async def remove(self, job_id: int) -> Ticket | None:
+        """Drop a queued job (JobService.Delete); the ticket, or None when it is not queued."""
 
     async def length(self, channel: str) -> int:
         """How many jobs wait on the channel."""

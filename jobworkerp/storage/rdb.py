@@ -74,7 +74,9 @@ class Repository(Protocol):
 
     async def count_jobs(self) -> int: ...
 
-    async def delete_job(self, job_id: int) -> bool: ...
+    async def delete_job(self, job_id: int, *, grabbed_until: int | None = None) -> bool:
+        """Delete a job's row; with `grabbed_until`, only while its lease still has that value
+        (a compare-and-delete: a Delete loses to a claim that landed first)."""
 
     async def find_due_jobs(
         self, worker_ids: Sequence[int], run_before: int, now: int, limit: int

@@ -65,7 +65,7 @@ class RedisResultBus:
     def __init__(self, client: Any, prefix: str, pipeliner: RedisPipeliner | None = None,
                  result_ttl_ms: int = 3_600_000) -> None:
         self._client = client
-        self._result_ttl_ms = result_ttl_ms
+        self.result_ttl_ms = result_ttl_ms
         self._redis = pipeliner or RedisPipeliner(client)
         self._publish = client.register_script(_PUBLISH)
         self._prefix = prefix
@@ -79,13 +79,13 @@ class RedisResultBus:
         self._nursery: trio.Nursery | None = None  # where unsubscribes run, off the caller's path
 
     # --- topics ------------------------------------------------------------------------
-    def _job_topic(self, job_id: int) -> str:
+    def job_topic(self, job_id: int) -> str:
         return f"{self._prefix}job_result_changed:job:{job_id}"
 
-    def _result_key(self, job_id: int) -> str:
+    def result_key(self, job_id: int) -> str:
         return f"{self._prefix}job_result:{job_id}"
 
-    def _worker_topic(self, worker_id: int) -> str:
+    def worker_topic(self, worker_id: int) -> str:
         return f"{self._prefix}job_result_changed:worker:{worker_id}"
 
     @property
@@ -167,7 +167,7 @@ class RedisResultBus:
     # --- ResultBus ---------------------------------------------------------------------
     @asynccontextmanager
     async def listen_job(self, job_id: int) -> AsyncIterator[JobResultWaiter]:
-        topic = self._job_topic(job_id)
+        topic = self.job_topic(job_id)
         waiter = _RedisJobWaiter(self, job_id)
         self._job_waiters.setdefault(topic, set()).add(waiter)
         try:
@@ -183,7 +183,7 @@ class RedisResultBus:
 
     @asynccontextmanager
     async def listen_worker(self, worker_id: int) -> AsyncIterator[trio.MemoryReceiveChannel[data.JobResult]]:
-        topic = self._worker_topic(worker_id)
+        topic = self.worker_topic(worker_id)
         send, receive = trio.open_memory_channel[data.JobResult](WORKER_STREAM_BUFFER)
         self._worker_streams.setdefault(topic, set()).add(send)
         try:
@@ -201,19 +201,19 @@ class RedisResultBus:
 
     async def publish(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None:
         job_id = result.data.job_id.value
-        keys = [self._result_key(job_id)]
+        keys = [self.result_key(job_id)]
         if to_job:
-            keys.append(self._job_topic(job_id))
+            keys.append(self.job_topic(job_id))
         if to_worker:
-            keys.append(self._worker_topic(result.data.worker_id.value))
+            keys.append(self.worker_topic(result.data.worker_id.value))
         if len(keys) > 1:
-            args = [bytes(result), self._result_ttl_ms if to_job else 0]
+            args = [bytes(result), self.result_ttl_ms if to_job else 0]
             if not self._redis.send_script(self._publish, keys, args, f"publish of job {job_id}'s result"):
                 await self._redis.script(self._publish, keys, args)
 
     async def stored_result(self, job_id: int) -> data.JobResult | None:
         """The job's final result if it was published within the result TTL."""
-        raw = await self._redis.call(lambda p: p.get(self._result_key(job_id)))
+        raw = await self._redis.call(lambda p: p.get(self.result_key(job_id)))
         return None if raw is None else data.JobResult.parse(raw)
 
     # --- worker change events ----------------------------------------------------------

@@ -7,7 +7,7 @@ Layout (names in `redis_keys.QueueKeys`, all under the deployment prefix):
   `remove` is an O(log n) ZREM instead of an O(n) LREM; a reaped job goes back with its original
   score, i.e. to its old place; and membership keeps a job id in a queue at most once. Scores stay
   below 3 * 2^50 < 2^53, so they are exact in Redis doubles and in Lua numbers.
-* ``queue-jobs`` / ``queue-channels`` HASHes: job id -> encoded job / channel, for queued jobs only.
+* ``queue-jobs`` / ``queue-channels`` HASHes: job id -> encoded `Ticket` / channel, for queued jobs only.
 * ``inflight:{instance}`` HASH job id -> packed (score, channel, job bytes) while a worker process
   runs it; self-contained, so the job can be re-queued exactly as it was, and a re-push of the same
   id (a retry) never collides with the in-flight copy.
@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 
 from jobworkerp.aio import call_asyncio
 from jobworkerp.proto.jobworkerp import data
-from jobworkerp.storage.queue import PoisonHandler
+from jobworkerp.storage.queue import PoisonHandler, Ticket
 from jobworkerp.storage.redis_keys import QueueKeys
 from jobworkerp.storage.redis_pipeline import RedisPipeliner
 
@@ -143,7 +143,7 @@ return 1
 """
 
 # RELEASE: give one in-flight job of this instance back to its queue (no crash counted); used when
-# pop is cancelled after the job was moved.
+# pop is cancelled after the job was moved, or a run is interrupted before it could end.
 # KEYS: inflight:{instance}, jobs, channels.  ARGV: id, queue_stem, wake_stem.  Returns 1 or 0.
 RELEASE = _LUA_REQUEUE + _LUA_RECORD + """
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
@@ -240,7 +240,7 @@ return ids
 
 def priority_rank(job: data.Job) -> int:
     """0 for HIGH, 1 for MEDIUM (and unknown values), 2 for LOW: lower scores pop first."""
-    priority = job.data.priority if job.data is not None else data.Priority.MEDIUM
+    priority = job.data.priority
     return _RANK.get(int(priority), 1)
 
 
@@ -268,7 +268,7 @@ class RedisJobQueue:
         self.lease_ms = lease_ms
         self.max_crashes = max_crashes
         self.poll_timeout_s = poll_timeout_s
-        self._inflight_key = self.keys.inflight(instance_id)
+        self.inflight_key = self.keys.inflight(instance_id)
         # One Redis-side waiter per channel per process: the other local poppers of a channel queue
         # on this (fair) lock, so blocking BLPOPs never take more than one pooled connection each.
         self._channel_locks: dict[str, trio.Lock] = {}
@@ -283,13 +283,13 @@ class RedisJobQueue:
 
     # --- JobQueue ---------------------------------------------------------------------------
 
-    async def push(self, channel: str, job: data.Job) -> None:
+    async def push(self, channel: str, ticket: Ticket) -> None:
         k = self.keys
         keys = [k.jobs, k.channels, k.sequence, k.queue(channel), k.wake(channel)]
-        args = [k.queue_stem, job.id.value, channel, priority_rank(job), bytes(job)]
+        args = [k.queue_stem, ticket.job_id, channel, priority_rank(ticket.job), ticket.encode()]
         await self._redis.script(self._push, keys, args)
 
-    async def pop(self, channel: str) -> data.Job:
+    async def pop(self, channel: str) -> Ticket:
         """Take the next job; wait on the channel's wake-up list while it is empty.
 
         Cancel-safe: the job moves only inside the POP script, and a pop cancelled while that script
@@ -308,16 +308,21 @@ class RedisJobQueue:
                 await call_asyncio(self._client.blpop, [wake], timeout=self.poll_timeout_s)
 
     async def ack(self, job_id: int) -> None:
-        keys = [self._inflight_key, self.keys.crashes]
+        keys = [self.inflight_key, self.keys.crashes]
         # Sent without waiting for the reply (in order with this process's other Redis work);
         # a lost ack only means the job is re-queued if this process dies before it lands.
         if not self._redis.send_script(self._ack, keys, [job_id], f"ack of job {job_id}"):
             await self._redis.script(self._ack, keys, [job_id])
 
-    async def remove(self, job_id: int) -> data.Job | None:
+    async def release(self, job_id: int) -> None:
+        k = self.keys
+        await self._redis.script(self._release, [self.inflight_key, k.jobs, k.channels],
+                                 [job_id, k.queue_stem, k.wake_stem])
+
+    async def remove(self, job_id: int) -> Ticket | None:
         k = self.keys
         raw = await call_asyncio(self._remove, keys=[k.jobs, k.channels, k.crashes], args=[k.queue_stem, job_id])
-        return None if raw is None else data.Job.parse(raw)
+        return None if raw is None else Ticket.decode(raw)
 
     async def length(self, channel: str) -> int:
         return int(await call_asyncio(self._client.zcard, self.keys.queue(channel)))
@@ -364,33 +369,33 @@ class RedisJobQueue:
         its queue (not counted as a crash) and drop this instance's lease; how many went back."""
         k = self.keys
         with trio.CancelScope(shield=True):  # after the acks still queued in the pipeliner
-            return int(await self._redis.script(self._retire, [self._inflight_key, k.jobs, k.channels, k.instances],
+            return int(await self._redis.script(self._retire, [self.inflight_key, k.jobs, k.channels, k.instances],
                                                 [self.instance_id, k.queue_stem, k.wake_stem]))
 
     # --- internals --------------------------------------------------------------------------
 
-    async def _take(self, channel: str) -> data.Job | None:
+    async def _take(self, channel: str) -> Ticket | None:
         """One POP script call; shielded, because a cancel that lands after Redis moved the job
         but before we read the reply would leave the job in flight here with nobody running it.
         If we were cancelled meanwhile, the job is released back to its queue and Cancelled raised."""
         k = self.keys
         with trio.CancelScope(shield=True, deadline=trio.current_time() + _SHIELD_S) as scope:
-            raw = await call_asyncio(self._pop, keys=[k.queue(channel), k.jobs, k.channels, self._inflight_key,
+            raw = await call_asyncio(self._pop, keys=[k.queue(channel), k.jobs, k.channels, self.inflight_key,
                                                       k.instances, k.wake(channel)],
                                      args=[channel, self.instance_id, self.lease_ms])
         if scope.cancelled_caught:
             raise TimeoutError(f"Redis did not answer a pop of channel {channel!r} within {_SHIELD_S} s")
         if raw is None:
             return None
-        job = data.Job.parse(raw)
+        ticket = Ticket.decode(raw)
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
         except trio.Cancelled:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + _SHIELD_S):
-                await call_asyncio(self._release, keys=[self._inflight_key, k.jobs, k.channels],
-                                   args=[job.id.value, k.queue_stem, k.wake_stem])
+                await call_asyncio(self._release, keys=[self.inflight_key, k.jobs, k.channels],
+                                   args=[ticket.job_id, k.queue_stem, k.wake_stem])
             raise
-        return job
+        return ticket
 
     async def _queued_ids_of(self, channel: str) -> list[int]:
         key = self.keys.queue(channel)
@@ -422,12 +427,12 @@ class RedisJobQueue:
     async def _poison(self, on_poison: PoisonHandler, job_id: int, raw: bytes, crashes: int) -> None:
         """Hand a given-up job to the app; its failure must not stop the heartbeat."""
         try:
-            job = data.Job.parse(raw)
+            ticket = Ticket.decode(raw)
         except Exception:
             log.exception("job queue: undecodable poisoned job %s dropped", job_id)
             return
         try:
-            await on_poison(job, poison_reason(crashes, self.max_crashes))
+            await on_poison(ticket, poison_reason(crashes, self.max_crashes))
         except Exception:
             log.exception("job queue: on_poison failed for job %s", job_id)
 

@@ -50,26 +50,26 @@ class RedisJobStatusStore:
 
     def __init__(self, client: Any, prefix: str, pipeliner: RedisPipeliner | None = None) -> None:
         self._redis = pipeliner or RedisPipeliner(client)
-        self._key = f"{prefix}JOB_STATUS"
+        self.key = f"{prefix}JOB_STATUS"
 
     # Status writes are informational and sent without waiting for the reply (in order, so a
     # job's RUNNING never lands after its final delete): they cost no round trip on the job path.
     async def set(self, job_id: int, status: data.JobStatus) -> None:
-        op = _hset(self._key, str(job_id), int(status))
+        op = _hset(self.key, str(job_id), int(status))
         if not self._redis.send(op, f"job {job_id} status"):
             await self._redis.call(op)
 
     async def get(self, job_id: int) -> data.JobStatus | None:
-        raw = await self._redis.call(lambda p: p.hget(self._key, str(job_id)))
+        raw = await self._redis.call(lambda p: p.hget(self.key, str(job_id)))
         return None if raw is None else data.JobStatus(int(raw))
 
     async def delete(self, job_id: int) -> None:
-        op = _hdel(self._key, str(job_id))
+        op = _hdel(self.key, str(job_id))
         if not self._redis.send(op, f"job {job_id} status"):
             await self._redis.call(op)
 
     async def all(self) -> list[tuple[int, data.JobStatus]]:
-        raw = await self._redis.call(lambda p: p.hgetall(self._key))
+        raw = await self._redis.call(lambda p: p.hgetall(self.key))
         return sorted((int(k), data.JobStatus(int(v))) for k, v in raw.items())
 
 
@@ -78,16 +78,16 @@ class RedisUniqKeyGuard:
 
     def __init__(self, client: Any, prefix: str, pipeliner: RedisPipeliner | None = None) -> None:
         self._redis = pipeliner or RedisPipeliner(client)
-        self._keys = [f"{prefix}UNIQ_HOLDER", f"{prefix}UNIQ_OF_JOB"]
+        self.keys = [f"{prefix}UNIQ_HOLDER", f"{prefix}UNIQ_OF_JOB"]
         self._acquire = client.register_script(_ACQUIRE_UNIQ)
         self._release = client.register_script(_RELEASE_UNIQ)
 
     async def acquire(self, key: str, job_id: int) -> int | None:
-        holder = int(await self._redis.script(self._acquire, self._keys, [key, str(job_id)]))
+        holder = int(await self._redis.script(self._acquire, self.keys, [key, str(job_id)]))
         return None if holder == 0 else holder
 
     async def release(self, job_id: int) -> None:
-        await self._redis.script(self._release, self._keys, [str(job_id)])
+        await self._redis.script(self._release, self.keys, [str(job_id)])
 
 
 async def allocate_node_id(client: Any, prefix: str) -> int:

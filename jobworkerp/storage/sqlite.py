@@ -373,8 +373,10 @@ class SqliteRepository:
     async def count_jobs(self) -> int:
         return await self._count("job")
 
-    async def delete_job(self, job_id: int) -> bool:
-        return await self._change("DELETE FROM job WHERE id = ?", (job_id,))
+    async def delete_job(self, job_id: int, *, grabbed_until: int | None = None) -> bool:
+        if grabbed_until is None:
+            return await self._change("DELETE FROM job WHERE id = ?", (job_id,))
+        return await self._change("DELETE FROM job WHERE id = ? AND grabbed_until_time = ?", (job_id, grabbed_until))
 
     async def find_due_jobs(self, worker_ids: Sequence[int], run_before: int, now: int, limit: int) -> list[data.Job]:
         """Jobs of these workers with 0 < run_after_time <= run_before and a lease that

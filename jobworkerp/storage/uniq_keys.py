@@ -31,6 +31,9 @@ class MemoryUniqKeyGuard:
         return None
 
     async def release(self, job_id: int) -> None:
+        self.release_nowait(job_id)
+
+    def release_nowait(self, job_id: int) -> None:
         key = self._key_of.pop(job_id, None)
         if key is not None:
             self._holder_of.pop(key, None)

@@ -1,5 +1,5 @@
-"""JobService / JobStatusService operations: validate, build the job, hand it to the Dispatcher
-(routing of spec §5.3), find, delete and cancel.
+"""JobService / JobStatusService operations: validate, build the job, hand it to the lifecycle
+(which decides where it waits), find, and delete (which cancels it if it runs).
 
 DIRECT enqueues wait for the result; the wait slot is opened before the job is queued, so a fast
 job cannot finish unseen.
@@ -15,18 +15,15 @@ from jobworkerp.clock import now_ms
 from jobworkerp.config import Config
 from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument
 from jobworkerp.ids import SnowflakeGenerator
+from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.service import JobRequest
 from jobworkerp.storage import Storage
-from jobworkerp.usecase.dispatch import Dispatcher
-from jobworkerp.usecase.results import build_result
 from jobworkerp.usecase.workers import Workers
-from jobworkerp.worker.running import RunningJobs
 
 DEFAULT_TIMEOUT_MS = 31_536_000_000  # one year, when the request gives none
 DIRECT_WAIT_GRACE_S = 5.0  # beyond the job timeout, for queueing and result hand-off
 _PRIORITIES = {int(p) for p in data.Priority}
-RUNNING = data.JobStatus.RUNNING
 
 
 class Jobs:
@@ -35,15 +32,13 @@ class Jobs:
         storage: Storage,
         workers: Workers,
         ids: SnowflakeGenerator,
-        running: RunningJobs,
-        dispatcher: Dispatcher,
+        lifecycle: JobLifecycle,
         config: Config,
     ) -> None:
         self._storage = storage
         self._workers = workers
         self._ids = ids
-        self._running = running
-        self._dispatcher = dispatcher
+        self._lifecycle = lifecycle
         self._config = config
 
     def _build_job(self, req: JobRequest, worker: data.Worker) -> data.Job:
@@ -79,7 +74,7 @@ class Jobs:
         try:
             if worker.data.response_type == data.ResponseType.DIRECT:
                 return job.id.value, await self._run_direct(job, worker)
-            await self._dispatcher.submit(job, worker, new=True)
+            await self._lifecycle.accept(job, worker)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self._storage.uniq_keys.release(job.id.value)
@@ -97,7 +92,7 @@ class Jobs:
         job_id = job.id.value
         wait_s = math.inf if job.data.timeout == 0 else job.data.timeout / 1000 + DIRECT_WAIT_GRACE_S
         async with self._storage.bus.listen_job(job_id) as waiter:
-            await self._dispatcher.submit(job, worker, new=True)
+            await self._lifecycle.accept(job, worker)
             finished = False
             try:
                 with trio.move_on_after(wait_s):
@@ -112,7 +107,10 @@ class Jobs:
 
     async def find(self, job_id: int) -> data.Job | None:
         job = await self._storage.repo.find_job(job_id)
-        return job if job is not None else self._running.job(job_id)
+        if job is not None:
+            return job
+        active = self._lifecycle.running.get(job_id)
+        return None if active is None else active.ticket.job
 
     async def list(self, limit: int | None, offset: int | None) -> list[data.Job]:
         return await self._storage.repo.list_jobs(limit, offset)
@@ -121,27 +119,9 @@ class Jobs:
         return await self._storage.repo.count_jobs()
 
     async def delete(self, job_id: int) -> bool:
-        """Remove a job wherever it is: queue, RDB row, and cancel it when it is running."""
-        queued = await self._storage.queue.remove(job_id)
-        row = await self._storage.repo.find_job(job_id)
-        removed_row = await self._storage.repo.delete_job(job_id)
-        cancelled = self._running.cancel(job_id)  # the executor reports CANCELLED itself
-        if not cancelled and self._storage.scalable and await self._storage.status.get(job_id) == RUNNING:
-            await self._storage.worker_events.publish_job_cancel(job_id)  # it runs in another process
-            cancelled = True
-        if queued is not None or removed_row:
-            await self._storage.status.delete(job_id)
-            if not cancelled:
-                await self._storage.uniq_keys.release(job_id)
-        waiting_job = queued or row
-        if waiting_job is not None and not cancelled:  # a DIRECT caller or a Listen must not wait forever
-            now = now_ms()
-            aborted = build_result(self._ids.next_id(), waiting_job,
-                                   await self._workers.get(waiting_job.data.worker_id.value),
-                                   data.ResultStatus.CANCELLED, [f"job {job_id} was deleted before it ran".encode()],
-                                   now, now)
-            await self._storage.bus.publish(aborted, to_job=True, to_worker=False)
-        return queued is not None or removed_row or cancelled
+        """Remove a job wherever it is (queue, row) and cancel it when it runs; its waiters get
+        a CANCELLED result."""
+        return await self._lifecycle.delete(job_id)
 
     async def status(self, job_id: int) -> data.JobStatus | None:
         return await self._storage.status.get(job_id)

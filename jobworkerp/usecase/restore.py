@@ -1,4 +1,4 @@
-"""JobRestoreService (Scalable): re-queue WITH_BACKUP jobs whose queue entry was lost (spec §5.12).
+"""JobRestoreService (Scalable): re-queue WITH_BACKUP jobs whose queue entry was lost.
 
 A backed-up instant job has an RDB row with run_after_time 0. If its id is in no queue (and it
 is not claimed, unless include_grabbed), the queue entry was lost — e.g. Redis was flushed — so
@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from jobworkerp.clock import now_ms
 from jobworkerp.config import Config
+from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage import Storage
-from jobworkerp.usecase.workers import Workers, channel_of
+from jobworkerp.usecase.workers import Workers
 
 PAGE = 2000
 
 
 class Restorer:
-    def __init__(self, storage: Storage, workers: Workers, config: Config) -> None:
+    def __init__(self, storage: Storage, workers: Workers, lifecycle: JobLifecycle, config: Config) -> None:
         self._storage = storage
         self._workers = workers
+        self._lifecycle = lifecycle
         self._channels = [c.name for c in config.all_channels()]
 
     async def candidates(self, include_grabbed: bool, limit: int | None) -> list[data.Job]:
@@ -50,7 +52,6 @@ class Restorer:
             worker = await self._workers.get(job.data.worker_id.value)
             if worker is None or worker.data.periodic_interval or worker.data.response_type == data.ResponseType.DIRECT:
                 continue
-            await self._storage.status.set(job.id.value, data.JobStatus.PENDING)
-            await self._storage.queue.push(channel_of(worker.data), job)
+            await self._lifecycle.restore(job, worker)
             restored += 1
         return restored

@@ -13,9 +13,10 @@ import trio
 
 from jobworkerp.config import STANDALONE, Config
 from jobworkerp.errors import InvalidArgument, NotFound
+from jobworkerp.lifecycle.placement import channel_of
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners.registry import RunnerRegistry
-from jobworkerp.storage.rdb import DEFAULT_CHANNEL, Repository
+from jobworkerp.storage.rdb import Repository
 
 WORKER_CACHE_TTL_S = 60.0
 _RESPONSE_TYPES = {int(v) for v in data.ResponseType}
@@ -25,11 +26,6 @@ _RETRY_TYPES = {int(v) for v in data.RetryType}
 
 async def _ignore_change(worker_id: int) -> None:
     """Standalone: this process is the only one caching workers."""
-
-
-def channel_of(worker: data.WorkerData) -> str:
-    """The queue channel of a worker; absent means the default channel."""
-    return worker.channel if worker.channel else DEFAULT_CHANNEL
 
 
 class Workers:

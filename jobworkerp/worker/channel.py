@@ -1,91 +1,166 @@
-"""ChannelActor: pulls jobs of one channel and runs at most `concurrency` of them at once.
+"""One channel of this worker process: two fetchers feeding at most `concurrency` running jobs.
 
-The loop is deliberately plain: take a free slot, then take a job, then start it. Taking the
-slot first means a job is never popped before it can run, so queued jobs stay visible to
-Delete and to other processes until there is room for them. The scheduler shares the same
-slots (`try_reserve` / `start_reserved`), so queue jobs and due RDB jobs together never exceed
-the channel's concurrency.
+    ChannelWorker.run
+    └── jobs nursery: every running job of the channel lives here
+        └── channel Supervisor (one_for_one): restarts a fetcher that crashed, alone
+            ├── queue fetcher: slot -> pop the channel's queue -> take -> start the job
+            └── due fetcher:   due rows? -> slot -> claim rows -> take -> start the jobs
 
-Shutdown is graceful: `stop()` ends the pull loop, and `run()` returns once the jobs already
-running have finished.
+The running jobs belong to the nursery *above* the supervisor, so a fetcher that crashes (a
+storage error on pop or on a claim) is restarted without cancelling the jobs it had started.
+Both fetchers share the channel's `Slots`: a slot is held by a running job, or lent to a fetcher
+that waits for work and given up when the other fetcher needs it.
+
+Shutdown is graceful: `stop()` ends both fetchers, and `run()` returns once the jobs already
+running have finished and reported.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 import trio
 
+from actors.supervisor import ChildSpec, Supervisor
+from jobworkerp.clock import now_ms
 from jobworkerp.config import ChannelConfig
-from jobworkerp.proto.jobworkerp import data
+from jobworkerp.lifecycle.running import ActiveJob
+from jobworkerp.storage.queue import Ticket
 from jobworkerp.worker.executor import ExecutorContext, RunnerPool, execute_job
+from jobworkerp.worker.slots import Slots
 
 log = logging.getLogger(__name__)
 
+# Fetchers are restarted at once after a crash, up to this many times in FETCHER_RESTART_WINDOW_S;
+# beyond that the channel gives up and escalates (storage is down for good, not blinking).
+FETCHER_MAX_RESTARTS = 10
+FETCHER_RESTART_WINDOW_S = 10.0
 
-class ChannelActor:
-    def __init__(self, channel: ChannelConfig, ctx: ExecutorContext, pool: RunnerPool) -> None:
+WorkerIdsOnChannel = Callable[[str], Awaitable[list[int]]]
+
+
+class ChannelWorker:
+    def __init__(self, channel: ChannelConfig, ctx: ExecutorContext, pool: RunnerPool,
+                 worker_ids_on: WorkerIdsOnChannel) -> None:
         self.channel = channel
         self._ctx = ctx
+        self._life = ctx.lifecycle
         self._pool = pool
-        self._slots = trio.Semaphore(channel.concurrency)
-        self._pull_scope: trio.CancelScope | None = None
-        self._nursery: trio.Nursery | None = None
+        self._worker_ids_on = worker_ids_on
+        self.slots = Slots(channel.concurrency)
+        self._jobs: trio.Nursery | None = None
+        self._fetch_scopes: set[trio.CancelScope] = set()
         self._stopped = False
+        self._due_wake = trio.Event()
+
+    @property
+    def name(self) -> str:
+        return self.channel.name
 
     def stop(self) -> None:
-        """Stop taking jobs; running ones finish."""
+        """Stop fetching; running jobs finish."""
         self._stopped = True
-        if self._pull_scope is not None:
-            self._pull_scope.cancel()
+        for scope in self._fetch_scopes:
+            scope.cancel()
+
+    def wake(self) -> None:
+        """Look for due rows now rather than at the next poll (one was just stored)."""
+        self._due_wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+        fetchers = Supervisor(
+            [ChildSpec("queue", self._fetch_queue, restart="transient"),
+             ChildSpec("due", self._fetch_due, restart="transient")],
+            max_restarts=FETCHER_MAX_RESTARTS, max_seconds=FETCHER_RESTART_WINDOW_S, name=f"channel:{self.name}",
+        )
+        async with trio.open_nursery() as jobs:
+            self._jobs = jobs
+            await jobs.start(fetchers.run)
             task_status.started()
-            self._pull_scope = trio.CancelScope()  # a fresh scope per (re)start of the actor
-            with self._pull_scope:
-                while not self._stopped:
-                    await self._slots.acquire()
-                    try:
-                        job = await self._ctx.storage.queue.pop(self.channel.name)
-                    except BaseException:
-                        self._slots.release()
-                        raise
-                    nursery.start_soon(self._run_one, job)
 
-    def try_reserve(self, wanted: int) -> int:
-        """Take up to `wanted` free slots without waiting (for the scheduler); returns how many."""
-        if self._stopped or self._nursery is None:
-            return 0
-        taken = 0
-        while taken < wanted:
-            try:
-                self._slots.acquire_nowait()
-            except trio.WouldBlock:
-                break
-            taken += 1
-        return taken
+    # --- starting a job ----------------------------------------------------------------------
+    def _start(self, active: ActiveJob) -> None:
+        """Run a taken job in a slot the caller holds; the job gives the slot back when it ends."""
+        assert self._jobs is not None
+        self._jobs.start_soon(self._run_one, active)
 
-    def release_reserved(self, count: int) -> None:
-        for _ in range(count):
-            self._slots.release()
-
-    def start_reserved(self, job: data.Job, claimed_until: int) -> None:
-        """Run a job the scheduler claimed, in a slot it reserved."""
-        assert self._nursery is not None
-        self._nursery.start_soon(self._run_one, job, claimed_until)
-
-    async def _run_one(self, job: data.Job, claimed_until: int | None = None) -> None:
+    async def _run_one(self, active: ActiveJob) -> None:
         try:
-            await execute_job(self._ctx, self._pool, job, claimed_until=claimed_until)
-        except Exception:
-            log.exception("channel %s: job %s failed outside the runner", self.channel.name, job.id.value)
+            await execute_job(self._ctx, self._pool, active)
         finally:
-            if claimed_until is None:  # popped from the queue: it is no longer in flight here
-                with trio.CancelScope(shield=True):
-                    try:
-                        await self._ctx.storage.queue.ack(job.id.value)
-                    except Exception:
-                        log.exception("channel %s: could not ack job %s", self.channel.name, job.id.value)
-            self._slots.release()
+            self.slots.release()
+
+    # --- fetchers ------------------------------------------------------------------------------
+    async def _fetch_queue(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Take a slot, then a job from the channel's queue, then start it; repeat."""
+        queue = self._life.storage.queue
+        with self._fetch_scope():
+            task_status.started()
+            while not self._stopped:
+                await self.slots.acquire()
+                ticket: Ticket | None = None
+                try:
+                    with self.slots.idle():
+                        ticket = await queue.pop(self.name)
+                finally:
+                    if ticket is None:  # pre-empted, stopped or failed: the slot was not used
+                        self.slots.release()
+                if ticket is not None:
+                    self._start(self._life.take(ticket, from_queue=True))
+
+    async def _fetch_due(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Every fetch interval (or when woken), claim the rows of this channel that are due
+        within the interval into free slots; the executor waits until each one's time."""
+        interval_s = self._life.fetch_interval_ms / 1000
+        with self._fetch_scope():
+            task_status.started()
+            while not self._stopped:
+                self._due_wake = trio.Event()
+                if await self._take_due():
+                    continue  # more may be due already
+                with trio.move_on_after(interval_s):
+                    await self._due_wake.wait()
+
+    async def _take_due(self) -> int:
+        """Claim due rows into slots; returns how many jobs were started."""
+        life = self._life
+        worker_ids = await self._worker_ids_on(self.name)
+        if not worker_ids:
+            return 0
+        now = now_ms()
+        due = await life.storage.repo.find_due_jobs(worker_ids, now + life.fetch_interval_ms, now,
+                                                    self.channel.concurrency)
+        if not due:
+            return 0
+        await self.slots.acquire()  # our turn, pre-empting an idle queue fetcher
+        held = 1 + self.slots.take_free(len(due) - 1)
+        started = 0
+        try:
+            for job in due:
+                if held == 0:
+                    break
+                # The lease covers the wait until run_after_time (at most one interval) too.
+                lease = now_ms() + life.fetch_interval_ms + life.claim_lease_ms
+                if await life.storage.repo.claim_job(job.id.value, job.data.grabbed_until_time or 0, lease):
+                    job.data.grabbed_until_time = lease
+                    self._start(life.take(Ticket(job), from_queue=False, lease_until=lease))
+                    held -= 1
+                    started += 1
+        finally:
+            self.slots.release(held)
+        return started
+
+    @contextmanager
+    def _fetch_scope(self) -> Iterator[trio.CancelScope]:
+        """A scope `stop()` cancels, registered for as long as the fetcher runs."""
+        scope = trio.CancelScope()
+        if self._stopped:
+            scope.cancel()
+        self._fetch_scopes.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._fetch_scopes.discard(scope)

@@ -18,12 +18,13 @@ import trio
 
 from jobworkerp.aio import call_asyncio, close_redis, open_asyncio_bridge
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage.queue import Ticket
 from jobworkerp.storage.redis_queue import RedisJobQueue
 from tests.services import REDIS_URL, require_redis
 
 
-def job(job_id: int, priority: data.Priority = data.Priority.MEDIUM, args: bytes = b"") -> data.Job:
-    return data.Job(id=data.JobId(value=job_id), data=data.JobData(priority=priority, args=args))
+def job(job_id: int, priority: data.Priority = data.Priority.MEDIUM, args: bytes = b"") -> Ticket:
+    return Ticket(data.Job(id=data.JobId(value=job_id), data=data.JobData(priority=priority, args=args)))
 
 
 @dataclass

@@ -26,8 +26,8 @@ async def test_strict_priority_then_fifo(env: RedisEnv) -> None:
         await q.push("c", job(i, p, args=f"args{i}".encode()))
     assert await q.length("c") == 7
     popped = [await q.pop("c") for _ in range(7)]
-    assert [j.id.value for j in popped] == [3, 6, 2, 4, 7, 1, 5]  # unknown priority 5 counts as MEDIUM
-    assert popped[0].data.args == b"args3" and popped[0].data.priority == HIGH
+    assert [j.job_id for j in popped] == [3, 6, 2, 4, 7, 1, 5]  # unknown priority 5 counts as MEDIUM
+    assert popped[0].job.data.args == b"args3" and popped[0].job.data.priority == HIGH
     assert await q.length("c") == 0
 
 
@@ -36,10 +36,10 @@ async def test_channels_are_separate(env: RedisEnv) -> None:
     await q.push("a", job(1))
     await q.push("b", job(2))
     await q.push("weird channel:with|odd bytes é", job(3))
-    assert (await q.pop("b")).id.value == 2
+    assert (await q.pop("b")).job_id == 2
     assert await q.length("a") == 1 and await q.length("b") == 0
-    assert (await q.pop("weird channel:with|odd bytes é")).id.value == 3
-    assert (await q.pop("a")).id.value == 1
+    assert (await q.pop("weird channel:with|odd bytes é")).job_id == 3
+    assert (await q.pop("a")).job_id == 1
 
 
 async def test_pop_blocks_in_redis_until_a_push(env: RedisEnv) -> None:
@@ -47,7 +47,7 @@ async def test_pop_blocks_in_redis_until_a_push(env: RedisEnv) -> None:
     got: list[int] = []
 
     async def consumer() -> None:
-        got.append((await q.pop("c")).id.value)
+        got.append((await q.pop("c")).job_id)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(consumer)
@@ -82,7 +82,7 @@ async def test_only_one_blocking_connection_per_channel_per_process(env: RedisEn
 
     async def consumer() -> None:
         job_ = await q.pop("c")
-        got.append(job_.id.value)
+        got.append(job_.job_id)
 
     async with trio.open_nursery() as nursery:
         for _ in range(4):
@@ -103,7 +103,7 @@ async def test_two_waiting_processes_are_both_woken(env: RedisEnv) -> None:
     got: list[int] = []
 
     async def consumer(q: RedisJobQueue) -> None:
-        got.append((await q.pop("c")).id.value)
+        got.append((await q.pop("c")).job_id)
 
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
@@ -128,7 +128,7 @@ async def test_cancel_of_a_blocked_pop_leaves_the_queue_intact(env: RedisEnv) ->
     assert await q.length("other") == 1 and await inflight_ids(env, q) == set()
     # the queue (and the client) still work
     await q.push("c", job(1))
-    assert (await q.pop("c")).id.value == 1
+    assert (await q.pop("c")).job_id == 1
 
 
 async def test_pop_cancelled_while_the_job_moves_gives_it_back(env: RedisEnv) -> None:
@@ -156,7 +156,7 @@ async def test_pop_cancelled_while_the_job_moves_gives_it_back(env: RedisEnv) ->
     assert scope.cancelled_caught and releases == 1
     assert await inflight_ids(env, q) == set()
     q._pop = real_pop
-    assert [(await q.pop("c")).id.value for _ in range(2)] == [1, 2]  # back in its place
+    assert [(await q.pop("c")).job_id for _ in range(2)] == [1, 2]  # back in its place
 
 
 async def test_remove_a_queued_job(env: RedisEnv) -> None:
@@ -164,11 +164,11 @@ async def test_remove_a_queued_job(env: RedisEnv) -> None:
     for i in (1, 2, 3):
         await q.push("c", job(i, args=b"x%d" % i))
     removed = await q.remove(2)
-    assert removed is not None and removed.id.value == 2 and removed.data.args == b"x2"
+    assert removed is not None and removed.job_id == 2 and removed.job.data.args == b"x2"
     assert await q.remove(2) is None
     assert await q.remove(12345) is None
     assert await q.length("c") == 2
-    assert [(await q.pop("c")).id.value for _ in range(2)] == [1, 3]
+    assert [(await q.pop("c")).job_id for _ in range(2)] == [1, 3]
     assert await q.remove(1) is None  # in flight, not queued
 
 
@@ -191,8 +191,8 @@ async def test_queued_ids_cover_queued_and_in_flight_on_any_instance(env: RedisE
     for i in range(1, 7):
         await qa.push("c1" if i % 2 else "c2", job(i))
     await qa.push("c3", job(100))
-    assert (await qa.pop("c1")).id.value == 1
-    assert (await qb.pop("c2")).id.value == 2
+    assert (await qa.pop("c1")).job_id == 1
+    assert (await qb.pop("c2")).job_id == 2
     assert await qa.queued_ids(["c1", "c2"]) == {1, 2, 3, 4, 5, 6}
     assert await qb.queued_ids(["c2"]) == {2, 4, 6}
     assert await qb.queued_ids(["c3", "nothing"]) == {100}
@@ -217,7 +217,7 @@ async def test_push_of_a_queued_id_keeps_one_copy(env: RedisEnv) -> None:
     await q.push("c", job(2))
     await q.push("d", job(1, args=b"new"))  # re-pushed elsewhere: moved, not duplicated
     assert await q.length("c") == 1 and await q.length("d") == 1
-    assert (await q.pop("d")).data.args == b"new"
+    assert (await q.pop("d")).job.data.args == b"new"
 
 
 async def test_repush_while_in_flight_then_ack_keeps_the_queued_copy(env: RedisEnv) -> None:
@@ -228,7 +228,7 @@ async def test_repush_while_in_flight_then_ack_keeps_the_queued_copy(env: RedisE
     await q.push("c", job(1, args=b"try2"))
     await q.ack(1)
     assert await q.queued_ids(["c"]) == {1}
-    assert (await q.pop("c")).data.args == b"try2"
+    assert (await q.pop("c")).job.data.args == b"try2"
 
 
 async def test_retire_hands_in_flight_jobs_back(env: RedisEnv) -> None:
@@ -240,7 +240,7 @@ async def test_retire_hands_in_flight_jobs_back(env: RedisEnv) -> None:
     assert await q.retire() == 2
     assert await inflight_ids(env, q) == set()
     assert await env.call(env.client.zscore, q.keys.instances, "a") is None
-    assert [(await q.pop("c")).id.value for _ in range(3)] == [2, 3, 1]
+    assert [(await q.pop("c")).job_id for _ in range(3)] == [2, 3, 1]
     assert not await env.call(env.client.exists, q.keys.crashes)
 
 

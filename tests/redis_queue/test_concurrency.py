@@ -29,8 +29,8 @@ async def test_two_instances_popping_concurrently_get_every_job_exactly_once(env
     async def popper(q: RedisJobQueue) -> None:
         while True:
             j = await q.pop("c")
-            taken[q.instance_id].append(j.id.value)
-            await q.ack(j.id.value)
+            taken[q.instance_id].append(j.job_id)
+            await q.ack(j.job_id)
             if len(taken["a"]) + len(taken["b"]) == JOBS:
                 all_taken.set()
 

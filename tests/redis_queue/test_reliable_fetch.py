@@ -26,7 +26,7 @@ class Poisoned:
         self.changed = trio.Event()
 
     async def __call__(self, j: data.Job, reason: str) -> None:
-        self.jobs.append((j.id.value, reason))
+        self.jobs.append((j.job_id, reason))
         self.changed.set()
         self.changed = trio.Event()
 
@@ -60,7 +60,7 @@ async def test_dead_workers_jobs_come_back_in_priority_order(env: RedisEnv) -> N
     expected_order = [2, 4, 8, 3, 5, 7, 1, 6]
     async with maintaining(b):
         async with maintaining(a) as a_alive:
-            popped_by_a = [(await a.pop("c")).id.value for _ in range(5)]
+            popped_by_a = [(await a.pop("c")).job_id for _ in range(5)]
             assert popped_by_a == expected_order[:5]
             assert await b.queued_ids(["c"]) == set(range(1, 9))  # in flight counts
             a_alive.cancel()  # A dies: no more heartbeats, nothing acked
@@ -68,7 +68,7 @@ async def test_dead_workers_jobs_come_back_in_priority_order(env: RedisEnv) -> N
             await env.wait_length(b, "c", 8)
             back_after = trio.current_time() - died
         assert back_after < 2 * LEASE_MS / 1000 + 0.3, f"jobs came back after {back_after:.2f} s"
-        assert [(await b.pop("c")).id.value for _ in range(8)] == expected_order  # old places kept
+        assert [(await b.pop("c")).job_id for _ in range(8)] == expected_order  # old places kept
         for i in popped_by_a:
             assert await crash_count(env, b, i) == 1  # counted once, although B reaped alone
             await b.ack(i)
@@ -90,7 +90,7 @@ async def test_two_reapers_requeue_each_job_once(env: RedisEnv) -> None:
         await trio.sleep(LEASE_MS / 1000)  # several more ticks of both reapers
         assert await b.length("c") == 5
         assert [await crash_count(env, b, i) for i in range(5)] == [1] * 5
-        assert [(await b.pop("c")).id.value for _ in range(5)] == [0, 1, 2, 3, 4]
+        assert [(await b.pop("c")).job_id for _ in range(5)] == [0, 1, 2, 3, 4]
 
 
 async def test_job_in_flight_on_max_crashes_dead_workers_is_poisoned(env: RedisEnv) -> None:
@@ -101,7 +101,7 @@ async def test_job_in_flight_on_max_crashes_dead_workers_is_poisoned(env: RedisE
     async with maintaining(b, poisoned):
         for n in range(1, 4):
             victim = env.queue(f"dead{n}", lease_ms=LEASE_MS, max_crashes=3)
-            assert (await victim.pop("c")).id.value == 42  # still first: it keeps its HIGH place
+            assert (await victim.pop("c")).job_id == 42  # still first: it keeps its HIGH place
             with trio.fail_after(5):
                 if n < 3:
                     await env.wait_length(b, "c", 2)

@@ -296,6 +296,14 @@ async def test_delete_job_frees_its_uniq_key(repo: Repository) -> None:
     assert await repo.count_jobs() == 1
 
 
+async def test_a_delete_that_expects_no_claim_loses_to_a_claim(repo: Repository) -> None:
+    await repo.create_job(job(1, grabbed_until_time=0))
+    assert await repo.claim_job(1, 0, 5_000)
+    assert await repo.delete_job(1, grabbed_until=0) is False  # claimed first: the row stays
+    assert await repo.find_job(1) is not None
+    assert await repo.delete_job(1, grabbed_until=5_000) is True
+
+
 async def test_list_jobs_newest_first_with_limit_and_offset(repo: Repository) -> None:
     for job_id in (30, 10, 50, 20, 40):
         await repo.create_job(job(job_id))

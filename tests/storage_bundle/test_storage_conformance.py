@@ -8,14 +8,15 @@ import trio.testing
 
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage import Storage
+from jobworkerp.storage.queue import Ticket
 
 pytestmark = pytest.mark.timeout(60)
 HIGH, MEDIUM, LOW = data.Priority.HIGH, data.Priority.MEDIUM, data.Priority.LOW
 
 
-def job(job_id: int, priority: data.Priority = MEDIUM, worker_id: int = 1) -> data.Job:
-    return data.Job(id=data.JobId(value=job_id), data=data.JobData(
-        worker_id=data.WorkerId(value=worker_id), args=f"a{job_id}".encode(), priority=priority, timeout=1000))
+def job(job_id: int, priority: data.Priority = MEDIUM, worker_id: int = 1) -> Ticket:
+    return Ticket(data.Job(id=data.JobId(value=job_id), data=data.JobData(
+        worker_id=data.WorkerId(value=worker_id), args=f"a{job_id}".encode(), priority=priority, timeout=1000)))
 
 
 def result(job_id: int, worker_id: int = 1) -> data.JobResult:
@@ -31,10 +32,10 @@ async def test_queue_pops_by_priority_then_fifo_per_channel(storage: Storage) ->
     await q.push("other", job(6))
     assert await q.length("c") == 5
     popped = [await q.pop("c") for _ in range(5)]
-    assert [j.id.value for j in popped] == [3, 5, 2, 4, 1]
-    assert popped[0].data.args == b"a3" and popped[0].data.timeout == 1000
+    assert [j.job_id for j in popped] == [3, 5, 2, 4, 1]
+    assert popped[0].job.data.args == b"a3" and popped[0].job.data.timeout == 1000
     for j in popped:
-        await q.ack(j.id.value)
+        await q.ack(j.job_id)
     assert await q.length("c") == 0 and await q.length("other") == 1
 
 
@@ -43,7 +44,7 @@ async def test_queue_pop_waits_for_a_push(storage: Storage) -> None:
     popped = trio.Event()
 
     async def consume() -> None:
-        got.append((await storage.queue.pop("wait")).id.value)
+        got.append((await storage.queue.pop("wait")).job_id)
         popped.set()
 
     async with trio.open_nursery() as nursery:
@@ -62,10 +63,10 @@ async def test_removed_job_is_not_popped_and_queued_ids_see_the_rest(storage: St
     await q.push("c", job(1))
     await q.push("c", job(2))
     removed = await q.remove(1)
-    assert removed is not None and removed.id.value == 1
+    assert removed is not None and removed.job_id == 1
     assert await q.remove(1) is None
     assert await q.queued_ids(["c"]) == {2}
-    assert (await q.pop("c")).id.value == 2
+    assert (await q.pop("c")).job_id == 2
     assert await q.queued_ids(["c"]) == {2}  # in flight until acked
     await q.ack(2)
     assert await q.queued_ids(["c"]) == set()
@@ -103,12 +104,48 @@ async def test_results_reach_job_listeners_and_worker_streams(storage: Storage) 
 
 
 async def test_repository_and_queue_agree_on_a_backed_up_job(storage: Storage) -> None:
-    backed = job(11)
-    await storage.repo.create_job(backed)
+    backed = Ticket(job(11).job, backed=True, queue_type=int(data.QueueType.WITH_BACKUP))
+    await storage.repo.create_job(backed.job)
     await storage.queue.push("c", backed)
     popped = await storage.queue.pop("c")
-    assert await storage.repo.claim_job(popped.id.value, 0, 5000)
-    assert not await storage.repo.claim_job(popped.id.value, 0, 6000)
-    await storage.queue.ack(popped.id.value)
-    assert await storage.repo.delete_job(popped.id.value)
-    assert await storage.repo.find_job(popped.id.value) is None
+    assert popped == backed
+    assert await storage.repo.claim_job(popped.job_id, 0, 5000)
+    assert not await storage.repo.claim_job(popped.job_id, 0, 6000)
+    await storage.queue.ack(popped.job_id)
+    assert await storage.repo.delete_job(popped.job_id)
+    assert await storage.repo.find_job(popped.job_id) is None
+
+
+async def test_a_released_job_goes_back_to_the_front_of_its_queue(storage: Storage) -> None:
+    q = storage.queue
+    for job_id in (1, 2):
+        await q.push("c", job(job_id))
+    first = await q.pop("c")
+    await q.release(first.job_id)
+    assert (await q.pop("c")).job_id == 1  # its old place, ahead of job 2
+    assert await q.queued_ids(["c"]) == {1, 2}  # 1 in flight again, 2 still queued
+
+
+async def test_a_cancelled_pop_leaves_nothing_in_flight(storage: Storage) -> None:
+    q = storage.queue
+    with trio.move_on_after(0.05):
+        await q.pop("empty")
+    await q.push("empty", job(3))
+    assert (await q.pop("empty")).job_id == 3
+    await q.ack(3)
+    assert await q.queued_ids(["empty"]) == set()
+
+
+async def test_settle_ends_a_job_in_one_step(storage: Storage) -> None:
+    """Status, uniq_key, in-flight entry and waiters all change together."""
+    await storage.uniq_keys.acquire("only-one", 21)
+    await storage.status.set(21, data.JobStatus.RUNNING)
+    await storage.queue.push("s", job(21))
+    await storage.queue.pop("s")
+    async with storage.bus.listen_job(21) as waiter:
+        await storage.settler.settle(21, result(21), to_worker=False, ack=True)
+        with trio.fail_after(10):
+            assert (await waiter.wait()).data.job_id.value == 21
+    assert await storage.status.get(21) is None
+    assert await storage.uniq_keys.acquire("only-one", 22) is None  # free again
+    assert await storage.queue.queued_ids(["s"]) == set()  # no longer in flight

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from jobworkerp.lifecycle import chain, periodic, retry
+from jobworkerp.lifecycle.placement import Route, route
 from jobworkerp.proto.jobworkerp import data
-from jobworkerp.worker import chain, periodic, retry
-from jobworkerp.worker.routing import Route, route
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -1,0 +1,295 @@
+"""Every change of a job's state, each one function, used by every caller.
+
+    accepted --accept--> queued | scheduled (row) | both (WITH_BACKUP)
+    queued / scheduled --take--> taken (registered in RunningJobs, may be cancelled from here on)
+    taken --mark_running--> RUNNING
+    taken --rerun--> queued | scheduled again (a retry, or a periodic job's next run)
+    taken --finish--> ended with exactly one final result (success, failure, CANCELLED, dropped)
+    taken --release--> queued / claimable again (interrupted before it could end; runs again)
+    queued / scheduled --delete--> ended with CANCELLED (or, when taken, cancelled there)
+
+Callers (the executor, JobService.Delete, poisoned-job handling, restore and restart recovery)
+never write a job's status, row, queue entry, uniq_key or result themselves: the order of those
+writes is decided here once. The order is what keeps the promise that an accepted job ends with
+exactly one result visible to its waiters, or stays visibly queued or scheduled:
+
+* an ending stores the result and deletes the row first, then settles everything else in one
+  atomic storage step (`JobSettler`), so a waiter that has the result never still sees the
+  job's status or uniq_key, and a crash in between leaves a job that will run again rather than
+  a job that is half gone;
+* a re-run is placed (row and queue entry written) before the old queue entry is acknowledged,
+  so a crash in between can run an attempt twice but never lose the job;
+* where a job waits was decided at enqueue (`Ticket`), not re-derived from the worker's current
+  definition, so worker updates cannot strand a job whose row or queue entry the new definition
+  does not expect.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import trio
+
+from jobworkerp.clock import now_ms
+from jobworkerp.ids import SnowflakeGenerator
+from jobworkerp.lifecycle import chain
+from jobworkerp.lifecycle.placement import Route, channel_of, needs_rdb_time, route
+from jobworkerp.lifecycle.results import build_result, should_store
+from jobworkerp.lifecycle.running import ActiveJob, RunningJobs
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage import Storage
+from jobworkerp.storage.group_commit import GroupCommitWriter
+from jobworkerp.storage.queue import Ticket
+
+log = logging.getLogger(__name__)
+
+Status = data.ResultStatus
+PENDING = data.JobStatus.PENDING
+RUNNING = data.JobStatus.RUNNING
+
+
+class WorkerSource(Protocol):
+    """What the job path needs to know about workers (the use-case layer's cached lookup)."""
+
+    async def get(self, worker_id: int) -> data.Worker | None: ...
+
+
+class JobLifecycle:
+    def __init__(self, storage: Storage, workers: WorkerSource, ids: SnowflakeGenerator, running: RunningJobs,
+                 *, fetch_interval_ms: int, claim_lease_ms: int) -> None:
+        self.storage = storage
+        self.workers = workers
+        self.ids = ids
+        self.running = running
+        self.fetch_interval_ms = fetch_interval_ms
+        self.claim_lease_ms = claim_lease_ms
+        self._results = GroupCommitWriter(storage.repo.add_results)
+        # Called when a job was stored as a row due within the fetch window, so the local due-job
+        # fetchers look now instead of at their next poll (set by the app; no-op without workers).
+        self.on_due_soon: Callable[[], None] = lambda: None
+
+    # --- accepted -> queued / scheduled ------------------------------------------------------
+    async def accept(self, job: data.Job, worker: data.Worker) -> Ticket:
+        """Place a new job (client enqueue, next_workers chain); its uniq_key is already taken.
+
+        On failure nothing of the job is left behind (no row, no status)."""
+        return await self._place(job, worker, int(worker.data.queue_type), had_row=False, new=True)
+
+    async def _place(self, job: data.Job, worker: data.Worker, queue_type: int, *, had_row: bool,
+                     new: bool) -> Ticket:
+        wd = worker.data
+        jd = job.data
+        now = now_ms()
+        if jd.run_after_time == 0 and needs_rdb_time(wd, queue_type):
+            jd.run_after_time = now
+        where = route(wd, jd.run_after_time, now, self.fetch_interval_ms, queue_type)
+        ticket = Ticket(job, backed=where is Route.RDB_AND_QUEUE, queue_type=queue_type)
+        repo = self.storage.repo
+        if where.has_row:
+            jd.grabbed_until_time = 0
+            row = job
+            if where is Route.RDB_AND_QUEUE:
+                # A backup row says "instant" (run_after_time 0), so the due-job fetchers never
+                # also run a job that waits in a queue; the queued copy keeps its real time.
+                row = data.Job.parse(bytes(job))
+                row.data.run_after_time = 0
+            if new:
+                await repo.create_job(row)
+            else:
+                await repo.upsert_job(row)
+        elif had_row:
+            await repo.delete_job(job.id.value)  # a re-run that waits in the queue only
+        await self.storage.status.set(job.id.value, PENDING)
+        if where is Route.RDB and jd.run_after_time <= now + self.fetch_interval_ms:
+            self.on_due_soon()
+        if where.queued:
+            try:
+                await self.storage.queue.push(channel_of(wd), ticket)
+            except BaseException:
+                if new:
+                    with trio.CancelScope(shield=True):
+                        await self.storage.status.delete(job.id.value)
+                        if where.has_row:
+                            await repo.delete_job(job.id.value)
+                raise
+        return ticket
+
+    async def restore(self, job: data.Job, worker: data.Worker) -> None:
+        """Queue again a WITH_BACKUP job whose queue entry was lost (restart, Redis flushed)."""
+        await self.storage.status.set(job.id.value, PENDING)
+        await self.storage.queue.push(channel_of(worker.data),
+                                      Ticket(job, backed=True, queue_type=int(data.QueueType.WITH_BACKUP)))
+
+    # --- queued / scheduled -> taken ---------------------------------------------------------
+    def take(self, ticket: Ticket, *, from_queue: bool, lease_until: int | None = None) -> ActiveJob:
+        """Register a job this process just popped or claimed. Synchronous on purpose: called
+        with no checkpoint after the pop / claim, so a Delete always finds the job somewhere."""
+        active = ActiveJob(ticket, from_queue=from_queue, has_row=ticket.backed or lease_until is not None,
+                           lease_until=lease_until)
+        return self.running.add(active)
+
+    async def claim_backup_row(self, active: ActiveJob) -> bool:
+        """Take over the row of a popped WITH_BACKUP job (whoever held its claim is gone: the
+        queue hands a job to one process at a time). False when the row is gone: the job was
+        deleted after it was popped."""
+        repo = self.storage.repo
+        row = await repo.find_job(active.job_id)
+        lease = now_ms() + self.claim_lease_ms
+        if row is None or not await repo.claim_job(active.job_id, row.data.grabbed_until_time or 0, lease):
+            return False
+        active.lease_until = lease
+        return True
+
+    async def mark_running(self, active: ActiveJob) -> None:
+        await self.storage.status.set(active.job_id, RUNNING)
+
+    # --- taken -> queued / scheduled again ---------------------------------------------------
+    async def rerun(self, active: ActiveJob, worker: data.Worker, again: data.Job, result: data.JobResult, *,
+                    announce: bool) -> None:
+        """A retry (`announce` False: the attempt's result is only stored when the flags say so)
+        or a periodic job's next run (`announce` True: this run's result also goes to waiters
+        and streams, but the job lives on: its status, row and uniq_key stay)."""
+        wd = worker.data
+        if should_store(result.data.status, wd):
+            await self._results.write(result)
+        # A job taken from a row takes its worker's queue type (rows do not record one).
+        queue_type = active.ticket.queue_type if active.from_queue else int(wd.queue_type)
+        await self._place(again, worker, queue_type, had_row=active.has_row, new=False)
+        active.settled = True
+        self.running.remove(active)
+        if active.from_queue:
+            await self.storage.queue.ack(active.job_id)
+        if announce:
+            await self.storage.bus.publish(result, to_job=True, to_worker=_to_worker(worker))
+        if active.deleted:  # deleted while being placed again: end what was just placed
+            await self.delete(active.job_id)
+
+    # --- taken / queued / scheduled -> ended ------------------------------------------------
+    def result_of(self, job: data.Job, worker: data.Worker | None, status: data.ResultStatus, items: list[bytes],
+                  start: int, end: int | None = None) -> data.JobResult:
+        return build_result(self.ids.next_id(), job, worker, status, items, start, now_ms() if end is None else end)
+
+    async def finish(self, result: data.JobResult, worker: data.Worker | None, *, active: ActiveJob | None = None,
+                     delete_row: bool = False) -> None:
+        """The one way a job ends: store the result when the worker's flags ask for it, delete
+        the job's row, then settle status, uniq_key, queue entry and waiters in one step."""
+        job_id = result.data.job_id.value
+        if worker is not None and should_store(result.data.status, worker.data):
+            await self._results.write(result)
+        if active is not None:
+            delete_row = delete_row or active.has_row
+        if delete_row:
+            await self.storage.repo.delete_job(job_id)
+        ack = active is not None and active.from_queue
+        if active is not None:
+            active.settled = True
+            self.running.remove(active)
+        await self.storage.settler.settle(job_id, result, to_worker=_to_worker(worker), ack=ack)
+
+    async def drop(self, active: ActiveJob, status: data.ResultStatus, reason: str) -> None:
+        """End a taken job that cannot run (its worker is gone) with a result saying why."""
+        log.warning("job %s dropped: %s", active.job_id, reason)
+        now = now_ms()
+        await self.finish(self.result_of(active.ticket.job, None, status, [reason.encode()], now, now), None,
+                          active=active)
+
+    async def fail_poisoned(self, ticket: Ticket, reason: str) -> None:
+        """A job that kept killing the worker processes that ran it: end it as failed."""
+        log.error("job %s gave up: %s", ticket.job_id, reason)
+        worker = await self.workers.get(ticket.job.data.worker_id.value)
+        now = now_ms()
+        result = self.result_of(ticket.job, worker, Status.FATAL_ERROR, [reason.encode()], now, now)
+        await self.finish(result, worker, delete_row=ticket.backed)
+
+    async def let_go(self, active: ActiveJob) -> None:
+        """A popped job whose backup row is gone: it was deleted before it could start. The
+        process that deleted it answered its waiters, unless the delete reached this process
+        first (then it is ours to end, with CANCELLED)."""
+        if active.deleted:
+            active.has_row = False  # already deleted with the job
+            now = now_ms()
+            worker = await self.workers.get(active.ticket.job.data.worker_id.value)
+            result = self.result_of(active.ticket.job, worker, Status.CANCELLED,
+                                    [f"job {active.job_id} was deleted before it ran".encode()], now, now)
+            await self.finish(result, worker, active=active)
+            return
+        active.settled = True
+        self.running.remove(active)
+        await self.storage.settler.settle(active.job_id, None, to_worker=False, ack=active.from_queue)
+
+    # --- taken -> back where it was (interrupted) ----------------------------------------------
+    async def release(self, active: ActiveJob) -> None:
+        """The job's run was interrupted before it could end (shutdown, a storage error): give
+        it back so it runs again, never acknowledge it as done. A no-op once it has ended."""
+        if active.settled:
+            return
+        self.running.remove(active)
+        storage = self.storage
+        if active.lease_until is not None:
+            await storage.repo.claim_job(active.job_id, active.lease_until, 0)  # claimable again at once
+        await storage.status.set(active.job_id, PENDING)
+        if active.from_queue:
+            await storage.queue.release(active.job_id)
+        active.settled = True
+
+    # --- next_workers --------------------------------------------------------------------------
+    async def start_chain(self, job: data.Job, wd: data.WorkerData, items: Sequence[bytes]) -> None:
+        """Each output item becomes the args of one job for each next worker (missing workers are
+        skipped). The finished job has its result already; a chain that cannot start is logged."""
+        for next_id in wd.next_workers:
+            nxt = await self.workers.get(next_id.value)
+            if nxt is None:
+                log.warning("job %s: next worker %s does not exist; skipped", job.id.value, next_id.value)
+                continue
+            for args in chain.chained_args(list(items)):
+                chained = chain.chained_job(job, nxt, args, self.ids.next_id(), now_ms())
+                try:
+                    await self.accept(chained, nxt)
+                except Exception:
+                    log.exception("job %s: could not start next worker %s; the rest of the chain is skipped",
+                                  job.id.value, next_id.value)
+                    return
+
+    # --- queued / scheduled -> deleted -------------------------------------------------------
+    async def delete(self, job_id: int) -> bool:
+        """JobService.Delete: remove the job wherever it is. A waiting job ends here with
+        CANCELLED; a taken one is cancelled where it runs and ends there."""
+        storage = self.storage
+        repo = storage.repo
+        queued = await storage.queue.remove(job_id)
+        if queued is not None:  # taken out of its queue by us: nobody else can have it
+            await repo.delete_job(job_id)
+            self.running.cancel(job_id)  # an attempt still wrapping up must not place it again
+            waiting: data.Job | None = queued.job
+        else:
+            row = await repo.find_job(job_id)
+            # Compare-and-delete against the lease we saw: a claim that lands first wins, and
+            # then the job is the claimer's to end.
+            lease = 0 if row is None else row.data.grabbed_until_time or 0
+            unclaimed = row is not None and await repo.delete_job(job_id, grabbed_until=lease)
+            if self.running.cancel(job_id):
+                await repo.delete_job(job_id)
+                return True
+            if row is not None and not unclaimed or storage.scalable and await storage.status.get(job_id) == RUNNING:
+                # Taken: by a fetcher of this process about to register it, or by another process.
+                await repo.delete_job(job_id)
+                self.running.cancel_when_taken(job_id)
+                if storage.scalable:
+                    await storage.worker_events.publish_job_cancel(job_id)
+                return True
+            waiting = row
+        if waiting is None:
+            return False
+        now = now_ms()
+        worker = await self.workers.get(waiting.data.worker_id.value)
+        result = self.result_of(waiting, worker, Status.CANCELLED, [f"job {job_id} was deleted before it ran".encode()],
+                                now, now)
+        await self.finish(result, worker)
+        return True
+
+
+def _to_worker(worker: data.Worker | None) -> bool:
+    """Results of DIRECT workers go to the caller only; others also to the worker's streams."""
+    return worker is not None and worker.data.response_type != data.ResponseType.DIRECT

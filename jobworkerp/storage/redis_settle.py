@@ -1,0 +1,59 @@
+"""`JobSettler` for Scalable mode: a job's final Redis step as one Lua script.
+
+The script touches the keys of three stores (job status, uniq keys, this process's in-flight
+record of the queue) and the result bus (result key + topics); it takes their names from those
+stores, so the key layout stays defined in one place each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage.redis_bus import RedisResultBus
+from jobworkerp.storage.redis_pipeline import RedisPipeliner
+from jobworkerp.storage.redis_queue import RedisJobQueue
+from jobworkerp.storage.redis_state import RedisJobStatusStore, RedisUniqKeyGuard
+
+# KEYS: status hash, uniq holder, uniq of job, inflight:{instance}, crashes, result key, topics...
+# ARGV: job id, ack ('1' / '0'), result bytes ('' = none), result ttl ms.
+SETTLE = """
+local id = ARGV[1]
+redis.call('HDEL', KEYS[1], id)
+local key = redis.call('HGET', KEYS[3], id)
+if key then
+  redis.call('HDEL', KEYS[3], id)
+  if redis.call('HGET', KEYS[2], key) == id then redis.call('HDEL', KEYS[2], key) end
+end
+if ARGV[2] == '1' and redis.call('HDEL', KEYS[4], id) == 1 then
+  redis.call('HDEL', KEYS[5], id)
+end
+if ARGV[3] ~= '' then
+  if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[4]) end
+  for i = 7, #KEYS do redis.call('PUBLISH', KEYS[i], ARGV[3]) end
+end
+return 1
+"""
+
+
+class RedisJobSettler:
+    def __init__(self, client: Any, pipeliner: RedisPipeliner, status: RedisJobStatusStore,
+                 uniq_keys: RedisUniqKeyGuard, queue: RedisJobQueue, bus: RedisResultBus) -> None:
+        self._redis = pipeliner
+        self._script = client.register_script(SETTLE)
+        self._fixed_keys = [status.key, *uniq_keys.keys, queue.inflight_key, queue.keys.crashes]
+        self._bus = bus
+
+    async def settle(self, job_id: int, result: data.JobResult | None, *, to_worker: bool, ack: bool) -> None:
+        keys = [*self._fixed_keys, self._bus.result_key(job_id)]
+        payload = b""
+        if result is not None:
+            payload = bytes(result)
+            keys.append(self._bus.job_topic(job_id))
+            if to_worker:
+                keys.append(self._bus.worker_topic(result.data.worker_id.value))
+        args = [job_id, "1" if ack else "0", payload, self._bus.result_ttl_ms]
+        # In order with this process's other Redis work, without waiting for the reply: a job's
+        # earlier status writes always land before its settle.
+        if not self._redis.send_script(self._script, keys, args, f"settle of job {job_id}"):
+            await self._redis.script(self._script, keys, args)
