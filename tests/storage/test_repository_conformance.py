@@ -502,6 +502,7 @@ async def test_calls_after_close_are_unavailable(repo: Repository) -> None:
     await repo.open()  # the fixture closes it again
 
 
+@pytest.mark.timeout(120)  # CPU-bound: the memory driver decodes every stored result per list_results
 async def test_concurrent_writers_and_a_reader_do_not_error(repo: Repository) -> None:
     """Tasks share one driver; the driver (not the caller) serialises access.
 
@@ -509,7 +510,7 @@ async def test_concurrent_writers_and_a_reader_do_not_error(repo: Repository) ->
     when two threads use one connection at once ("cannot start a transaction within a
     transaction", writes committed by the other task's COMMIT or lost by its ROLLBACK).
     """
-    rounds, batch = 30, 100
+    rounds, batch = 30, 10  # batches of several rows; more rows only cost the memory driver time
 
     async def writer(first_id: int) -> None:
         for i in range(rounds):
