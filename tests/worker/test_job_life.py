@@ -1,0 +1,134 @@
+"""A job's life under interleavings that used to lose or strand jobs, in virtual time.
+
+Each test is a reproduction of a failure seen on an earlier version: a scheduled job that never
+ran at concurrency 1, a queued job that vanished when its worker was updated, and running jobs
+killed (and acknowledged as done) by a storage error in the loop that fetched them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+from jobworkerp.clock import now_ms
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage.queue import Ticket
+from tests.worker.harness import System, running_system
+
+pytestmark = pytest.mark.timeout(30)
+
+STORE_ALL = {"store_success": True, "store_failure": True}
+SUCCESS = data.ResultStatus.SUCCESS
+
+
+async def wait_until_running(s: System, job_id: int) -> None:
+    while await s.app.jobs.status(job_id) != data.JobStatus.RUNNING:
+        await trio.sleep(0.01)
+
+
+async def test_concurrency_1_runs_scheduled_jobs_while_the_queue_is_empty(autojump_clock: Any) -> None:
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        w = await s.worker("later", **STORE_ALL)
+        run_at = now_ms() + 2000
+        job_id = await s.enqueue(w, b"x", run_after_time=run_at)
+        result = await s.listen(w, job_id)
+    assert result.data.status == SUCCESS
+    assert result.data.start_time >= run_at
+
+
+async def test_concurrency_1_runs_delayed_retries_and_periodic_runs(autojump_clock: Any) -> None:
+    policy = data.RetryPolicy(type=data.RetryType.CONSTANT, interval=2000, basis=1.0, max_retry=1)
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        flaky = await s.worker("flaky", retry_policy=policy, **STORE_ALL)
+        failing = await s.enqueue(flaky, b"fail")
+        final = await s.listen(flaky, failing)
+        periodic = await s.worker("tick", periodic_interval=1500, **STORE_ALL)
+        series = await s.enqueue(periodic, b"p")
+        while len(await s.app.results.list_by_job_id(series)) < 3:
+            await trio.sleep(0.5)
+        assert await s.app.jobs.delete(series)
+    assert final.data.status == data.ResultStatus.MAX_RETRY and final.data.retried == 1
+
+
+async def test_queue_and_due_jobs_share_one_slot_in_turns(autojump_clock: Any) -> None:
+    """At concurrency 1 with the queue never empty, due rows still get the slot (no starvation)."""
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        w = await s.worker("busy", **STORE_ALL)
+        queued = [await s.enqueue(w, b"sleep:1") for _ in range(6)]
+        scheduled = await s.enqueue(w, b"due", run_after_time=now_ms() + 1500)
+        result = await s.listen(w, scheduled)
+        still_queued = [job_id for job_id in queued if await s.app.jobs.status(job_id) == data.JobStatus.PENDING]
+    assert result.data.status == SUCCESS
+    assert still_queued, "the due job waited until the whole queue had drained"
+
+
+async def test_a_queued_job_survives_its_worker_changing_queue_type(autojump_clock: Any) -> None:
+    """The job was accepted as NORMAL; a later update to WITH_BACKUP must not strand it."""
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        w = await s.worker("changing", **STORE_ALL)
+        blocker = await s.enqueue(w, b"sleep:2")
+        waiting = await s.enqueue(w, b"queued")
+        await wait_until_running(s, blocker)
+        worker = await s.app.workers.get(w.value)
+        assert worker is not None
+        worker.data.queue_type = data.QueueType.WITH_BACKUP
+        await s.app.workers.update(worker)
+        result = await s.listen(w, waiting)
+        backed = await s.enqueue(w, b"after-update")
+        backed_row = await s.app.storage.repo.find_job(backed)
+        backed_result = await s.listen(w, backed)
+        assert await s.app.jobs.status(waiting) is None
+        assert await s.app.storage.repo.find_job(waiting) is None
+    assert result.data.status == SUCCESS and list(result.data.output.items) == [b"queued+"]
+    assert backed_row is not None  # jobs accepted after the update get the new queue type
+    assert backed_result.data.status == SUCCESS
+
+
+async def test_a_retried_job_keeps_its_queue_type_across_a_worker_update(autojump_clock: Any) -> None:
+    """A WITH_BACKUP job whose worker became NORMAL keeps its backup row through its retries, and
+    ends with that row gone: nothing is left for a fetcher to run a second time."""
+    policy = data.RetryPolicy(type=data.RetryType.CONSTANT, interval=200, basis=1.0, max_retry=2)
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        w = await s.worker("backed", queue_type=data.QueueType.WITH_BACKUP, retry_policy=policy, **STORE_ALL)
+        job_id = await s.enqueue(w, b"fail")
+        while not await s.app.results.list_by_job_id(job_id):  # the first attempt failed
+            await trio.sleep(0.01)
+        worker = await s.app.workers.get(w.value)
+        assert worker is not None
+        worker.data.queue_type = data.QueueType.NORMAL
+        await s.app.workers.update(worker)
+        final = await s.listen(w, job_id)
+        await trio.sleep(120)  # several claim leases: a stranded row would have run again
+        results = await s.app.results.list_by_job_id(job_id)
+        row = await s.app.storage.repo.find_job(job_id)
+    assert final.data.status == data.ResultStatus.MAX_RETRY
+    assert [r.data.status for r in results].count(data.ResultStatus.MAX_RETRY) == 1
+    assert row is None
+
+
+async def test_a_fetch_error_restarts_only_the_fetcher_and_running_jobs_finish(autojump_clock: Any) -> None:
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="2") as s:
+        w = await s.worker("steady", **STORE_ALL)
+        running = await s.enqueue(w, b"sleep:3")
+        await wait_until_running(s, running)
+        queue = s.app.storage.queue
+        real_pop = queue.pop
+        failed = trio.Event()
+
+        async def pop_failing_once(channel: str) -> Ticket:
+            if not failed.is_set():
+                failed.set()
+                raise ConnectionError("queue storage blinked")
+            return await real_pop(channel)
+
+        queue.pop = pop_failing_once  # type: ignore[method-assign]
+        # Wake the idle fetcher so it pops again (and fails) while the first job is still running.
+        nxt = await s.enqueue(w, b"after-the-error")
+        await failed.wait()
+        first = await s.listen(w, running)
+        second = await s.listen(w, nxt)
+        assert await s.app.jobs.status(running) is None
+    assert first.data.status == SUCCESS and list(first.data.output.items) == [b"slept"]
+    assert second.data.status == SUCCESS
