@@ -37,3 +37,7 @@ bench *ARGS:
 # Memory: server RSS over rounds of DIRECT / LISTEN_AFTER / NO_RESULT jobs (should level off)
 bench-memory *ARGS:
     python bench/bench_memory.py {{ARGS}}
+
+# Invariant soak: random operation sequences against real servers (--seconds N, --mode standalone|scalable|both, --seed N)
+soak *ARGS:
+    python bench/soak.py {{ARGS}}

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
+import trio_asyncio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         envs = {mode: stack.enter_context(storage_env(mode)) for mode in modes}
 
         async def run_all() -> None:
-            async with trio.open_nursery() as nursery:
+            async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:  # one asyncio loop for gRPC
                 for mode in modes:
                     (workdir / mode).mkdir(parents=True, exist_ok=True)
                     nursery.start_soon(soak_mode, mode, envs[mode], workdir / mode, args.seed, until, profile,

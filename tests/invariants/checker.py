@@ -332,7 +332,8 @@ class Checker:
                       "the DIRECT enqueue never returned")
         elif call.error and call.error.startswith(("transport", "UNAVAILABLE", "UNKNOWN", "INTERNAL",
                                                    "DEADLINE_EXCEEDED")):
-            if not self.ledger.restarted_during(call.sent_at, call.done_at):
+            injected = "injected fault" in call.error  # the storage failed on purpose: refusing is right
+            if not injected and not self.ledger.restarted_during(call.sent_at, call.done_at):
                 self.flag(1, "enqueue-failed", f"j{record.ref}({record.worker_sym} {record.action})",
                           f"enqueue failed without a restart: {call.error}")
 
@@ -349,10 +350,34 @@ class Checker:
             if len(finals) > 1 and not killed and not periodic:
                 self.flag(4, "two-finals", f"job {job_id} (not enqueued by the test)",
                           f"{len(finals)} final results" + self._results_text(obs, job_id))
+        self._check_ghosts(obs)
         for job_id, row in obs.rows.items():
             if job_id not in known and job_id not in obs.statuses and not self._may_linger(job_id, obs):
                 self.flag(5, "row-left-behind", f"job {job_id} (not enqueued by the test)",
                           f"no status, but its job row is listed; worker {self._worker_text(row.data.worker_id.value)}")
+
+    def _check_ghosts(self, obs: Observation) -> None:
+        """An enqueue the server refused with an error (not a broken connection) must leave no job."""
+        known = self.ledger.by_id()
+        unknown: dict[tuple[int, bytes], set[int]] = defaultdict(set)
+        for job_id, results in obs.results.items():
+            if job_id not in known:
+                unknown[(results[0].data.worker_id.value, results[0].data.args)].add(job_id)
+        for job_id, row in obs.rows.items():
+            if job_id not in known:
+                unknown[(row.data.worker_id.value, row.data.args)].add(job_id)
+        for record in self.ledger.rejected:
+            call = record.enqueue
+            if call is None or call.error is None or call.error.startswith("transport") or record.action == "run" \
+                    and self.ledger.workers[record.worker_sym].versions[0].spec.runner == "sleep":
+                continue  # a lost connection may have accepted it; sleep jobs' args are not unique
+            if self.ledger.restarted_during(call.sent_at, call.done_at):
+                continue
+            for job_id in sorted(unknown.get((record.worker_id, record.args), ())):
+                self.flag(1, "ghost-job", f"j{record.ref}({record.worker_sym} {record.action}) = job {job_id}",
+                          f"Enqueue answered '{call.error}', yet the job exists"
+                          + self._results_text(obs, job_id)
+                          + (f"; status {obs.statuses[job_id]}" if job_id in obs.statuses else ""))
 
     def _check_chains(self, obs: Observation) -> None:
         """A successful job whose worker certainly chains starts one job per next worker."""

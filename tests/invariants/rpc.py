@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
+import trio
 import trio_asyncio
 from grpclib.client import Channel
 
@@ -37,21 +38,23 @@ class Rpc:
     def __init__(self, server: InvariantServer) -> None:
         self.server = server
         self._clients: dict[int, Client] = {}
+        self._lock = trio.Lock()  # one channel per generation: a second one would leak unclosed
 
     async def _client(self) -> Client:
-        gen = self.server.generation
-        client = self._clients.get(gen)
-        if client is None:
-            for old in self._clients.values():
-                old.channel.close()
-            self._clients.clear()
-            port = self.server.port
+        async with self._lock:
+            gen = self.server.generation
+            client = self._clients.get(gen)
+            if client is None:
+                for old in self._clients.values():
+                    old.channel.close()
+                self._clients.clear()
+                port = self.server.port
 
-            async def make() -> Client:  # grpclib wants its channel made on the asyncio loop
-                return _client_for(port)
+                async def make() -> Client:  # grpclib wants its channel made on the asyncio loop
+                    return _client_for(port)
 
-            client = self._clients[gen] = await trio_asyncio.aio_as_trio(make)()
-        return client
+                client = self._clients[gen] = await trio_asyncio.aio_as_trio(make)()
+            return client
 
     async def call(self, fn: Callable[[Client], Awaitable[T]]) -> T:
         client = await self._client()
@@ -77,10 +80,9 @@ class Rpc:
 
 @asynccontextmanager
 async def open_rpc(server: InvariantServer) -> AsyncIterator[Rpc]:
-    """An asyncio loop inside the current trio run, and an Rpc on it."""
-    async with trio_asyncio.open_loop():
-        rpc = Rpc(server)
-        try:
-            yield rpc
-        finally:
-            rpc.close()
+    """An Rpc to `server`; must run inside `trio_asyncio.open_loop()` (one loop per trio run)."""
+    rpc = Rpc(server)
+    try:
+        yield rpc
+    finally:
+        rpc.close()
