@@ -170,6 +170,12 @@ async def run_server(
                 if not serves_jobs:
                     await stop.wait()
             front_stop.set()
+        # Last, once no request can add more: queued jobs that would die with this process
+        # (Standalone's memory queue) are kept as rows, and run after a restart.
+        with trio.CancelScope(shield=True):
+            parked = await app.lifecycle.park(await storage.queue.drain_volatile())
+        if parked:
+            log.info("kept %d queued job(s) in the database; they run after a restart", parked)
         log.info("stopped")
 
 

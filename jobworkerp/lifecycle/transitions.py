@@ -91,10 +91,7 @@ class JobLifecycle:
             jd.grabbed_until_time = 0
             row = job
             if where is Route.RDB_AND_QUEUE:
-                # A backup row says "instant" (run_after_time 0), so the due-job fetchers never
-                # also run a job that waits in a queue; the queued copy keeps its real time.
-                row = data.Job.parse(bytes(job))
-                row.data.run_after_time = 0
+                row = _backup_row(job)
             if new:
                 await repo.create_job(row)
             else:
@@ -121,6 +118,15 @@ class JobLifecycle:
         await self.storage.status.set(job.id.value, PENDING)
         await self.storage.queue.push(channel_of(worker.data),
                                       Ticket(job, backed=True, queue_type=int(data.QueueType.WITH_BACKUP)))
+
+    async def park(self, tickets: Sequence[Ticket]) -> int:
+        """Keep queued jobs as database rows when their queue is about to vanish (a Standalone
+        server stopping): restart recovery queues them again. Returns how many were parked."""
+        repo = self.storage.repo
+        for ticket in tickets:
+            if not ticket.backed:  # a backed job has its row already
+                await repo.upsert_job(_backup_row(ticket.job))
+        return len(tickets)
 
     # --- queued / scheduled -> taken ---------------------------------------------------------
     def take(self, ticket: Ticket, *, from_queue: bool, lease_until: int | None = None) -> ActiveJob:
@@ -288,6 +294,15 @@ class JobLifecycle:
                                 now, now)
         await self.finish(result, worker)
         return True
+
+
+def _backup_row(job: data.Job) -> data.Job:
+    """The row that backs a queued job. It says "instant" (run_after_time 0), so the due-job
+    fetchers never also run a job that waits in a queue; the queued copy keeps its real time."""
+    row = data.Job.parse(bytes(job))
+    row.data.run_after_time = 0
+    row.data.grabbed_until_time = 0
+    return row
 
 
 def _to_worker(worker: data.Worker | None) -> bool:

@@ -100,6 +100,15 @@ class MemoryJobQueue:
     async def retire(self) -> None:
         """Nothing is recorded outside this process."""
 
+    async def drain_volatile(self) -> list[Ticket]:
+        """Every queued job, in pop order per channel; the queue is empty afterwards."""
+        drained: list[Ticket] = []
+        for name in list(self._channels):
+            while (ticket := self._pop_nowait(name)) is not None:
+                self._in_flight.pop(ticket.job_id, None)
+                drained.append(ticket)
+        return drained
+
     async def run_maintenance(self, on_poison: PoisonHandler, *,
                               task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

@@ -79,6 +79,10 @@ class JobQueue(Protocol):
     async def retire(self) -> None:
         """Graceful exit: hand back anything still in flight here, without counting a crash."""
 
+    async def drain_volatile(self) -> list[Ticket]:
+        """Graceful exit: take out every queued job that would die with this process (all of an
+        in-memory queue's), so the caller can keep them elsewhere; empty for a durable queue."""
+
     async def run_maintenance(self, on_poison: PoisonHandler, *,
                               task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Background upkeep until cancelled: heartbeat this process's lease and return the

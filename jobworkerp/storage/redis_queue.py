@@ -362,6 +362,10 @@ class RedisJobQueue:
                 except (RedisError, OSError) as exc:
                     log.warning("job queue heartbeat of %s failed (retrying): %s", self.instance_id, exc)
 
+    async def drain_volatile(self) -> list[Ticket]:
+        """Redis keeps the queue: nothing dies with this process."""
+        return []
+
     # --- extras -----------------------------------------------------------------------------
 
     async def retire(self) -> int:

@@ -67,6 +67,49 @@ def test_sigterm_lets_the_running_job_finish_and_deliver(tmp_path: Path) -> None
     assert code == 0, server.log()
 
 
+def test_sigterm_keeps_queued_jobs_and_a_restart_runs_them(tmp_path: Path) -> None:
+    """Standalone queues live in memory: a graceful stop parks the jobs still queued as rows, so
+    none of them is lost; the next start runs each one exactly once."""
+    env = {"WORKER_DEFAULT_CONCURRENCY": "1"}
+    first = ServerProcess(tmp_path, env).start()
+    marker = tmp_path / "started"
+
+    async def enqueue() -> tuple[data.WorkerId, list[data.JobId]]:
+        async with connect(first.port) as c:
+            worker_id = (await c.worker.create(data.WorkerData(
+                name="queued", runner_id=data.RunnerId(value=1),
+                runner_settings=bytes(runner_pb.CommandRunnerSettings(name="sh")),
+                response_type=data.ResponseType.NO_RESULT, store_success=True, store_failure=True))).id
+            blocker = (await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=bytes(runner_pb.CommandArgs(
+                args=["-c", f"touch {marker}; sleep 1; echo blocker"]))))).id
+            queued = [(await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=bytes(runner_pb.CommandArgs(
+                args=["-c", f"echo queued-{i}"]))))).id for i in range(3)]
+            while not marker.exists():  # noqa: ASYNC110 - the job's own side effect is the only signal
+                await asyncio.sleep(0.02)
+            return worker_id, [blocker, *queued]
+
+    try:
+        worker_id, job_ids = run(enqueue())
+    finally:
+        assert first.stop() == 0, first.log()
+    second = ServerProcess(tmp_path, env, name="restarted").start()
+
+    async def outputs() -> list[list[bytes]]:
+        async with connect(second.port) as c:
+            finals = [await c.job_result.listen(svc.ListenRequest(job_id=job_id, worker_id=worker_id, timeout=30_000))
+                      for job_id in job_ids]
+            by_job = c.job_result.find_list_by_job_id
+            counts = [len([r async for r in by_job(svc.FindListByJobIdRequest(job_id=job_id))]) for job_id in job_ids]
+        assert counts == [1, 1, 1, 1]  # each ran exactly once
+        return [list(r.data.output.items) for r in finals]
+
+    try:
+        got = run(outputs())
+    finally:
+        second.stop()
+    assert got == [[b"blocker\n"], [b"queued-0\n"], [b"queued-1\n"], [b"queued-2\n"]]
+
+
 def test_auth_token_is_required_when_configured(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path, {"AUTH_TOKEN": "s3cret"}).start()
 
