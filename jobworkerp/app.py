@@ -68,6 +68,7 @@ class App:
         storage.worker_events.on_job_cancel(self.running.cancel_when_taken)
         self.lifecycle = JobLifecycle(storage, self.workers, self.ids, self.running,
                                       fetch_interval_ms=config.fetch_interval_ms, claim_lease_ms=config.claim_lease_ms)
+        self.workers.on_deleted = self.lifecycle.end_jobs_of_deleted_worker
         self.jobs = Jobs(storage, self.workers, self.ids, self.lifecycle, config)
         self.results = Results(storage, self.workers)
         self.restorer = Restorer(storage, self.workers, self.lifecycle, config)

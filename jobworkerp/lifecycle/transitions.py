@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 Status = data.ResultStatus
 PENDING = data.JobStatus.PENDING
+_FOREVER_MS = 1 << 62  # "due before the end of time": every waiting row
+_PAGE = 500
 RUNNING = data.JobStatus.RUNNING
 
 
@@ -208,6 +210,22 @@ class JobLifecycle:
         now = now_ms()
         result = self.result_of(ticket.job, worker, Status.FATAL_ERROR, [reason.encode()], now, now)
         await self.finish(result, worker, delete_row=ticket.backed)
+
+    async def end_jobs_of_deleted_worker(self, worker_id: int) -> int:
+        """A deleted worker's jobs that wait as rows would never be claimed again: end each with
+        FATAL_ERROR now. (Its queued jobs end the same way when they are popped, and a running
+        one reports as usual.) Returns how many were ended here."""
+        repo = self.storage.repo
+        ended = 0
+        while rows := await repo.find_due_jobs([worker_id], _FOREVER_MS, now_ms(), _PAGE):
+            for job in rows:
+                if not await repo.delete_job(job.id.value, grabbed_until=job.data.grabbed_until_time or 0):
+                    continue  # claimed meanwhile: its claimer reports it
+                now = now_ms()
+                reason = f"worker {worker_id} was deleted before job {job.id.value} ran"
+                await self.finish(self.result_of(job, None, Status.FATAL_ERROR, [reason.encode()], now, now), None)
+                ended += 1
+        return ended
 
     async def let_go(self, active: ActiveJob) -> None:
         """A popped job whose backup row is gone: it was deleted before it could start. The

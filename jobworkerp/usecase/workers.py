@@ -41,6 +41,8 @@ class Workers:
         self._ids_by_channel_expiry = 0.0
         # Told about every local write, so other processes can drop their cached copies (Scalable).
         self.on_changed: Callable[[int], Awaitable[None]] = _ignore_change
+        # Told when a worker was deleted, so its waiting jobs end instead of waiting forever.
+        self.on_deleted: Callable[[int], Awaitable[None]] = _ignore_change
 
     # --- validation ----------------------------------------------------------------
     async def _validate(self, wd: data.WorkerData) -> None:
@@ -125,9 +127,12 @@ class Workers:
 
     async def delete(self, worker_id: int) -> bool:
         try:
-            return await self._repo.delete_worker(worker_id)
+            deleted = await self._repo.delete_worker(worker_id)
         finally:
             await self._changed(worker_id)
+        if deleted:
+            await self.on_deleted(worker_id)
+        return deleted
 
     def forget(self, worker_id: int) -> None:
         """Drop cached views of a worker (after a local write, or another process's)."""

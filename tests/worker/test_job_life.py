@@ -132,3 +132,16 @@ async def test_a_fetch_error_restarts_only_the_fetcher_and_running_jobs_finish(a
         assert await s.app.jobs.status(running) is None
     assert first.data.status == SUCCESS and list(first.data.output.items) == [b"slept"]
     assert second.data.status == SUCCESS
+
+
+async def test_deleting_a_worker_ends_its_waiting_jobs_with_a_result(autojump_clock: Any) -> None:
+    async with running_system() as s:
+        w = await s.worker("doomed", **STORE_ALL)
+        far = await s.enqueue(w, b"x", run_after_time=now_ms() + 3_600_000)
+        async with s.app.storage.bus.listen_job(far) as waiter:
+            assert await s.app.workers.delete(w.value)
+            result = await waiter.wait()
+        assert await s.app.jobs.find(far) is None
+        assert await s.app.jobs.status(far) is None
+    assert result.data.status == data.ResultStatus.FATAL_ERROR
+    assert b"was deleted" in result.data.output.items[0]
