@@ -296,8 +296,11 @@ class JobLifecycle:
             if self.running.cancel(job_id):
                 await repo.delete_job(job_id)
                 return True
-            if row is not None and not unclaimed or storage.scalable and await storage.status.get(job_id) == RUNNING:
-                # Taken: by a fetcher of this process about to register it, or by another process.
+            # Taken: by a fetcher of this process about to register it (its claim landed first),
+            # or by another process (a job with a status but neither queued nor a row is in
+            # flight somewhere: popped, not yet reported).
+            if row is not None and not unclaimed or storage.scalable and row is None and (
+                    await storage.status.get(job_id) is not None):
                 await repo.delete_job(job_id)
                 self.running.cancel_when_taken(job_id)
                 if storage.scalable:
