@@ -84,9 +84,6 @@ class MemoryResultBus:
             receive.close()
             log.debug("worker %s result stream unsubscribed", worker_id)
 
-    def has_job_listeners(self, job_id: int) -> bool:
-        return job_id in self._job_waiters
-
     async def publish(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None:
         self.publish_nowait(result, to_job=to_job, to_worker=to_worker)
 
@@ -106,10 +103,3 @@ class MemoryResultBus:
                     self._worker_streams[rd.worker_id.value].discard(send)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._worker_streams[rd.worker_id.value].discard(send)
-
-    def close_all(self) -> None:
-        """Shutdown: end every worker stream so server-streaming calls finish."""
-        for streams in self._worker_streams.values():
-            for send in streams:
-                send.close()
-        self._worker_streams.clear()

@@ -24,10 +24,6 @@ class Slots:
         self._free = trio.Semaphore(total)
         self._idle: set[trio.CancelScope] = set()
 
-    @property
-    def in_use(self) -> int:
-        return self.total - self._free.value
-
     async def acquire(self) -> None:
         """Wait for a slot (first come, first served), pre-empting idle holders if none is free."""
         if self._free.value == 0:
