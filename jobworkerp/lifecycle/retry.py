@@ -1,7 +1,7 @@
 """Retry policy arithmetic (pure): whether a failed attempt is retried, and after how long.
 
-Departures from upstream v0.7 (see DESIGN.md): `max_interval` caps every delay (0 = no cap) and
-`max_retry = 0` means no retries.
+Departures from upstream v0.7 (README.md, "Scheduling, retries and chains"): `max_interval` caps
+every delay (0 = no cap) and `max_retry = 0` means no retries.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def should_retry(status: data.ResultStatus, policy: data.RetryPolicy | None, ret
 
 
 def final_status(status: data.ResultStatus, policy: data.RetryPolicy | None, retried: int) -> data.ResultStatus:
-    """A retryable failure that will not be retried is reported as MAX_RETRY (spec §5.6)."""
+    """A retryable failure that will not be retried is reported as MAX_RETRY."""
     if status == data.ResultStatus.ERROR_AND_RETRY and not should_retry(status, policy, retried):
         return data.ResultStatus.MAX_RETRY
     return status

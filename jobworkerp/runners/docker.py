@@ -3,7 +3,8 @@
 Per job (a non-static worker): make sure the image is present (checked locally first, pulled or
 imported per the settings only when missing), create a labelled container, start it, wait for it
 to exit, read its stdout and stderr, remove it. A non-zero exit is a failure (ERROR_AND_RETRY,
-DESIGN.md departure) whose output carries the exit code and stderr; on success the output is stdout.
+a deliberate difference from upstream) whose output carries the exit code and stderr; on success
+the output is stdout.
 
 use_static: one long-lived container per runner (per host and worker), created from the settings,
 and every job is an `exec` in it.

@@ -1,7 +1,7 @@
 """GRPC_UNARY runner: call one unary gRPC method with the job's args as the raw request bytes.
 
-Departure from upstream (DESIGN.md): request and response bytes pass through untouched (a raw
-codec), instead of upstream's accidental BytesValue wrapping. Settings are `{url, path}`.
+Departure from upstream (README.md, "Runners"): request and response bytes pass through untouched
+(a raw codec), instead of upstream's accidental BytesValue wrapping. Settings are `{url, path}`.
 
 The runner host is synchronous, so each runner owns a private asyncio loop and runs one call on
 it per job; the grpclib channel (one HTTP/2 connection) lives on that loop, so a use_static
@@ -39,7 +39,7 @@ from jobworkerp.runners.base import (
 )
 from jobworkerp.runners.registry import GRPC_SETTINGS_PROTO
 
-# gRPC status -> the error class that carries the job's ResultStatus (spec §5.6).
+# gRPC status -> the error class that carries the job's ResultStatus (README.md, GRPC_UNARY).
 _STATUS_ERRORS: dict[Status, type[RunnerError]] = {
     Status.DEADLINE_EXCEEDED: RetryableError,
     Status.UNAVAILABLE: RetryableError,

@@ -1,10 +1,10 @@
 """HTTP_REQUEST runner: one HTTP request per job with httpx; the response becomes an HttpRequestResult.
 
-Classification (spec §5.6, which this follows rather than upstream's §5.14 behaviour of returning
-every status as SUCCESS): any response below 500, 4xx included, is a SUCCESS carrying its status;
-a 5xx response or a timeout is worth retrying (ERROR_AND_RETRY); a request that cannot be made at
-all (connection refused, DNS failure, bad URL, invalid header) is OTHER_ERROR, because repeating
-it unchanged would fail the same way.
+Classification (a deliberate difference from upstream v0.7, which returns every status as
+SUCCESS; README.md, "Runners"): any response below 500, 4xx included, is a SUCCESS carrying its
+status; a 5xx response or a timeout is worth retrying (ERROR_AND_RETRY); a request that cannot be
+made at all (connection refused, DNS failure, bad URL, invalid header) is OTHER_ERROR, because
+repeating it unchanged would fail the same way.
 
 The httpx client lives in the runner instance, so a use_static worker reuses its connections.
 """
@@ -75,7 +75,7 @@ class HttpRequestRunner:
             raise RunnerLoadError(
                 f"runner_settings.base_url {parsed.base_url!r} must be an absolute http:// or https:// URL")
         self._base_url = base_url
-        # No overall timeout: the job's own timeout bounds the request (spec §5.14).
+        # No overall timeout: the job's own timeout bounds the request.
         self._client = httpx.Client(timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S), follow_redirects=True)
         # A per-job runner is simply dropped after its run: close its pooled connections then.
         weakref.finalize(self, self._client.close)
@@ -99,7 +99,7 @@ class HttpRequestRunner:
             )
         except (httpx.InvalidURL, UnicodeEncodeError, ValueError) as e:
             raise OtherError(f"cannot build the request: {e}") from None
-        request.method = args.method  # httpx upper-cases; the method token is case-sensitive (spec §5.14)
+        request.method = args.method  # httpx upper-cases; the method token is case-sensitive
         return request
 
     def run(self, args: bytes) -> list[bytes]:

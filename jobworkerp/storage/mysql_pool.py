@@ -1,7 +1,7 @@
 """A thin, safe wrapper around trio-mysql: connection settings, a bounded pool, sessions.
 
 trio-mysql 1.0.3 is the only trio-native MySQL client, but it is unmaintained and has sharp
-edges (stack notes §5). Everything the repository does goes through this module so those
+edges (listed below). Everything the repository does goes through this module so those
 edges are handled in one place:
 
 - ``use_unicode=True`` and utf8mb4 are forced: by default VARCHAR comes back as bytes, and

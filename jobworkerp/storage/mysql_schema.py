@@ -1,4 +1,4 @@
-"""MySQL/MariaDB schema of the relational store (spec §4.1) as ordered migrations.
+"""MySQL/MariaDB schema of the relational store (runner, worker, job, job_result) as ordered migrations.
 
 Column order comes from :mod:`jobworkerp.storage.schema_sqlite` (the single source the two
 drivers unpack rows by), so a row means the same tuple in both drivers. Differences from the
@@ -14,9 +14,10 @@ SQLite DDL, and why:
 - the job table carries upstream's due-job indexes plus ``job_claim_order``, which matches
   the dispatcher's ORDER BY exactly, so a LIMIT-ed poll stops early instead of sorting every
   due row (EXPLAIN on 20k rows: range scan on it, no filesort). A ``FOR UPDATE SKIP LOCKED``
-  claim only skips correctly when the ORDER BY is served by an index (stack notes §5,
-  pitfall 5); such a query must say ``FORCE INDEX (job_claim_order)``, because on a small
-  table the optimizer prefers ``job_due`` plus a filesort, which locks every examined row.
+  claim only skips correctly when the ORDER BY is served by an index (tested in
+  ``tests/storage/test_mysql_driver.py``); such a query must say ``FORCE INDEX
+  (job_claim_order)``, because on a small table the optimizer prefers ``job_due`` plus a
+  filesort, which locks every examined row.
 
 Identifiers are back-quoted everywhere because ``interval`` is a reserved word in MySQL.
 """

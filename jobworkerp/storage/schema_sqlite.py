@@ -1,4 +1,4 @@
-"""SQLite schema of the relational store (spec §4.1), applied by ``SqliteRepository.open``.
+"""SQLite schema of the relational store (runner, worker, job, job_result), applied by ``SqliteRepository.open``.
 
 Kept apart from the driver so the DDL reads as one document. The schema is applied as
 recorded migration steps (`MIGRATIONS`, table `schema_version`); every statement is

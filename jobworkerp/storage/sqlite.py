@@ -1,6 +1,6 @@
 """SQLite driver of :class:`jobworkerp.storage.rdb.Repository` (Standalone mode).
 
-Threading model (stack notes §6): ``trio.to_thread.run_sync`` does not pin a thread, so the
+Threading model: ``trio.to_thread.run_sync`` does not pin a thread, so the
 single ``sqlite3`` connection is opened with ``check_same_thread=False`` and every call is
 serialised through a ``CapacityLimiter(1)``. That makes the connection safe to share and
 keeps the trio loop free. The thread hop costs far more than a single statement, so each

@@ -1,4 +1,4 @@
-"""WorkerService operations: validation (spec §5.2), persistence and the in-process worker cache.
+"""WorkerService operations: validation of a worker definition, persistence and the in-process worker cache.
 
 The executor resolves the worker of every job, so lookups are served from a cache that is
 invalidated by this module's own writes (in Standalone this process is the only writer).

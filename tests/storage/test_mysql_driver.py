@@ -1,8 +1,9 @@
 """MySQL-only checks: the trio-mysql safety wrapper, the pool, and the on-server layout.
 
 The behaviour every driver shares is in the conformance suite; this module covers what only
-exists here (stack notes §5): parameter refusal, connections discarded after cancellation,
-str for text, bounded pool, migrations, and the claim paths under real concurrency.
+exists here (see ``jobworkerp/storage/mysql_pool.py``): parameter refusal, connections discarded
+after cancellation, str for text, bounded pool, migrations, and the claim paths under real
+concurrency.
 """
 
 from __future__ import annotations
@@ -391,7 +392,7 @@ async def test_exactly_one_of_two_tasks_wins_each_claim(mysql_database: MysqlPar
 
 
 async def test_claim_order_index_lets_skip_locked_claimers_take_disjoint_rows(mysql_repo: MysqlRepository) -> None:
-    """A SKIP LOCKED claim is correct only when an index serves its ORDER BY (stack notes §5).
+    """A SKIP LOCKED claim is correct only when an index serves its ORDER BY.
 
     On a small or skewed table the optimizer may prefer ``job_due`` plus a filesort, which
     locks every examined row, so such a claim must pin the index with FORCE INDEX.
