@@ -57,7 +57,7 @@ class RedisEnv:
         return sum(1 for c in clients if c.get("name") == self.client_name and c.get("cmd") == "blpop"
                    and "b" in c.get("flags", ""))
 
-    async def wait_blocked_poppers(self, count: int, within: float = 5.0) -> None:
+    async def wait_blocked_poppers(self, count: int, within: float = 30.0) -> None:
         """Wait until `count` of our connections sit in BLPOP (Redis is the thing waited on, so poll)."""
         with trio.fail_after(within):
             while True:
@@ -65,7 +65,7 @@ class RedisEnv:
                     return
                 await trio.sleep(0.01)
 
-    async def wait_length(self, q: RedisJobQueue, channel: str, length: int, within: float = 5.0) -> None:
+    async def wait_length(self, q: RedisJobQueue, channel: str, length: int, within: float = 30.0) -> None:
         """Wait until the channel holds `length` jobs (polls Redis: no event to wait on there)."""
         with trio.fail_after(within):
             while True:

@@ -7,6 +7,7 @@ import trio
 import trio.testing
 
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage.queue import Ticket
 from jobworkerp.storage.redis_queue import RedisJobQueue
 from tests.redis_queue.conftest import RedisEnv, job
 
@@ -59,20 +60,28 @@ async def test_pop_blocks_in_redis_until_a_push(env: RedisEnv) -> None:
 
 
 async def test_idle_pop_does_not_spin(env: RedisEnv) -> None:
-    """While the channel stays empty a popper waits in BLPOP: at most one POP script per poll period."""
-    q = env.queue("a", client=env.new_client(), poll_timeout_s=0.3)
-    takes = 0
+    """While the channel stays empty a popper waits in BLPOP and looks again after each poll
+    period: it does look again, and not before a whole period went by (never a busy loop)."""
+    poll_s = 0.3
+    q = env.queue("a", client=env.new_client(), poll_timeout_s=poll_s)
+    takes: list[float] = []
+    third = trio.Event()
     real_take = q._take
 
-    async def counting_take(channel: str) -> data.Job | None:
-        nonlocal takes
-        takes += 1
+    async def counting_take(channel: str) -> Ticket | None:
+        takes.append(trio.current_time())
+        if len(takes) == 3:
+            third.set()
         return await real_take(channel)
 
     q._take = counting_take  # type: ignore[method-assign]
-    with trio.move_on_after(1.0):
-        await q.pop("c")
-    assert 2 <= takes <= 5  # ~1 + 1.0 / 0.3, never a busy loop
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(q.pop, "c")
+            await third.wait()
+            nursery.cancel_scope.cancel()
+    gaps = [b - a for a, b in zip(takes, takes[1:], strict=False)]
+    assert all(gap >= poll_s * 0.9 for gap in gaps), gaps  # a BLPOP timeout between looks (0.9: clocks)
 
 
 async def test_only_one_blocking_connection_per_channel_per_process(env: RedisEnv) -> None:
@@ -97,15 +106,15 @@ async def test_only_one_blocking_connection_per_channel_per_process(env: RedisEn
 
 async def test_two_waiting_processes_are_both_woken(env: RedisEnv) -> None:
     """No lost wake-up: two jobs pushed back to back reach both blocked poppers (one token each or
-    the chained token of the first pop), long before the poll timeout."""
-    qa = env.queue("a", client=env.new_client(), poll_timeout_s=30)
-    qb = env.queue("b", client=env.new_client(), poll_timeout_s=30)
+    the chained token of the first pop), long before the poll timeout (60 s; the guard is 30 s)."""
+    qa = env.queue("a", client=env.new_client(), poll_timeout_s=60)
+    qb = env.queue("b", client=env.new_client(), poll_timeout_s=60)
     got: list[int] = []
 
     async def consumer(q: RedisJobQueue) -> None:
         got.append((await q.pop("c")).job_id)
 
-    with trio.fail_after(5):
+    with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(consumer, qa)
             nursery.start_soon(consumer, qb)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import trio
@@ -46,6 +48,41 @@ async def maintaining(q: RedisJobQueue, on_poison: Poisoned | None = None) -> As
         nursery.cancel_scope.cancel()
 
 
+async def redis_ms(env: RedisEnv) -> int:
+    """Redis server time in ms: the clock leases are kept in."""
+    seconds, micros = await env.call(env.client.time)
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+@dataclass
+class Tick:
+    """One maintenance tick (heartbeat + reap) of a queue, as seen from outside."""
+
+    before_ms: int  # Redis time just before the tick's script was sent
+    after_ms: int  # Redis time just after its reply
+    length: int  # the channel's length right after it
+
+
+def record_ticks(env: RedisEnv, q: RedisJobQueue, channel: str) -> list[Tick]:
+    """Record every maintenance tick of ``q`` from now on (install before its maintenance starts)."""
+    ticks: list[Tick] = []
+    real = q._maintain_once
+
+    async def recorded(*args: Any, **kwargs: Any) -> None:
+        before = await redis_ms(env)
+        await real(*args, **kwargs)
+        ticks.append(Tick(before, await redis_ms(env), await q.length(channel)))
+
+    q._maintain_once = recorded  # type: ignore[method-assign]
+    return ticks
+
+
+async def wait_for_tick(ticks: list[Tick], condition: Callable[[list[Tick]], bool]) -> None:
+    with trio.fail_after(30):
+        while not condition(ticks):  # noqa: ASYNC110 - ticks are recorded by another task
+            await trio.sleep(0.01)
+
+
 async def crash_count(env: RedisEnv, q: RedisJobQueue, job_id: int) -> int | None:
     raw = await env.call(env.client.hget, q.keys.crashes, str(job_id))
     return None if raw is None else int(raw)
@@ -58,16 +95,22 @@ async def test_dead_workers_jobs_come_back_in_priority_order(env: RedisEnv) -> N
     for i, p in pushed:
         await a.push("c", job(i, p))
     expected_order = [2, 4, 8, 3, 5, 7, 1, 6]
+    b_ticks = record_ticks(env, b, "c")
     async with maintaining(b):
-        async with maintaining(a) as a_alive:
+        async with maintaining(a):
             popped_by_a = [(await a.pop("c")).job_id for _ in range(5)]
             assert popped_by_a == expected_order[:5]
             assert await b.queued_ids(["c"]) == set(range(1, 9))  # in flight counts
-            a_alive.cancel()  # A dies: no more heartbeats, nothing acked
-            died = trio.current_time()
-            await env.wait_length(b, "c", 8)
-            back_after = trio.current_time() - died
-        assert back_after < 2 * LEASE_MS / 1000 + 0.3, f"jobs came back after {back_after:.2f} s"
+            popped_at = await redis_ms(env)
+            lease_at_death = int(await env.call(env.client.zscore, a.keys.instances, "A"))  # only grows
+        # A is dead (its maintenance ended): no more heartbeats, nothing acked.
+        lease_latest = await redis_ms(env) + LEASE_MS  # no later heartbeat of A can have landed
+        await wait_for_tick(b_ticks, lambda ticks: any(t.before_ms > popped_at and t.length == 8 for t in ticks))
+        # B re-queued A's jobs not before A's lease ran out, and at its first tick after that.
+        later = [t for t in b_ticks if t.before_ms > popped_at]
+        reaping = next(i for i, t in enumerate(later) if t.length == 8)
+        assert later[reaping].after_ms >= lease_at_death, (later[reaping], lease_at_death)
+        assert all(t.before_ms <= lease_latest for t in later[:reaping]), (later[:reaping + 1], lease_latest)
         assert [(await b.pop("c")).job_id for _ in range(8)] == expected_order  # old places kept
         for i in popped_by_a:
             assert await crash_count(env, b, i) == 1  # counted once, although B reaped alone
@@ -102,7 +145,7 @@ async def test_job_in_flight_on_max_crashes_dead_workers_is_poisoned(env: RedisE
         for n in range(1, 4):
             victim = env.queue(f"dead{n}", lease_ms=LEASE_MS, max_crashes=3)
             assert (await victim.pop("c")).job_id == 42  # still first: it keeps its HIGH place
-            with trio.fail_after(5):
+            with trio.fail_after(30):
                 if n < 3:
                     await env.wait_length(b, "c", 2)
                     assert await crash_count(env, b, 42) == n
@@ -131,22 +174,27 @@ async def test_failing_poison_handler_does_not_stop_maintenance(env: RedisEnv) -
     await victim.pop("c")
     async with trio.open_nursery() as nursery:
         await nursery.start(b.run_maintenance, broken)
-        with trio.fail_after(5):
+        with trio.fail_after(30):
             await first.wait()
         await victim.pop("c")  # a second death, reaped by the same (still running) maintenance
-        with trio.fail_after(5):
+        with trio.fail_after(30):
             await second.wait()
         nursery.cancel_scope.cancel()
 
 
 async def test_a_live_worker_keeps_its_jobs(env: RedisEnv) -> None:
-    """Heartbeats every lease/3 keep a slow job in flight well past one lease."""
-    a = env.queue("A", client=env.new_client(), lease_ms=300)
-    b = env.queue("B", client=env.new_client(), lease_ms=300)
+    """Heartbeats every lease/3 keep a slow job in flight past the lease its pop gave it: the
+    other instance's reaper runs twice after that lease would have run out and leaves it."""
+    lease_ms = 1200  # heartbeats every 400 ms: a live process may stall 800 ms without losing its jobs
+    a = env.queue("A", client=env.new_client(), lease_ms=lease_ms)
+    b = env.queue("B", client=env.new_client(), lease_ms=lease_ms)
     await a.push("c", job(1))
+    b_ticks = record_ticks(env, b, "c")
     async with maintaining(a), maintaining(b):
         await a.pop("c")
-        await trio.sleep(1.0)  # > 3 leases of a "running" job
+        first_lease = int(await env.call(env.client.zscore, a.keys.instances, "A"))  # >= what the pop set
+        await wait_for_tick(b_ticks, lambda ticks: sum(t.before_ms > first_lease for t in ticks) >= 2)
+        assert [t.length for t in b_ticks if t.before_ms > first_lease] == [0, 0]
         assert await b.length("c") == 0
         assert await b.queued_ids(["c"]) == {1}
         await a.ack(1)
