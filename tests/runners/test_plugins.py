@@ -66,9 +66,10 @@ def test_broken_plugins_are_reported_and_skipped(tmp_path: Path) -> None:
 
 
 def test_a_plugin_that_hangs_on_import_is_given_up() -> None:
-    result = discover([str(HERE / "hanging_plugins"), str(ROOT / "plugins")], include_entry_points=False, timeout=2)
+    # The good plugin must load within the same timeout (~0.3 s on an idle machine): keep it generous.
+    result = discover([str(HERE / "hanging_plugins"), str(ROOT / "plugins")], include_entry_points=False, timeout=6)
     assert [p.name for p in result.plugins] == ["hello"]
-    assert "took longer than 2 s" in result.problems[0]
+    assert "took longer than 6 s" in result.problems[0]
 
 
 def test_duplicate_names_keep_the_first(tmp_path: Path) -> None:
