@@ -26,9 +26,10 @@ test *ARGS:
 proto:
     python scripts/gen_proto.py
 
-# Lint
+# Lint and type-check (mypy settings: [tool.mypy] in pyproject.toml)
 lint:
     ruff check .
+    mypy
 
 # Benchmarks: DIRECT round trip and NO_RESULT throughput against a fresh all-in-one server
 bench *ARGS:

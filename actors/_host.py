@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import trio
 
@@ -87,8 +88,10 @@ class Host:
         self.pid: int = process.pid
         self.pool_name = pool_name
         self._stdin = process.stdin
-        self._stdout = process.stdout
-        self._stderr = process.stderr
+        # Subprocess pipes are FdStreams on POSIX, whose receive_some returns bytes (the
+        # ReceiveStream interface also allows bytearray).
+        self._stdout = cast("trio.lowlevel.FdStream", process.stdout)
+        self._stderr = cast("trio.lowlevel.FdStream", process.stderr)
         self._buffer = bytearray()
         self.tail = TailBuffer()
         self.stop_requested = False

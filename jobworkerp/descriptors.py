@@ -40,7 +40,7 @@ def check_message_bytes(full_name: str, payload: bytes) -> None:
     check_parses(_message_class(full_name), payload)
 
 
-def check_parses(message_class: type, payload: bytes) -> None:
+def check_parses(message_class: type[Message], payload: bytes) -> None:
     """Raise ValueError naming the problem when `payload` is not a valid message of `message_class`.
 
     Besides what the upb parser refuses (truncation, bad UTF-8, impossible wire types), a declared

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 import trio_asyncio
 from grpclib.events import RecvRequest, listen
 from grpclib.server import Server
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 def _require_token(server: Server, token: str, metadata_key: str) -> None:
@@ -40,7 +43,8 @@ async def serve_grpc(
         _require_token(server, auth_token, auth_metadata_key)
     await trio_asyncio.aio_as_trio(server.start)(host, port)
     try:
-        bound_port = server._server.sockets[0].getsockname()[1] if server._server else port
+        listener = cast("asyncio.Server | None", server._server)  # grpclib types it as AbstractServer
+        bound_port = listener.sockets[0].getsockname()[1] if listener else port
         task_status.started(bound_port)
         if stopping is None:
             await trio.sleep_forever()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
@@ -17,6 +17,9 @@ from jobworkerp.aio import call_trio, iterate_trio
 from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import service as svc
+
+if TYPE_CHECKING:
+    from grpclib._typing import IServable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -206,7 +209,7 @@ def build_services(app: Any) -> list[Any]:
 
     from jobworkerp.descriptors import descriptor_pool
 
-    services = [
+    services: list[IServable] = [
         RunnerService(app),
         WorkerService(app),
         JobService(app),

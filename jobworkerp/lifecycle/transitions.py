@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 import trio
 
@@ -82,6 +82,7 @@ class JobLifecycle:
     async def _place(self, job: data.Job, worker: data.Worker, queue_type: int, *, had_row: bool,
                      new: bool) -> Ticket:
         wd = worker.data
+        assert wd is not None  # a stored worker always has its data
         jd = job.data
         now = now_ms()
         if jd.run_after_time == 0 and needs_rdb_time(wd, queue_type):
@@ -118,7 +119,7 @@ class JobLifecycle:
     async def restore(self, job: data.Job, worker: data.Worker) -> None:
         """Queue again a WITH_BACKUP job whose queue entry was lost (restart, Redis flushed)."""
         await self.storage.status.set(job.id.value, PENDING)
-        await self.storage.queue.push(channel_of(worker.data),
+        await self.storage.queue.push(channel_of(cast(data.WorkerData, worker.data)),
                                       Ticket(job, backed=True, queue_type=int(data.QueueType.WITH_BACKUP)))
 
     async def park(self, tickets: Sequence[Ticket]) -> int:
@@ -160,6 +161,7 @@ class JobLifecycle:
         or a periodic job's next run (`announce` True: this run's result also goes to waiters
         and streams, but the job lives on: its status, row and uniq_key stay)."""
         wd = worker.data
+        assert wd is not None  # a stored worker always has its data
         if should_store(result.data.status, wd):
             await self._results.write(result)
         # A job taken from a row takes its worker's queue type (rows do not record one).
@@ -184,7 +186,7 @@ class JobLifecycle:
         """The one way a job ends: store the result when the worker's flags ask for it, delete
         the job's row, then settle status, uniq_key, queue entry and waiters in one step."""
         job_id = result.data.job_id.value
-        if worker is not None and should_store(result.data.status, worker.data):
+        if worker is not None and should_store(result.data.status, cast(data.WorkerData, worker.data)):
             await self._results.write(result)
         if active is not None:
             delete_row = delete_row or active.has_row

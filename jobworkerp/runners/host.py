@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from jobworkerp.runners.base import RunnerError, RunnerLoadError
+from jobworkerp.runners.base import Runner, RunnerError, RunnerLoadError
 from jobworkerp.runners.registry import load_runner_class
 
 # Loaded static runners of this host, least recently used first.
-_static_runners: OrderedDict[tuple[int, bytes, str], object] = OrderedDict()
+_static_runners: OrderedDict[tuple[int, bytes, str], Runner] = OrderedDict()
 MAX_STATIC_RUNNERS = 32
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from jobworkerp.runners.base import describe_exit
 from jobworkerp.runners.plugins import load_module_from_path
@@ -218,8 +218,8 @@ def describe_class(cls: Any, target: str) -> dict[str, Any]:
         _check_proto(result_proto, "result_proto", name)
     return {
         "name": name,
-        "settings_proto": cls.settings_proto,
-        "args_proto": cls.args_proto,
+        "settings_proto": cast(Any, cls).settings_proto,  # checked above to be str
+        "args_proto": cast(Any, cls).args_proto,
         "result_proto": result_proto,
         "target": target,
         "settings_message": settings_message,

@@ -9,7 +9,7 @@ Rows are stored as encoded bytes, so callers can never mutate stored state by ac
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import trio
 
@@ -251,9 +251,11 @@ class MemoryRepository:
         def add() -> None:
             rows = {r.id.value if r.id else None: _normal_result(r) for r in results}
             for result in results:
-                if result.id.value in self._results or sum(1 for x in results if x.id.value == result.id.value) > 1:
+                # Ignored for mypy: `x.id` is Optional in the generated types, which defeats `sum`'s overloads.
+                if result.id.value in self._results or sum(1 for x in results if x.id.value == result.id.value) > 1:  # type: ignore[misc]
                     raise AlreadyExists(f"job result id {result.id.value} already exists")
-            self._results.update(rows)  # all or nothing
+            # No None key: _normal_result refused every result without an id.
+            self._results.update(cast(dict[int, bytes], rows))  # all or nothing
 
         await self._op(add)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import trio
@@ -41,9 +41,10 @@ class JobResultWaiter:
 
 
 class ResultBus(Protocol):
-    def listen_job(self, job_id: int) -> AsyncIterator[JobResultWaiter]: ...
+    def listen_job(self, job_id: int) -> AbstractAsyncContextManager[JobResultWaiter]: ...
 
-    def listen_worker(self, worker_id: int) -> AsyncIterator[trio.MemoryReceiveChannel[data.JobResult]]: ...
+    def listen_worker(self, worker_id: int) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[data.JobResult]]:
+        ...
 
     async def publish(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None: ...
 

@@ -76,8 +76,9 @@ class JobQueue(Protocol):
     async def queued_ids(self, channels: Iterable[str]) -> set[int]:
         """Ids of every job waiting (or in flight) on these channels (for JobRestoreService)."""
 
-    async def retire(self) -> None:
-        """Graceful exit: hand back anything still in flight here, without counting a crash."""
+    async def retire(self) -> int | None:
+        """Graceful exit: hand back anything still in flight here, without counting a crash
+        (drivers that record in-flight jobs elsewhere return how many went back)."""
 
     async def drain_volatile(self) -> list[Ticket]:
         """Graceful exit: take out every queued job that would die with this process (all of an

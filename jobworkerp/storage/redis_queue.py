@@ -373,8 +373,9 @@ class RedisJobQueue:
         its queue (not counted as a crash) and drop this instance's lease; how many went back."""
         k = self.keys
         with trio.CancelScope(shield=True):  # after the acks still queued in the pipeliner
-            return int(await self._redis.script(self._retire, [self.inflight_key, k.jobs, k.channels, k.instances],
-                                                [self.instance_id, k.queue_stem, k.wake_stem]))
+            returned = int(await self._redis.script(self._retire, [self.inflight_key, k.jobs, k.channels, k.instances],
+                                                    [self.instance_id, k.queue_stem, k.wake_stem]))
+        return returned
 
     # --- internals --------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlite_utils
 import trio
@@ -297,7 +297,7 @@ class SqliteRepository:
 
         def insert(db: sqlite_utils.Database) -> int:
             with _unique_as_already_exists(_worker_name_taken(worker.name)):
-                return db.execute(sql, params).lastrowid
+                return cast(int, db.execute(sql, params).lastrowid)  # set by every INSERT
 
         return await self._run(insert)
 

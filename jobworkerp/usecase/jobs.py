@@ -7,6 +7,7 @@ job cannot finish unseen.
 
 from __future__ import annotations
 
+import builtins
 import math
 
 import trio
@@ -126,5 +127,5 @@ class Jobs:
     async def status(self, job_id: int) -> data.JobStatus | None:
         return await self._storage.status.get(job_id)
 
-    async def all_statuses(self) -> list[tuple[int, data.JobStatus]]:
+    async def all_statuses(self) -> builtins.list[tuple[int, data.JobStatus]]:  # (`list` is a method here)
         return await self._storage.status.all()

@@ -7,6 +7,7 @@ worker has since been deleted (upstream dropped such rows from lists).
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import AsyncIterator
 
@@ -40,7 +41,7 @@ class Results:
     async def list(self, limit: int | None, offset: int | None) -> list[data.JobResult]:
         return await self._filled_all(await self._storage.repo.list_results(limit, offset))
 
-    async def list_by_job_id(self, job_id: int) -> list[data.JobResult]:
+    async def list_by_job_id(self, job_id: int) -> builtins.list[data.JobResult]:  # (`list` is a method here)
         return await self._filled_all(await self._storage.repo.list_results_by_job_id(job_id))
 
     async def count(self) -> int:

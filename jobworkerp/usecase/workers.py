@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import trio
 
@@ -42,7 +43,7 @@ class Workers:
         # Told about every local write, so other processes can drop their cached copies (Scalable).
         self.on_changed: Callable[[int], Awaitable[None]] = _ignore_change
         # Told when a worker was deleted, so its waiting jobs end instead of waiting forever.
-        self.on_deleted: Callable[[int], Awaitable[None]] = _ignore_change
+        self.on_deleted: Callable[[int], Awaitable[object]] = _ignore_change
 
     # --- validation ----------------------------------------------------------------
     async def _validate(self, wd: data.WorkerData) -> None:
@@ -151,7 +152,7 @@ class Workers:
             self._ids_by_channel_expiry = now + WORKER_CACHE_TTL_S
             index: dict[str, list[int]] = {}
             for worker in await self._repo.list_workers():
-                index.setdefault(channel_of(worker.data), []).append(worker.id.value)
+                index.setdefault(channel_of(cast(data.WorkerData, worker.data)), []).append(worker.id.value)
             self._ids_by_channel = index
         return self._ids_by_channel.get(channel, [])
 

@@ -157,6 +157,7 @@ async def _report(life: JobLifecycle, active: ActiveJob, worker: data.Worker, ou
     """Fold the outcome into one report: retry, next periodic run, or the end of the job."""
     job = active.ticket.job
     wd = worker.data
+    assert wd is not None  # a stored worker always has its data
     policy = wd.retry_policy
     if not active.deleted and retry.should_retry(outcome.status, policy, job.data.retried):
         assert policy is not None

@@ -8,6 +8,7 @@ Update replaces the full WorkerData).
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from jobworkerp.cli.client import present
 from jobworkerp.cli.client.context import Context
@@ -19,8 +20,8 @@ from jobworkerp.proto.jobworkerp import service as svc
 LIST_COLUMNS = ("id", "name", "runner_name", "runner_settings", "response_type", "periodic_interval", "channel",
                 "queue_type", "store_success", "store_failure")
 
-_RETRY_DEFAULTS = {"retry_type": "EXPONENTIAL", "retry_interval": 1000, "max_retry": 3, "max_interval": 0,
-                   "retry_basis": 2.0}
+_RETRY_DEFAULTS: dict[str, Any] = {"retry_type": "EXPONENTIAL", "retry_interval": 1000, "max_retry": 3,
+                                   "max_interval": 0, "retry_basis": 2.0}
 _RETRY_OPTIONS = tuple(_RETRY_DEFAULTS)
 
 
@@ -38,7 +39,7 @@ def _retry_policy(args: argparse.Namespace, current: data.RetryPolicy | None) ->
     """A policy only when asked for: given options over the current policy over the defaults."""
     if all(getattr(args, name) is None for name in _RETRY_OPTIONS):
         return current
-    base = {
+    base: dict[str, Any] = {
         "retry_type": current.type.name, "retry_interval": current.interval, "max_retry": current.max_retry,
         "max_interval": current.max_interval, "retry_basis": current.basis,
     } if current is not None else dict(_RETRY_DEFAULTS)

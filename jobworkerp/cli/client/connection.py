@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ async def open_services(address: Address, timeout_ms: int | None, auth_token: st
     from jobworkerp.proto.jobworkerp import service as svc
 
     channel = Channel(address.host, address.port, ssl=True if address.tls else None)
-    options = {
+    options: dict[str, Any] = {
         "timeout": timeout_ms / 1000 if timeout_ms else None,
         "metadata": {AUTH_METADATA_KEY: auth_token} if auth_token else None,
     }

@@ -35,7 +35,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=40)
 
 
-AddOptions = Callable[[argparse.ArgumentParser], None]
+AddOptions = Callable[[argparse.ArgumentParser], object]
 
 
 def _command(group: argparse._SubParsersAction, name: str, help_text: str, handler: str,

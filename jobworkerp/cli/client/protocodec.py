@@ -30,7 +30,7 @@ class CodecError(ValueError):
 class MessageCodec:
     """JSON <-> binary for one protobuf message type compiled from runner proto text."""
 
-    message_class: type
+    message_class: type[Any]  # a generated google.protobuf Message class
     full_name: str
 
     def encode_json(self, text: str, what: str) -> bytes:
