@@ -12,6 +12,7 @@ what was observed); the last line is `sequences, operations, violations: S, O, V
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -89,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-restarts", action="store_true", help="never stop or kill the server")
     parser.add_argument("--no-faults", action="store_true", help="never inject storage faults")
     parser.add_argument("--workdir", type=Path, help="where servers keep files and logs (default: a temp dir)")
+    parser.add_argument("--server-root", type=Path,
+                        help="run the server code found there (a tree with jobworkerp/ and actors/, e.g. "
+                             "`git archive COMMIT jobworkerp actors | tar -x -C DIR`) instead of this checkout's")
     args = parser.parse_args(argv)
     base = TEST_PROFILE if args.short else SOAK_PROFILE
     profile = Profile(min_ops=base.min_ops, max_ops=base.max_ops, lanes=base.lanes,
@@ -97,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     if "scalable" in modes and (missing := services_available()):
         print(f"Scalable mode needs {missing}", file=sys.stderr)
         return 2
+    if args.server_root:
+        os.environ["JWTEST_SERVER_ROOT"] = str(args.server_root.resolve())
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="jw-soak-"))
     totals = Totals()
     until = time.monotonic() + args.seconds

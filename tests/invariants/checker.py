@@ -34,7 +34,7 @@ from grpclib.exceptions import GRPCError
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
-from tests.invariants.driver import Driver, describe_error, status_name
+from tests.invariants.driver import HOLDER, Driver, describe_error, status_name
 from tests.invariants.model import (
     CANCELLED,
     ERROR_AND_RETRY,
@@ -53,6 +53,7 @@ MAX_WAIT_S = 60.0
 STABLE_S = 6.0
 SETTLE_S = (CLAIM_LEASE_MS + 3 * FETCH_INTERVAL_MS + 300) / 1000
 POLL_S = 0.25
+DELETE_SETTLE_S = 10.0
 PAGE = 500
 
 
@@ -217,7 +218,7 @@ class Checker:
             if job is None:
                 self.flag(2, "status-without-job", self._subject(job_id),
                           f"status {status} after quiescence, but JobService.Find finds no job"
-                          + self._results_text(obs, job_id))
+                          + self._results_text(obs, job_id) + self._history_text(job_id))
                 continue
             worker_id = job.data.worker_id.value
             if worker_id not in self.ledger.worker_ids() or self._may_linger(job_id, obs):
@@ -229,7 +230,20 @@ class Checker:
             kind = "orphaned" if deleted else "stuck"
             self.flag(5, kind, self._subject(job_id),
                       f"status {status} ({when}, retried={job.data.retried}) and nothing runs it; "
-                      f"worker {self._worker_text(worker_id)}" + self._results_text(obs, job_id))
+                      f"worker {self._worker_text(worker_id)}" + self._results_text(obs, job_id)
+                      + self._history_text(job_id))
+
+    def _history_text(self, job_id: int) -> str:
+        """The worker definitions a ledger job could have met, and what happened to it."""
+        record = self.ledger.by_id().get(job_id)
+        if record is None:
+            return ""
+        exp = expectation(self.ledger, record)
+        events = [f"deleted ({c.detail or c.error})" for c in record.deletes]
+        events += [f"{what} {c.result_status or c.error or 'unanswered'}" for what, c in
+                   ([("DIRECT reply", record.enqueue)] if record.direct and record.enqueue else [])
+                   + [("Listen", c) for c in record.listens]]
+        return self._spec_text(exp) + (f"; {', '.join(events)}" if events else "")
 
     def _results_text(self, obs: Observation, job_id: int) -> str:
         results = obs.results.get(job_id, [])
@@ -256,16 +270,18 @@ class Checker:
         if exp.may_linger:
             if status is None and row is None and not finals and not (exp.lost_ok or exp.worker_deleted):
                 self.flag(1, "scheduled-job-vanished", subject, "a far-ahead/periodic job is gone: no status, no row, "
-                          "no result")
+                          "no result" + self._history_text(job_id))
             elif status is None and row is not None:
-                self.flag(1, "scheduled-without-status", subject, "listed by JobService but has no status")
+                self.flag(1, "scheduled-without-status", subject, f"listed by JobService (run_after_time "
+                          f"{row.data.run_after_time - int(obs.at):+d} ms from now, retried={row.data.retried}) "
+                          f"but has no status" + self._results_text(obs, job_id) + self._history_text(job_id))
         elif status is None:  # statuses are judged in _check_statuses
             if row is not None:
                 self.flag(5, "row-left-behind", subject, f"no status, but its job row is still listed (run_after_time "
                           f"{row.data.run_after_time}, retried={row.data.retried})" + self._results_text(obs, job_id))
             elif not finals and not (exp.deleted or exp.worker_deleted or exp.lost_ok):
                 self.flag(1, "vanished", subject, "no final result, no status, JobService.Find finds nothing"
-                          + self._results_text(obs, job_id) + self._spec_text(exp))
+                          + self._results_text(obs, job_id) + self._history_text(job_id))
         if not exp.periodic:
             self._check_finals(record, exp, results, finals, obs)
         self._check_waiters(record, exp, finals)
@@ -442,8 +458,14 @@ class Checker:
                           f"{describe_error(e)}")
                 continue
             if answer.id.value != finals[0].id.value:
-                self.flag(1, "late-listen", record.label(), f"Listen returned {status_name(answer)} (result "
-                          f"{answer.id.value}), not the stored final {status_name(finals[0])}")
+                now_stored = await self.driver.rpc.collect(lambda c, j=record.id: c.job_result.find_list_by_job_id(
+                    svc.FindListByJobIdRequest(job_id=data.JobId(value=j)), timeout=CALL_TIMEOUT_S))
+                ran_again = answer.id.value in {r.id.value for r in now_stored}
+                self.flag(4 if ran_again else 1, "ran-after-final" if ran_again else "late-listen", record.label(),
+                          f"Listen returned {status_name(answer)} (result {answer.id.value}), not the final "
+                          f"{status_name(finals[0])} stored at quiescence; "
+                          + (f"the job ran again after quiescence: now {len(now_stored)} stored results"
+                             if ran_again else "that result is not stored"))
 
     # --- uniq keys and cleanup ---------------------------------------------------------------
     async def probe_uniq_keys_and_clean_up(self, obs: Observation) -> None:
@@ -464,9 +486,15 @@ class Checker:
                 alive.append(job_id)
             await self._delete(job_id)
         for job_id in alive:
-            status = await self.driver.call(lambda c, j=job_id: c.job_status.find(data.JobId(value=j),
-                                                                                  timeout=CALL_TIMEOUT_S))
-            job = await self._find(job_id)
+            # A running job is cancelled asynchronously (it reports CANCELLED itself): give it time.
+            with trio.move_on_after(DELETE_SETTLE_S):
+                while True:
+                    status = await self.driver.call(lambda c, j=job_id: c.job_status.find(data.JobId(value=j),
+                                                                                          timeout=CALL_TIMEOUT_S))
+                    job = await self._find(job_id)
+                    if status.status is None and job is None:
+                        break
+                    await trio.sleep(POLL_S)
             if status.status is not None or job is not None:
                 self.flag(2 if job is None else 5, "survives-delete", self._subject(job_id),
                           f"after JobService.Delete: status {status.status and data.JobStatus(status.status).name}, "
@@ -495,14 +523,15 @@ class Checker:
                 if e.status != Status.ALREADY_EXISTS:
                     self.flag(3, "uniq-probe-failed", f"uniq={key}", f"probe enqueue failed: {describe_error(e)}")
                 return
-            holder = int(e.message.rsplit(" ", 1)[-1]) if e.message and e.message.rsplit(" ", 1)[-1].isdigit() else 0
+            match = HOLDER.search(e.message or "")
+            holder = int(match.group(1)) if match else 0
             status = await self.driver.call(lambda c: c.job_status.find(data.JobId(value=holder),
                                                                         timeout=CALL_TIMEOUT_S))
             job = await self._find(holder) if holder else None
             if status.status is None and job is None:
                 self.flag(3, "uniq-held-by-finished", f"uniq={key}",
-                          f"still taken{when} by {self._subject(holder)}, which has no status and no job "
-                          f"(finished or gone)")
+                          f"still taken{when} by {self._subject(holder) if holder else '?'}, which has no status and "
+                          f"no job (finished or gone); the server said: {e.message}")
             return
         await self._delete(reply.id.value)
         if live_holders:

@@ -51,7 +51,7 @@ from tests.invariants.server import InvariantServer
 
 COMMAND_RUNNER_ID = 1
 WAIT_CALL_TIMEOUT_S = 120.0  # DIRECT / Listen: the checker cancels them long before this
-_HOLDER = re.compile(r"taken by job (\d+)")
+HOLDER = re.compile(r"taken by job (\d+)")
 
 
 def _varint(n: int) -> bytes:
@@ -251,7 +251,7 @@ class Driver:
             call.done_at, call.error = now_ms(), describe_error(e)
             self.ledger.rejected.append(record)
             if isinstance(e, GRPCError) and e.status == Status.ALREADY_EXISTS:
-                holder = _HOLDER.search(e.message or "")
+                holder = HOLDER.search(e.message or "")
                 if holder:
                     self.ledger.uniq_conflicts.append((record, int(holder.group(1))))
             return

@@ -1,6 +1,6 @@
 """Test-only server entry point: the real all-in-one server with storage faults on command.
 
-`python -m tests.invariants.faulty_server all-in-one --env-file F` runs `jobworkerp.app.run_server`
+`python tests/invariants/faulty_server.py all-in-one --env-file F` runs `jobworkerp.app.run_server`
 exactly as `jobworkerp all-in-one` does, except that the `Storage` bundle it opens is wrapped:
 `queue.pop`, `queue.ack`, `bus.publish` and `status.set` can be told to fail their NEXT call
 once, with an exception, before reaching the real driver.
@@ -26,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
+# Run as a script, Python puts this directory first on sys.path; nothing here may shadow a module.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
 
 FAULTABLE = ("queue.pop", "queue.ack", "bus.publish", "status.set")
 

@@ -59,7 +59,9 @@ class InvariantServer:
         self.fault_dir.mkdir(parents=True, exist_ok=True)
         self.env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+            # JWTEST_SERVER_ROOT: run the server code of another tree (e.g. an exported older commit)
+            # under this checker; faulty_server.py itself imports nothing from tests/.
+            "PYTHONPATH": os.environ.get("JWTEST_SERVER_ROOT", str(REPO_ROOT)),
             "SQLITE_DBNAME": str(workdir / "jobworkerp.sqlite3"),
             "JWTEST_FAULT_DIR": str(self.fault_dir),
             **SERVER_ENV,
@@ -85,7 +87,7 @@ class InvariantServer:
         self._log_file.flush()
         env = {**self.env, "GRPC_ADDR": f"127.0.0.1:{self.port}"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.invariants.faulty_server", "all-in-one",
+            [sys.executable, str(Path(__file__).with_name("faulty_server.py")), "all-in-one",
              "--env-file", str(self.workdir / "none.env")],
             cwd=self.workdir, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
         )
