@@ -6,10 +6,12 @@ Supervision tree (all-in-one; `grpc-front` has no workers side, `worker` has no 
     run_server
     ├── storage (Standalone: SQLite + memory queues; Scalable: MySQL + Redis, its pub/sub reader)
     ├── front: grpclib server on GRPC_ADDR (through the asyncio bridge)
-    └── workers Supervisor (one_for_one)
-        ├── ChannelWorker per channel: its running jobs, and under its own supervisor the queue
-        │   fetcher and the due-job fetcher; each channel owns a ProcessPool of runner hosts
-        └── queue upkeep: heartbeat lease, return dead workers' in-flight jobs, fail poisoned ones
+    └── worker side (serve_workers)
+        ├── workers Supervisor (one_for_one)
+        │   └── ChannelWorker per channel: its running jobs, and under its own supervisor the
+        │       queue fetcher and the due-job fetcher; each channel owns a ProcessPool of hosts
+        └── queue upkeep (not restarted: it retries its own Redis errors): heartbeat lease,
+            return dead workers' in-flight jobs, fail poisoned ones
 
 Shutdown order: stop fetching jobs -> let running jobs finish and report -> close the front ->
 flush and close storage.

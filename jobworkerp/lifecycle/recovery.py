@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from jobworkerp.clock import now_ms
 from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
 
@@ -29,7 +30,12 @@ async def recover_standalone(life: JobLifecycle) -> int:
         if job.data.uniq_key is not None:
             await storage.uniq_keys.acquire(job.data.uniq_key, job_id)
         worker = await life.workers.get(job.data.worker_id.value)
-        if job.data.run_after_time == 0 and worker is not None:
+        if worker is None:  # deleted while this server was down: nothing would ever run it
+            now = now_ms()
+            reason = f"worker {job.data.worker_id.value} was deleted before job {job_id} ran"
+            await life.finish(life.result_of(job, None, data.ResultStatus.FATAL_ERROR, [reason.encode()], now, now),
+                              None, delete_row=True)
+        elif job.data.run_after_time == 0:
             await life.restore(job, worker)
         else:
             await storage.status.set(job_id, data.JobStatus.PENDING)

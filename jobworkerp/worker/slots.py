@@ -49,8 +49,11 @@ class Slots:
     @contextmanager
     def idle(self) -> Iterator[trio.CancelScope]:
         """Mark the caller's held slot as idle for the block: the block is cancelled when another
-        fetcher needs the slot (check `cancelled_caught`, then give the slot back)."""
+        fetcher needs the slot — one that asks later, or one already waiting now (then at once:
+        the slot went to the wrong fetcher) — so check `cancelled_caught`, then give it back."""
         scope = trio.CancelScope()
+        if self._free.statistics().tasks_waiting:
+            scope.cancel()
         self._idle.add(scope)
         try:
             with scope:

@@ -146,3 +146,15 @@ async def test_deleting_a_worker_ends_its_waiting_jobs_with_a_result(autojump_cl
         assert await s.app.jobs.status(far) is None
     assert result.data.status == data.ResultStatus.FATAL_ERROR
     assert b"was deleted" in result.data.output.items[0]
+
+
+async def test_a_due_job_waiting_behind_the_queue_fetcher_gets_the_next_slot(autojump_clock: Any) -> None:
+    """Concurrency 1: while a job runs, both fetchers wait for the slot, the queue fetcher first.
+    When the slot frees it must not sit idle on the empty queue while the due job waits."""
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        w = await s.worker("one-slot", **STORE_ALL)
+        running = await s.enqueue(w, b"sleep:3")
+        await wait_until_running(s, running)
+        due = await s.enqueue(w, b"due", run_after_time=now_ms() + 1000)
+        result = await s.listen(w, due)
+    assert result.data.status == SUCCESS
