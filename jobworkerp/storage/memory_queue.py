@@ -114,6 +114,10 @@ class MemoryJobQueue:
         task_status.started()
         await trio.sleep_forever()
 
+    async def find(self, job_id: int) -> Ticket | None:
+        entry = self._queued.get(job_id)
+        return None if entry is None else entry[1]
+
     async def length(self, channel: str) -> int:
         ch = self._channels.get(channel)
         if ch is None:

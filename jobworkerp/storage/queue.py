@@ -70,6 +70,9 @@ class JobQueue(Protocol):
     async def remove(self, job_id: int) -> Ticket | None:
         """Drop a queued job (JobService.Delete); the ticket, or None when it is not queued."""
 
+    async def find(self, job_id: int) -> Ticket | None:
+        """A queued job (not one in flight), for JobService.Find: a queued job is visible."""
+
     async def length(self, channel: str) -> int:
         """How many jobs wait on the channel."""
 

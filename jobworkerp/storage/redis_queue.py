@@ -324,6 +324,10 @@ class RedisJobQueue:
         raw = await call_asyncio(self._remove, keys=[k.jobs, k.channels, k.crashes], args=[k.queue_stem, job_id])
         return None if raw is None else Ticket.decode(raw)
 
+    async def find(self, job_id: int) -> Ticket | None:
+        raw = await self._redis.call(lambda p: p.hget(self.keys.jobs, str(job_id)))
+        return None if raw is None else Ticket.decode(raw)
+
     async def length(self, channel: str) -> int:
         return int(await call_asyncio(self._client.zcard, self.keys.queue(channel)))
 

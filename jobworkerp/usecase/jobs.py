@@ -107,11 +107,16 @@ class Jobs:
                         await self.delete(job_id)
 
     async def find(self, job_id: int) -> data.Job | None:
+        """Where it waits or runs: its row (scheduled, backed up), its queue entry, or this
+        process's taken jobs."""
         job = await self._storage.repo.find_job(job_id)
         if job is not None:
             return job
         active = self._lifecycle.running.get(job_id)
-        return None if active is None else active.ticket.job
+        if active is not None:
+            return active.ticket.job
+        queued = await self._storage.queue.find(job_id)
+        return None if queued is None else queued.job
 
     async def list(self, limit: int | None, offset: int | None) -> list[data.Job]:
         return await self._storage.repo.list_jobs(limit, offset)

@@ -149,3 +149,13 @@ async def test_settle_ends_a_job_in_one_step(storage: Storage) -> None:
     assert await storage.status.get(21) is None
     assert await storage.uniq_keys.acquire("only-one", 22) is None  # free again
     assert await storage.queue.queued_ids(["s"]) == set()  # no longer in flight
+
+
+async def test_a_queued_job_can_be_found_until_it_is_popped(storage: Storage) -> None:
+    q = storage.queue
+    await q.push("f", job(31))
+    found = await q.find(31)
+    assert found is not None and found.job.data.args == b"a31"
+    await q.pop("f")
+    assert await q.find(31) is None
+    await q.ack(31)

@@ -72,6 +72,7 @@ async def test_a_queued_job_survives_its_worker_changing_queue_type(autojump_clo
         blocker = await s.enqueue(w, b"sleep:2")
         waiting = await s.enqueue(w, b"queued")
         await wait_until_running(s, blocker)
+        assert await s.app.jobs.find(waiting) is not None  # a queued job is visible
         worker = await s.app.workers.get(w.value)
         assert worker is not None
         worker.data.queue_type = data.QueueType.WITH_BACKUP
