@@ -47,3 +47,14 @@ def retry_job(job: data.Job, policy: data.RetryPolicy, failed_at: int) -> data.J
     """The next attempt: same id, args and settings, `retried` + 1, due after the policy's delay."""
     return rerun_of(job, run_after_time=failed_at + retry_delay_ms(policy, job.data.retried),
                     retried=job.data.retried + 1)
+
+
+def longest_run_ms(policy: data.RetryPolicy | None, timeout_ms: int) -> int | None:
+    """The longest a job can take from its first attempt to its final result: every attempt
+    at its timeout plus every retry delay; None when an attempt has no timeout (0)."""
+    if timeout_ms == 0:
+        return None
+    if policy is None or policy.type == data.RetryType.NONE:
+        return timeout_ms
+    delays = sum(retry_delay_ms(policy, n) for n in range(policy.max_retry))
+    return (policy.max_retry + 1) * timeout_ms + delays

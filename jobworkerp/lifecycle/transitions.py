@@ -114,6 +114,10 @@ class JobLifecycle:
                         if where.has_row:
                             await repo.delete_job(job.id.value)
                 raise
+        elif worker.id is not None and await repo.find_worker(worker.id.value) is None:
+            # The worker was deleted while this row was written: the due-job fetchers only look
+            # for rows of existing workers, so nothing would ever run it. End it now.
+            await self.end_jobs_of_deleted_worker(worker.id.value)
         return ticket
 
     async def restore(self, job: data.Job, worker: data.Worker) -> None:

@@ -16,6 +16,7 @@ from jobworkerp.clock import now_ms
 from jobworkerp.config import Config
 from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument
 from jobworkerp.ids import SnowflakeGenerator
+from jobworkerp.lifecycle import retry
 from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.service import JobRequest
@@ -91,7 +92,9 @@ class Jobs:
 
     async def _run_direct(self, job: data.Job, worker: data.Worker) -> data.JobResult:
         job_id = job.id.value
-        wait_s = math.inf if job.data.timeout == 0 else job.data.timeout / 1000 + DIRECT_WAIT_GRACE_S
+        # Through every retry: the caller waits for the final result, not the first attempt's.
+        longest = retry.longest_run_ms(worker.data.retry_policy, job.data.timeout)
+        wait_s = math.inf if longest is None else longest / 1000 + DIRECT_WAIT_GRACE_S
         async with self._storage.bus.listen_job(job_id) as waiter:
             await self._lifecycle.accept(job, worker)
             finished = False
@@ -100,7 +103,8 @@ class Jobs:
                     result = await waiter.wait()
                     finished = True
                     return result
-                raise DeadlineExceeded(f"job {job_id}: no result within timeout {job.data.timeout} ms")
+                raise DeadlineExceeded(f"job {job_id}: no result within {longest} ms (timeout {job.data.timeout} ms "
+                                       f"per attempt, with retries)")
             finally:
                 if not finished:  # caller gone or timed out: nobody can receive the result any more
                     with trio.CancelScope(shield=True):

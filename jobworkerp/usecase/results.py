@@ -62,7 +62,12 @@ class Results:
         wait_s = math.inf if timeout_ms == 0 else timeout_ms / 1000
         async with self._storage.bus.listen_job(job_id) as waiter:
             stored = await self._storage.repo.latest_result_of_job(job_id)
-            if stored is not None and stored.data.status != data.ResultStatus.ERROR_AND_RETRY:
+            # A final result is stored a moment before the job is settled (status, uniq_key);
+            # until then the announcement is on its way, so wait for it: a caller that has the
+            # result must not still find the job's uniq_key taken. A periodic job lives on after
+            # each run's result, so its latest stored result answers at once.
+            if stored is not None and stored.data.status != data.ResultStatus.ERROR_AND_RETRY and (
+                    worker.data.periodic_interval or await self._storage.status.get(job_id) is None):
                 return fill_worker_fields(stored, worker)
             with trio.move_on_after(wait_s):
                 return await waiter.wait()

@@ -121,3 +121,9 @@ def test_chain_makes_one_job_per_non_empty_item() -> None:
     job = chain.chained_job(previous, nxt, b"a", 77, now=5)
     assert job.id.value == 77 and job.data.worker_id.value == 3 and job.data.args == b"a"
     assert job.data.priority == data.Priority.LOW and job.data.timeout == 9 and job.data.uniq_key is None
+
+
+def test_longest_run_covers_every_attempt_and_delay() -> None:
+    assert retry.longest_run_ms(None, 400) == 400
+    assert retry.longest_run_ms(policy(data.RetryType.CONSTANT, interval=300, max_retry=2), 400) == 3 * 400 + 600
+    assert retry.longest_run_ms(policy(data.RetryType.CONSTANT, interval=300, max_retry=2), 0) is None
