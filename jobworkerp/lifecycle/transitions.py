@@ -255,14 +255,17 @@ class JobLifecycle:
         it back so it runs again, never acknowledge it as done. A no-op once it has ended."""
         if active.settled:
             return
-        self.running.remove(active)
         storage = self.storage
+        # Still registered while it goes back, so a Delete meanwhile marks it instead of missing it.
         if active.lease_until is not None:
             await storage.repo.claim_job(active.job_id, active.lease_until, 0)  # claimable again at once
         await storage.status.set(active.job_id, PENDING)
         if active.from_queue:
             await storage.queue.release(active.job_id)
         active.settled = True
+        self.running.remove(active)
+        if active.deleted:  # deleted while it went back: end it where it now waits
+            await self.delete(active.job_id)
 
     # --- next_workers --------------------------------------------------------------------------
     async def start_chain(self, job: data.Job, wd: data.WorkerData, items: Sequence[bytes]) -> None:
