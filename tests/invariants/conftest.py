@@ -5,32 +5,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 
 from tests.invariants.server import InvariantServer, services_available, storage_env
 
 
-def _server(tmp_path_factory: pytest.TempPathFactory, mode: str) -> Iterator[InvariantServer]:
-    if mode == "scalable" and (missing := services_available()):
-        message = f"Scalable mode needs {missing} (start them with .ci/run's commands)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)  # CI must not shrink the suite silently
-        pytest.skip(message)
-    with storage_env(mode) as env:
-        server = InvariantServer(tmp_path_factory.mktemp(f"invariants-{mode}"), mode, env)
-        server.start_blocking()
-        try:
-            yield server
-        finally:
-            if server.alive():
-                server.stop_blocking(kill=False)
-
-
 @pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InvariantServer]:
-    """The server of the mode the test is parametrized with (indirectly: `server` = mode name).
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, InvariantServer]]:
+    """A started server per mode, keyed by mode name.
 
-    A sync fixture requested by parametrization, so it is set up outside the test's trio run
-    (the Scalable storage helper runs its own)."""
-    yield from _server(tmp_path_factory, request.param)
+    Sync and module-scoped, so it is set up outside the tests' trio runs (the Scalable storage
+    helper runs its own). Scalable without Redis/MariaDB: absent from the dict (the test then
+    skips, naming them) — except under CI=true, where that is a failure."""
+    missing = services_available()
+    if missing and os.environ.get("CI") == "true":
+        pytest.fail(f"Scalable mode needs {missing} (.ci/run starts them)", pytrace=False)
+    modes = ["standalone"] + ([] if missing else ["scalable"])
+    started: dict[str, InvariantServer] = {}
+    with ExitStack() as stack:
+        for mode in modes:
+            env = stack.enter_context(storage_env(mode))
+            server = InvariantServer(tmp_path_factory.mktemp(f"invariants-{mode}"), mode, env)
+            server.start_blocking()
+            stack.callback(lambda s=server: s.alive() and s.stop_blocking(kill=False))
+            started[mode] = server
+        yield started

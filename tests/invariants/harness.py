@@ -32,6 +32,7 @@ class SequenceReport:
     faults_fired: list[str] = field(default_factory=list)
     skipped: int = 0
     phases: dict[str, float] = field(default_factory=dict)
+    profile: Profile = TEST_PROFILE
 
     def render(self) -> str:
         """Everything needed to reproduce and understand a failure."""
@@ -40,8 +41,9 @@ class SequenceReport:
             f"({self.operations} operations run, {self.skipped} skipped, {self.seconds:.1f}s, "
             f"{'quiesced' if self.quiesced else 'did NOT quiesce'}; "
             f"{', '.join(f'{k} {v:.1f}s' for k, v in self.phases.items())})",
-            f"reproduce: pytest tests/invariants -k 'seed_{self.seed} and {self.mode}'   or   "
-            f"python bench/soak.py --seed {self.seed} --mode {self.mode}",
+            f"reproduce: python bench/soak.py --seed {self.seed} --mode {self.mode} {self.profile.soak_flags()}"
+            + (f"   or   pytest tests/invariants -k seed_{self.seed}   (if the seed is one of its cases)"
+               if self.profile == TEST_PROFILE else ""),
         ]
         if self.faults_fired:
             lines.append(f"injected faults that fired: {', '.join(self.faults_fired)}")
@@ -82,6 +84,7 @@ async def run_sequence(server: InvariantServer, rpc: Rpc, seed: int, profile: Pr
         seed=seed, mode=server.mode, sequence=seq, operations=driver.ledger.operations_done,
         violations=checker.violations, seconds=trio.current_time() - started, quiesced=checker.quiesced,
         faults_fired=server.fired_faults()[fired_before:], skipped=len(driver.ledger.skipped), phases=phases,
+        profile=profile,
     )
 
 

@@ -143,8 +143,18 @@ class Profile:
     restarts: bool | None = None  # None: the seed decides
     faults: bool | None = None
 
+    def soak_flags(self) -> str:
+        """The bench/soak.py options that generate the same sequences (seed -> ops depends on them)."""
+        flags = ["--short"] if (self.min_ops, self.max_ops) == (TEST_PROFILE_OPS) else []
+        flags += ["--no-restarts"] if self.restarts is False else []
+        flags += ["--no-faults"] if self.faults is False else []
+        return " ".join(flags)
 
-TEST_PROFILE = Profile()
+
+TEST_PROFILE_OPS = (14, 22)
+
+
+TEST_PROFILE = Profile(*TEST_PROFILE_OPS)
 SOAK_PROFILE = Profile(min_ops=25, max_ops=50, lanes=3)
 
 
