@@ -90,34 +90,33 @@ class JobLifecycle:
         where = route(wd, jd.run_after_time, now, self.fetch_interval_ms, queue_type)
         ticket = Ticket(job, backed=where is Route.RDB_AND_QUEUE, queue_type=queue_type)
         repo = self.storage.repo
-        if where.has_row:
-            jd.grabbed_until_time = 0
-            row = job
-            if where is Route.RDB_AND_QUEUE:
-                row = _backup_row(job)
-            if new:
-                await repo.create_job(row)
-            else:
-                await repo.upsert_job(row)
-        elif had_row:
-            await repo.delete_job(job.id.value)  # a re-run that waits in the queue only
-        await self.storage.status.set(job.id.value, PENDING)
-        if where is Route.RDB and jd.run_after_time <= now + self.fetch_interval_ms:
-            self.on_due_soon()
-        if where.queued:
-            try:
-                await self.storage.queue.push(channel_of(wd), ticket)
-            except BaseException:
+        try:
+            if where.has_row:
+                jd.grabbed_until_time = 0
+                row = _backup_row(job) if where is Route.RDB_AND_QUEUE else job
                 if new:
-                    with trio.CancelScope(shield=True):
-                        await self.storage.status.delete(job.id.value)
-                        if where.has_row:
-                            await repo.delete_job(job.id.value)
-                raise
-        elif worker.id is not None and await repo.find_worker(worker.id.value) is None:
-            # The worker was deleted while this row was written: the due-job fetchers only look
-            # for rows of existing workers, so nothing would ever run it. End it now.
-            await self.end_jobs_of_deleted_worker(worker.id.value)
+                    await repo.create_job(row)
+                else:
+                    await repo.upsert_job(row)
+            elif had_row:
+                await repo.delete_job(job.id.value)  # a re-run that waits in the queue only
+            await self.storage.status.set(job.id.value, PENDING)
+            if where.queued:
+                await self.storage.queue.push(channel_of(wd), ticket)
+        except BaseException:
+            if new:  # refused as a whole: leave nothing of it behind (its caller gets the error)
+                with trio.CancelScope(shield=True):
+                    await self.storage.status.delete(job.id.value)
+                    if where.has_row:
+                        await repo.delete_job(job.id.value)
+            raise
+        if where is Route.RDB:
+            if jd.run_after_time <= now + self.fetch_interval_ms:
+                self.on_due_soon()
+            if worker.id is not None and await repo.find_worker(worker.id.value) is None:
+                # The worker was deleted while this row was written: the due-job fetchers only
+                # look for rows of existing workers, so nothing would ever run it. End it now.
+                await self.end_jobs_of_deleted_worker(worker.id.value)
         return ticket
 
     async def restore(self, job: data.Job, worker: data.Worker) -> None:
@@ -178,7 +177,7 @@ class JobLifecycle:
         if announce:
             await self.storage.bus.publish(result, to_job=True, to_worker=_to_worker(worker))
         if active.deleted:  # deleted while being placed again: end what was just placed
-            await self.delete(active.job_id)
+            await self._end_deleted(active)
 
     # --- taken / queued / scheduled -> ended ------------------------------------------------
     def result_of(self, job: data.Job, worker: data.Worker | None, status: data.ResultStatus, items: list[bytes],
@@ -265,7 +264,7 @@ class JobLifecycle:
         active.settled = True
         self.running.remove(active)
         if active.deleted:  # deleted while it went back: end it where it now waits
-            await self.delete(active.job_id)
+            await self._end_deleted(active)
 
     # --- next_workers --------------------------------------------------------------------------
     async def start_chain(self, job: data.Job, wd: data.WorkerData, items: Sequence[bytes]) -> None:
@@ -287,41 +286,45 @@ class JobLifecycle:
 
     # --- queued / scheduled -> deleted -------------------------------------------------------
     async def delete(self, job_id: int) -> bool:
-        """JobService.Delete: remove the job wherever it is. A waiting job ends here with
-        CANCELLED; a taken one is cancelled where it runs and ends there."""
+        """JobService.Delete: remove the job wherever it is. Exactly one party ends it: whoever
+        takes it out of the place it waits in (its queue entry, or its unclaimed row) ends it
+        here with CANCELLED; a job that is taken — registered here, claimed, or in flight in
+        another process — is cancelled where it is, and its holder ends it."""
         storage = self.storage
         repo = storage.repo
         queued = await storage.queue.remove(job_id)
         if queued is not None:  # taken out of its queue by us: nobody else can have it
             await repo.delete_job(job_id)
-            self.running.cancel(job_id)  # an attempt still wrapping up must not place it again
-            waiting: data.Job | None = queued.job
-        else:
-            row = await repo.find_job(job_id)
-            # Compare-and-delete against the lease we saw: a claim that lands first wins, and
-            # then the job is the claimer's to end.
-            lease = 0 if row is None else row.data.grabbed_until_time or 0
-            unclaimed = row is not None and await repo.delete_job(job_id, grabbed_until=lease)
-            if self.running.cancel(job_id):
-                await repo.delete_job(job_id)
-                return True
-            # Taken: by a fetcher of this process about to register it (its claim landed first),
-            # or by another process (a job with a status but neither queued nor a row is in
-            # flight somewhere: popped, not yet reported).
-            if row is not None and not unclaimed or storage.scalable and row is None and (
-                    await storage.status.get(job_id) is not None):
-                await repo.delete_job(job_id)
-                self.running.cancel_when_taken(job_id)
-                if storage.scalable:
-                    await storage.worker_events.publish_job_cancel(job_id)
-                return True
-            waiting = row
-        if waiting is None:
-            return False
+            return await self._end_cancelled(queued.job)
+        row = await repo.find_job(job_id)
+        if self.running.cancel(job_id):  # taken here: its holder ends it
+            await repo.delete_job(job_id)
+            return True
+        lease = 0 if row is None else row.data.grabbed_until_time or 0
+        if row is not None and lease <= now_ms() and await repo.delete_job(job_id, grabbed_until=lease):
+            return await self._end_cancelled(row)  # an unclaimed row, deleted by us before any claim
+        if row is not None or storage.scalable and await storage.status.get(job_id) is not None:
+            # Taken: claimed (by a fetcher of this process about to register it, or by another
+            # process), or in flight in another process (a status, but no queue entry or row).
+            await repo.delete_job(job_id)
+            self.running.cancel_when_taken(job_id)
+            if storage.scalable:
+                await storage.worker_events.publish_job_cancel(job_id)
+            return True
+        return False
+
+    async def _end_deleted(self, active: ActiveJob) -> None:
+        """A Delete reached a job while its holder was putting it back (a rerun, a release): the
+        holder ends it, removing what it just placed."""
+        await self.storage.queue.remove(active.job_id)
+        await self.storage.repo.delete_job(active.job_id)
+        await self._end_cancelled(active.ticket.job)
+
+    async def _end_cancelled(self, job: data.Job) -> bool:
         now = now_ms()
-        worker = await self.workers.get(waiting.data.worker_id.value)
-        result = self.result_of(waiting, worker, Status.CANCELLED, [f"job {job_id} was deleted before it ran".encode()],
-                                now, now)
+        worker = await self.workers.get(job.data.worker_id.value)
+        reason = f"job {job.id.value} was deleted before it ran"
+        result = self.result_of(job, worker, Status.CANCELLED, [reason.encode()], now, now)
         await self.finish(result, worker)
         return True
 
