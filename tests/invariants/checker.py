@@ -24,6 +24,7 @@ a claim lease (SETTLE_S) and looks again, so a job that runs again after it fini
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -55,6 +56,7 @@ SETTLE_S = (CLAIM_LEASE_MS + 3 * FETCH_INTERVAL_MS + 300) / 1000
 POLL_S = 0.25
 DELETE_SETTLE_S = 10.0
 PAGE = 500
+DEBUG = os.environ.get("JWTEST_DEBUG") == "1"  # print why quiescence is not reached yet
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,11 @@ class Checker:
                     self.quiesced = True
                     break
                 sig = self._signature(obs)
+                if DEBUG:
+                    elapsed = trio.current_time() - deadline + MAX_WAIT_S
+                    print(f"quiesce {self.ledger.mode} seed {self.ledger.seed} +{elapsed:.1f}s:"
+                          f" unsettled {self._unsettled(obs)} waiting "
+                          f"{[(r.label(), c.sent_at) for r, c in self._open_waiters()]}", flush=True)
                 if sig != last_sig:
                     last_sig, last_change = sig, trio.current_time()
                 elif trio.current_time() - last_change > STABLE_S:
@@ -180,6 +187,9 @@ class Checker:
             obs = await self.observe()
             if self._signature(obs) == before or trio.current_time() > deadline:
                 return obs
+            if DEBUG:
+                print(f"settle {self.ledger.mode} seed {self.ledger.seed}: moved {before} -> {self._signature(obs)}",
+                      flush=True)
             self.quiesced = False  # something moved after it looked finished: look again
         return obs
 

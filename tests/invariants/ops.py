@@ -133,7 +133,7 @@ class Step:
     op: Op
 
 
-@dataclass
+@dataclass(frozen=True)
 class Profile:
     """How big a sequence is; the seed decides the rest."""
 

@@ -29,14 +29,14 @@ pytestmark = pytest.mark.timeout(300)
 # seed: what it found
 SEEDS: dict[int, str] = {
     1: "(a) jobs scheduled on a concurrency-1 channel never run: PENDING forever, no result",
-    14: "(c) a failing scheduled job with a 100 ms CONSTANT retry ends MAX_RETRY, then about one claim lease "
-        "later runs again from retried=0, forever; its job row stays listed without a status",
-    287210: "(b) a queued NORMAL job vanishes when its worker is updated to WITH_BACKUP: no result, status "
-            "PENDING forever, Find finds nothing",
+    1357: "(b) queued jobs of a NORMAL worker vanish when it is updated to WITH_BACKUP: no result, status "
+          "PENDING forever, Find finds nothing",
+    272: "(c) failing scheduled jobs with a 100 ms CONSTANT retry end MAX_RETRY, then about one claim lease "
+         "later run again from retried=0, forever; their job rows stay listed without a status",
     198145: "(d) jobs end with no result, status PENDING, Find nothing: queued jobs of a NORMAL worker "
             "updated to FORCED_RDB (the same wrong 'has a backup row' decision as (b))",
-    8: "jobs scheduled for a worker that is then deleted stay PENDING forever (listed, never run, never "
-       "dropped); a DIRECT call never returns",
+    621: "jobs scheduled for a worker that is then deleted stay PENDING forever (listed, never run, never "
+         "dropped), besides (a)",
 }
 
 
