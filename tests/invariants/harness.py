@@ -75,6 +75,11 @@ async def run_sequence(server: InvariantServer, rpc: Rpc, seed: int, profile: Pr
         phase("ops")
         obs = await checker.quiesce()
         phase("quiesce")
+        if not server.alive():  # nobody stopped it: a crash is a finding, and cleanup needs a server
+            checker.flag(0, "server-crashed", "server", f"exited with {server.proc and server.proc.returncode}; "
+                         f"log tail:\n{server.log_tail(20)}")
+            await server.start()
+            obs = await checker.observe()
         await checker.check(obs)
         phase("check")
         waiters.cancel_scope.cancel()  # only now: a cancelled DIRECT call deletes its job
