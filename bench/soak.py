@@ -2,6 +2,10 @@
 
     python bench/soak.py --seconds 600 --mode both        # random seeds, both storage modes at once
     python bench/soak.py --seed 1234 --mode standalone    # replay one seed (as a failure prints it)
+    python bench/soak.py --seed 272 --short               # a seed of the pytest suite (shorter sequences)
+
+A seed's operations also depend on --short / --no-restarts / --no-faults: a failure prints the
+exact command that replays it. The interleaving on the server is not replayed (lanes race).
 
 Each mode has one server (Standalone: SQLite in a temp dir; Scalable: a private MariaDB database
 and Redis key prefix, dropped at the end) that the sequences share; sequences that restart it
