@@ -284,7 +284,7 @@ class Checker:
         status = obs.statuses.get(job_id)
         row = obs.rows.get(job_id)
         if exp.may_linger:
-            if status is None and row is None and not finals and not (exp.lost_ok or exp.worker_deleted):
+            if status is None and row is None and not finals and not (exp.lost_ok or exp.worker_deleted or exp.deleted):
                 self.flag(1, "scheduled-job-vanished", subject, "a far-ahead/periodic job is gone: no status, no row, "
                           "no result" + self._history_text(job_id))
             elif status is None and row is not None:

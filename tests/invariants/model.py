@@ -144,7 +144,8 @@ class Expectation:
     """What the server may show for one accepted job."""
 
     specs: list[WorkerSpec | None]
-    deleted: bool  # a Delete of it was sent
+    deleted: bool  # a Delete of it may have taken effect (sent, and not answered "nothing deleted")
+    surely_deleted: bool  # a Delete of it answered is_success=True
     worker_deleted: bool
     periodic: bool  # some possible definition is periodic
     far: bool  # scheduled minutes ahead: still waiting at the end
@@ -156,7 +157,7 @@ class Expectation:
     @property
     def may_linger(self) -> bool:
         """May still be visibly scheduled after quiescence."""
-        return (self.far or self.periodic) and not self.deleted
+        return (self.far or self.periodic) and not self.surely_deleted
 
 
 def final_statuses(runner: str, action: str) -> set[str]:
@@ -170,7 +171,8 @@ def expectation(ledger: Ledger, job: JobRecord) -> Expectation:
     worker = ledger.workers[job.worker_sym]
     specs = worker.possible_specs(job.sent_at)
     live = [s for s in specs if s is not None]
-    deleted = bool(job.deletes) or bool(ledger.other_deletes.get(job.id or -1))
+    deletes = job.deletes + ledger.other_deletes.get(job.id or -1, [])
+    deleted = any(c.detail != "is_success=False" for c in deletes)
     worker_deleted = any(s is None for s in specs)
     runner = live[0].runner if live else "faulty"
     statuses = final_statuses(runner, job.action)
@@ -182,6 +184,7 @@ def expectation(ledger: Ledger, job: JobRecord) -> Expectation:
     return Expectation(
         specs=specs,
         deleted=deleted,
+        surely_deleted=any(c.detail == "is_success=True" for c in deletes),
         worker_deleted=worker_deleted,
         periodic=any(s.periodic_ms for s in live),
         far=job.when == "far",
