@@ -70,6 +70,9 @@ class MemoryJobQueue:
         ch.nonempty = trio.Event()
         return None
 
+    async def try_pop(self, channel: str) -> Ticket | None:
+        return self._pop_nowait(channel)
+
     async def pop(self, channel: str) -> Ticket:
         while True:
             ticket = self._pop_nowait(channel)

@@ -60,6 +60,9 @@ class JobQueue(Protocol):
         it stays in flight for this process until `ack` or `release`. Cancel-safe: a cancelled
         pop leaves no job in flight."""
 
+    async def try_pop(self, channel: str) -> Ticket | None:
+        """Take the next job of the channel if there is one, without waiting."""
+
     async def ack(self, job_id: int) -> None:
         """This process is done with a popped job (finished, re-queued or handed elsewhere)."""
 

@@ -307,6 +307,9 @@ class RedisJobQueue:
                     return job
                 await call_asyncio(self._client.blpop, [wake], timeout=self.poll_timeout_s)
 
+    async def try_pop(self, channel: str) -> Ticket | None:
+        return await self._take(channel)
+
     async def ack(self, job_id: int) -> None:
         keys = [self.inflight_key, self.keys.crashes]
         # Sent without waiting for the reply (in order with this process's other Redis work);

@@ -102,8 +102,12 @@ class ChannelWorker:
                 await self.slots.acquire()
                 ticket: Ticket | None = None
                 try:
-                    with self.slots.idle():
-                        ticket = await queue.pop(self.name)
+                    # Work that is already queued is taken at once; only the wait for more is
+                    # idle, and may be pre-empted by the due fetcher.
+                    ticket = await queue.try_pop(self.name)
+                    if ticket is None:
+                        with self.slots.idle():
+                            ticket = await queue.pop(self.name)
                 finally:
                     if ticket is None:  # pre-empted, stopped or failed: the slot was not used
                         self.slots.release()

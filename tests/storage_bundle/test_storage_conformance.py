@@ -159,3 +159,12 @@ async def test_a_queued_job_can_be_found_until_it_is_popped(storage: Storage) ->
     await q.pop("f")
     assert await q.find(31) is None
     await q.ack(31)
+
+
+async def test_try_pop_takes_a_queued_job_or_returns_none_at_once(storage: Storage) -> None:
+    q = storage.queue
+    assert await q.try_pop("t") is None
+    await q.push("t", job(41))
+    popped = await q.try_pop("t")
+    assert popped is not None and popped.job_id == 41
+    await q.ack(41)

@@ -159,3 +159,18 @@ async def test_a_due_job_waiting_behind_the_queue_fetcher_gets_the_next_slot(aut
         due = await s.enqueue(w, b"due", run_after_time=now_ms() + 1000)
         result = await s.listen(w, due)
     assert result.data.status == SUCCESS
+
+
+async def test_a_busy_due_source_does_not_starve_the_queue(autojump_clock: Any) -> None:
+    """Concurrency 1 with a due row always waiting (a fast periodic job): queued jobs still run."""
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1", JOB_QUEUE_FETCH_INTERVAL="100") as s:
+        series = []
+        for name in ("tick", "tock"):  # while one runs, the other's next run is due and waits
+            ticking = await s.worker(name, periodic_interval=150, **STORE_ALL)
+            series.append(await s.enqueue(ticking, b"sleep:0.2"))
+        w = await s.worker("queued", **STORE_ALL)
+        queued = [await s.enqueue(w, b"q") for _ in range(3)]
+        results = [await s.listen(w, job_id) for job_id in queued]
+        for job_id in series:
+            assert await s.app.jobs.delete(job_id)
+    assert [r.data.status for r in results] == [SUCCESS] * 3
