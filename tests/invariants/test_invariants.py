@@ -37,6 +37,8 @@ SEEDS: dict[int, str] = {
             "updated to FORCED_RDB (the same wrong 'has a backup row' decision as (b))",
     621: "jobs scheduled for a worker that is then deleted stay PENDING forever (listed, never run, never "
          "dropped), besides (a)",
+    960106: "a concurrency-1 channel with a due job always waiting (a fast periodic worker) never ran its "
+            "queued jobs: the queue fetcher gave its slot away before looking at the queue (Scalable)",
 }
 
 
