@@ -14,7 +14,6 @@ Only the storage of this test process is wrapped; the production entry point is 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -24,8 +23,6 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import trio
 
 # Run as a script, Python puts this directory first on sys.path; nothing here may shadow a module.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
@@ -113,44 +110,13 @@ def install(plan: FaultPlan) -> None:
     (plan.directory / f"ready-{os.getpid()}").touch()
 
 
-async def _serve(config: Any, mode: str) -> None:
-    """As `jobworkerp all-in-one`: serve until SIGINT/SIGTERM, then shut down gracefully."""
-    from jobworkerp.app import run_server
-
-    stop = trio.Event()
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run_server, config, stop, mode)
-
-            async def wait_for_signal() -> None:
-                async for signum in signals:
-                    logging.getLogger("jobworkerp").info("received %s", signal.Signals(signum).name)
-                    stop.set()
-                    return
-
-            nursery.start_soon(wait_for_signal)
-            await stop.wait()
-
-
 def main(argv: list[str] | None = None) -> int:
-    from jobworkerp.app import check_mode
-    from jobworkerp.cli.logs import setup_logging
-    from jobworkerp.config import ConfigError, load_config
+    """`jobworkerp MODE` itself (same arguments, logging, signals and exit codes), after arming
+    the storage wrapper."""
+    from jobworkerp.cli.server import main as server_main
 
-    parser = argparse.ArgumentParser(prog="faulty_server")
-    parser.add_argument("mode", choices=["all-in-one", "grpc-front", "worker"])
-    parser.add_argument("--env-file", default=".env")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(dotenv_path=args.env_file)
-        check_mode(config, args.mode)
-    except ConfigError as e:
-        print(f"faulty_server: configuration error: {e}", file=sys.stderr)
-        return 2
-    setup_logging(config, args.mode)
     install(FaultPlan(Path(os.environ["JWTEST_FAULT_DIR"])))
-    trio.run(_serve, config, args.mode)
-    return 0
+    return server_main(argv)
 
 
 if __name__ == "__main__":
