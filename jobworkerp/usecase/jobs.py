@@ -72,8 +72,10 @@ class Jobs:
         job = self._build_job(req, worker)
         if worker.data.response_type == data.ResponseType.DIRECT and job.data.run_after_time > 0:
             raise InvalidArgument("run_after_time", "DIRECT workers run jobs at once; run_after_time must be 0")
-        await self._take_uniq_key(job)
         try:
+            # Inside the try: a caller that goes away while the key is being taken must not
+            # leave it held by a job that never existed (release only frees a key this job holds).
+            await self._take_uniq_key(job)
             if worker.data.response_type == data.ResponseType.DIRECT:
                 return job.id.value, await self._run_direct(job, worker)
             await self._lifecycle.accept(job, worker)
