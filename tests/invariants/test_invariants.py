@@ -24,7 +24,7 @@ from tests.invariants.ops import TEST_PROFILE
 from tests.invariants.rpc import open_rpc
 from tests.invariants.server import InvariantServer
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(480)
 
 # seed: what it found
 SEEDS: dict[int, str] = {
