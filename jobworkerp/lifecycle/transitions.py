@@ -301,8 +301,12 @@ class JobLifecycle:
             await repo.delete_job(job_id)
             return True
         lease = 0 if row is None else row.data.grabbed_until_time or 0
-        if row is not None and lease <= now_ms() and await repo.delete_job(job_id, grabbed_until=lease):
-            return await self._end_cancelled(row)  # an unclaimed row, deleted by us before any claim
+        now = now_ms()
+        # An unclaimed row: claim it like a fetcher would (so exactly one of us wins), then end it.
+        # Claimed rather than deleted first: a crash in between leaves a job that runs once its
+        # lease ends, never a job gone without a result.
+        if row is not None and lease <= now and await repo.claim_job(job_id, lease, now + self.claim_lease_ms):
+            return await self._end_cancelled(row, delete_row=True)
         if row is not None or storage.scalable and await storage.status.get(job_id) is not None:
             # Taken: claimed (by a fetcher of this process about to register it, or by another
             # process), or in flight in another process (a status, but no queue entry or row).
@@ -320,12 +324,12 @@ class JobLifecycle:
         await self.storage.repo.delete_job(active.job_id)
         await self._end_cancelled(active.ticket.job)
 
-    async def _end_cancelled(self, job: data.Job) -> bool:
+    async def _end_cancelled(self, job: data.Job, *, delete_row: bool = False) -> bool:
         now = now_ms()
         worker = await self.workers.get(job.data.worker_id.value)
         reason = f"job {job.id.value} was deleted before it ran"
         result = self.result_of(job, worker, Status.CANCELLED, [reason.encode()], now, now)
-        await self.finish(result, worker)
+        await self.finish(result, worker, delete_row=delete_row)
         return True
 
 

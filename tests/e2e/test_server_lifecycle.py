@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ def test_sigterm_keeps_queued_jobs_and_a_restart_runs_them(tmp_path: Path) -> No
     none of them is lost; the next start runs each one exactly once."""
     env = {"WORKER_DEFAULT_CONCURRENCY": "1"}
     first = ServerProcess(tmp_path, env).start()
-    marker = tmp_path / "started"
+    marker, gate = tmp_path / "started", tmp_path / "gate"
 
     async def enqueue() -> tuple[data.WorkerId, list[data.JobId]]:
         async with connect(first.port) as c:
@@ -81,7 +82,7 @@ def test_sigterm_keeps_queued_jobs_and_a_restart_runs_them(tmp_path: Path) -> No
                 runner_settings=bytes(runner_pb.CommandRunnerSettings(name="sh")),
                 response_type=data.ResponseType.NO_RESULT, store_success=True, store_failure=True))).id
             blocker = (await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=bytes(runner_pb.CommandArgs(
-                args=["-c", f"touch {marker}; sleep 1; echo blocker"]))))).id
+                args=["-c", f"touch {marker}; while [ ! -e {gate} ]; do sleep 0.02; done; echo blocker"]))))).id
             queued = [(await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=bytes(runner_pb.CommandArgs(
                 args=["-c", f"echo queued-{i}"]))))).id for i in range(3)]
             while not marker.exists():  # noqa: ASYNC110 - the job's own side effect is the only signal
@@ -90,7 +91,12 @@ def test_sigterm_keeps_queued_jobs_and_a_restart_runs_them(tmp_path: Path) -> No
 
     try:
         worker_id, job_ids = run(enqueue())
+        first.terminate()  # the blocker still runs: the queued jobs cannot have started
+        while "shutting down" not in first.log():  # fetchers stop right after this line
+            time.sleep(0.02)
+        gate.touch()
     finally:
+        gate.touch()
         assert first.stop() == 0, first.log()
     second = ServerProcess(tmp_path, env, name="restarted").start()
 

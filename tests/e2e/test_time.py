@@ -143,8 +143,10 @@ def test_high_priority_jobs_overtake_low_ones_on_a_busy_channel(server: ServerPr
     async def scenario() -> None:
         async with connect(server.port) as c:
             w = (await c.worker.create(command_worker("prio-one", "sh", channel="one", **STORE_ALL))).id
-            marker = tmp_path / "busy"
-            await c.job.enqueue(svc.JobRequest(worker_id=w, args=args("-c", f"touch {marker}; sleep 1")))
+            marker, gate = tmp_path / "busy", tmp_path / "gate"
+            # The channel's one slot stays busy until every job below is queued, however slow the machine.
+            await c.job.enqueue(svc.JobRequest(worker_id=w, args=args(
+                "-c", f"touch {marker}; while [ ! -e {gate} ]; do sleep 0.02; done")))
             while not marker.exists():  # noqa: ASYNC110 - the job's side effect is the only signal
                 await asyncio.sleep(0.02)
             ids = []
@@ -154,6 +156,7 @@ def test_high_priority_jobs_overtake_low_ones_on_a_busy_channel(server: ServerPr
             for i in range(3):
                 ids.append((await c.job.enqueue(svc.JobRequest(
                     worker_id=w, args=args("-c", f"echo high{i} >> {order}"), priority=data.Priority.HIGH))).id)
+            gate.touch()
             await asyncio.gather(*(listen(c, w, job_id) for job_id in ids))
 
     run(scenario())
