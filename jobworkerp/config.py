@@ -66,6 +66,9 @@ class Config:
     log_use_json: bool = False
     log_file_dir: str | None = None
     runner_host_startup_timeout: float = 30.0
+    # How long a process may serve a cached worker definition when a change event was missed
+    # (Scalable pushes changes to every process; the expiry only bounds a missed push).
+    worker_cache_ttl_s: int = 60
 
     @property
     def grpc_host(self) -> str:
@@ -199,4 +202,5 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         log_level=log_level,
         log_use_json=_get(env, "LOG_USE_JSON", _parse_bool, False),
         log_file_dir=_get(env, "LOG_FILE_DIR", text, None),
+        worker_cache_ttl_s=_get(env, "WORKER_CACHE_TTL_SECONDS", pos_int, 60),
     )

@@ -41,7 +41,7 @@ return #KEYS - 1
 
 # How long a job waiter trusts pub/sub alone before it also looks at the job's result key: a
 # message lost while the subscription connection reconnected costs at most this much delay.
-RECHECK_S = 5.0
+RECHECK_S = 1.0
 
 
 class _RedisJobWaiter(JobResultWaiter):

@@ -19,7 +19,6 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners.registry import RunnerRegistry
 from jobworkerp.storage.rdb import Repository
 
-WORKER_CACHE_TTL_S = 60.0
 _RESPONSE_TYPES = {int(v) for v in data.ResponseType}
 _QUEUE_TYPES = {int(v) for v in data.QueueType}
 _RETRY_TYPES = {int(v) for v in data.RetryType}
@@ -149,7 +148,7 @@ class Workers:
         """Ids of the workers whose jobs run on `channel` (cached until a worker changes, at most a minute)."""
         now = trio.current_time()
         if self._ids_by_channel is None or self._ids_by_channel_expiry <= now:
-            self._ids_by_channel_expiry = now + WORKER_CACHE_TTL_S
+            self._ids_by_channel_expiry = now + self._config.worker_cache_ttl_s
             index: dict[str, list[int]] = {}
             for worker in await self._repo.list_workers():
                 index.setdefault(channel_of(cast(data.WorkerData, worker.data)), []).append(worker.id.value)
@@ -166,7 +165,7 @@ class Workers:
         if worker is None:
             self._by_id.pop(worker_id, None)
         else:
-            self._by_id[worker_id] = (worker, now + WORKER_CACHE_TTL_S)
+            self._by_id[worker_id] = (worker, now + self._config.worker_cache_ttl_s)
         return worker
 
     async def find_by_name(self, name: str) -> data.Worker | None:

@@ -9,7 +9,7 @@ from jobworkerp.config import load_config
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners.registry import RunnerRegistry
 from jobworkerp.storage.memory_rdb import MemoryRepository
-from jobworkerp.usecase.workers import WORKER_CACHE_TTL_S, Workers
+from jobworkerp.usecase.workers import Workers
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -27,7 +27,7 @@ async def test_a_change_made_elsewhere_is_seen_within_the_ttl(autojump_clock) ->
     # Another process changes it and its change event is lost:
     await repo.update_worker(worker_id, data.WorkerData(name="b", runner_id=data.RunnerId(value=1)))
     assert (await workers.get(worker_id)).data.name == "a"
-    await trio.sleep(WORKER_CACHE_TTL_S + 1)
+    await trio.sleep(load_config({}).worker_cache_ttl_s + 1)
     assert (await workers.get(worker_id)).data.name == "b"
 
 
