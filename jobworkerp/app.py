@@ -33,6 +33,7 @@ from jobworkerp.config import STANDALONE, ChannelConfig, Config, ConfigError
 from jobworkerp.front.server import serve_grpc
 from jobworkerp.front.services import build_services
 from jobworkerp.ids import SnowflakeGenerator
+from jobworkerp.lifecycle.orphans import OrphanSweep
 from jobworkerp.lifecycle.recovery import recover_standalone
 from jobworkerp.lifecycle.running import RunningJobs
 from jobworkerp.lifecycle.transitions import JobLifecycle
@@ -106,8 +107,16 @@ async def serve_workers(
         with upkeep:
             await app.storage.queue.run_maintenance(app.lifecycle.fail_poisoned, task_status=task_status)
 
+    sweeping = trio.CancelScope()
+
+    async def sweep_orphans() -> None:
+        with sweeping:
+            await OrphanSweep(app.lifecycle, app.running, grace_ms=orphan_grace_ms(config)).run()
+
     async with trio.open_nursery() as nursery:
         await nursery.start(queue_upkeep)
+        if app.storage.scalable:
+            nursery.start_soon(sweep_orphans)
         async with trio.open_nursery() as channels:
             await channels.start(supervisor.run)
             task_status.started()
@@ -117,7 +126,15 @@ async def serve_workers(
                 channel.stop()
         with trio.CancelScope(shield=True):
             await app.storage.queue.retire()
+        sweeping.cancel()
         upkeep.cancel()  # the lease heartbeat outlives the running jobs, then stops
+
+
+def orphan_grace_ms(config: Config) -> int:
+    """How long something must look orphaned before the sweep ends it: far longer than any
+    step of a live process takes, and longer than a claim or a process lease, after which the
+    queue's own recovery (re-queue from a dead process, re-claim of a row) has had its turn."""
+    return max(10_000, 2 * config.claim_lease_ms, 10 * config.queue_lease_ms)
 
 
 def check_mode(config: Config, mode: str) -> None:

@@ -100,7 +100,9 @@ class JobLifecycle:
                     await repo.upsert_job(row)
             elif had_row:
                 await repo.delete_job(job.id.value)  # a re-run that waits in the queue only
-            await self.storage.status.set(job.id.value, PENDING)
+            # Confirmed for a new job: once its enqueue is answered, a crash must not leave it
+            # (row or queue entry) without the status that shows it.
+            await self.storage.status.set(job.id.value, PENDING, confirm=new)
             if where.queued:
                 await self.storage.queue.push(channel_of(wd), ticket)
         except BaseException:
@@ -175,7 +177,7 @@ class JobLifecycle:
         if active.from_queue:
             await self.storage.queue.ack(active.job_id)
         if announce:
-            await self.storage.bus.publish(result, to_job=True, to_worker=_to_worker(worker))
+            await self.storage.bus.publish(result, to_job=True, to_worker=to_worker(worker))
         if active.deleted:  # deleted while being placed again: end what was just placed
             await self._end_deleted(active)
 
@@ -184,13 +186,17 @@ class JobLifecycle:
                   start: int, end: int | None = None) -> data.JobResult:
         return build_result(self.ids.next_id(), job, worker, status, items, start, now_ms() if end is None else end)
 
+    async def store_result(self, result: data.JobResult, worker: data.Worker | None) -> None:
+        """Store a result when its worker's flags ask for it (unknown worker: not stored)."""
+        if worker is not None and should_store(result.data.status, cast(data.WorkerData, worker.data)):
+            await self._results.write(result)
+
     async def finish(self, result: data.JobResult, worker: data.Worker | None, *, active: ActiveJob | None = None,
                      delete_row: bool = False) -> None:
         """The one way a job ends: store the result when the worker's flags ask for it, delete
         the job's row, then settle status, uniq_key, queue entry and waiters in one step."""
         job_id = result.data.job_id.value
-        if worker is not None and should_store(result.data.status, cast(data.WorkerData, worker.data)):
-            await self._results.write(result)
+        await self.store_result(result, worker)
         if active is not None:
             delete_row = delete_row or active.has_row
         if delete_row:
@@ -199,7 +205,7 @@ class JobLifecycle:
         if active is not None:
             active.settled = True
             self.running.remove(active)
-        await self.storage.settler.settle(job_id, result, to_worker=_to_worker(worker), ack=ack)
+        await self.storage.settler.settle(job_id, result, to_worker=to_worker(worker), ack=ack)
 
     async def drop(self, active: ActiveJob, status: data.ResultStatus, reason: str) -> None:
         """End a taken job that cannot run (its worker is gone) with a result saying why."""
@@ -342,6 +348,6 @@ def _backup_row(job: data.Job) -> data.Job:
     return row
 
 
-def _to_worker(worker: data.Worker | None) -> bool:
+def to_worker(worker: data.Worker | None) -> bool:
     """Results of DIRECT workers go to the caller only; others also to the worker's streams."""
     return worker is not None and worker.data.response_type != data.ResponseType.DIRECT

@@ -11,7 +11,10 @@ from jobworkerp.proto.jobworkerp import data
 
 
 class JobStatusStore(Protocol):
-    async def set(self, job_id: int, status: data.JobStatus) -> None: ...
+    async def set(self, job_id: int, status: data.JobStatus, *, confirm: bool = False) -> None:
+        """Record the status. Drivers may send it without waiting for the write (it is
+        informational while a job is queued or runs); `confirm` waits until it is stored, for
+        the status that makes a new job visible before its enqueue is answered."""
 
     async def get(self, job_id: int) -> data.JobStatus | None: ...
 
@@ -26,7 +29,7 @@ class MemoryJobStatusStore:
     def __init__(self) -> None:
         self._status: dict[int, data.JobStatus] = {}
 
-    async def set(self, job_id: int, status: data.JobStatus) -> None:
+    async def set(self, job_id: int, status: data.JobStatus, *, confirm: bool = False) -> None:
         self._status[job_id] = status
 
     async def get(self, job_id: int) -> data.JobStatus | None:

@@ -100,6 +100,9 @@ class MemoryJobQueue:
         queued = {job_id for job_id, (channel, _) in self._queued.items() if channel in wanted}
         return queued | {job_id for job_id, (channel, _) in self._in_flight.items() if channel in wanted}
 
+    async def held(self, job_ids: Iterable[int]) -> set[int]:
+        return {i for i in job_ids if i in self._queued or i in self._in_flight}
+
     async def retire(self) -> None:
         """Nothing is recorded outside this process."""
 

@@ -82,6 +82,10 @@ class JobQueue(Protocol):
     async def queued_ids(self, channels: Iterable[str]) -> set[int]:
         """Ids of every job waiting (or in flight) on these channels (for JobRestoreService)."""
 
+    async def held(self, job_ids: Iterable[int]) -> set[int]:
+        """Which of these jobs are queued or in flight (on any live or not yet reaped process):
+        the orphan sweep's question "does anything still hold this job?"."""
+
     async def retire(self) -> int | None:
         """Graceful exit: hand back anything still in flight here, without counting a crash
         (drivers that record in-flight jobs elsewhere return how many went back)."""

@@ -238,6 +238,25 @@ return ids
 """
 
 
+# HELD_IDS: which of the given ids are queued or in flight on any instance (read only).
+# KEYS: jobs, instances.  ARGV: inflight_stem, id1, id2, ...  Returns the held ids.
+HELD_IDS = """
+local instances = redis.call('ZRANGE', KEYS[2], 0, -1)
+local held = {}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local found = redis.call('HEXISTS', KEYS[1], id) == 1
+  if not found then
+    for _, inst in ipairs(instances) do
+      if redis.call('HEXISTS', ARGV[1] .. inst, id) == 1 then found = true break end
+    end
+  end
+  if found then table.insert(held, id) end
+end
+return held
+"""
+
+
 def priority_rank(job: data.Job) -> int:
     """0 for HIGH, 1 for MEDIUM (and unknown values), 2 for LOW: lower scores pop first."""
     priority = job.data.priority
@@ -280,6 +299,7 @@ class RedisJobQueue:
         self._remove = client.register_script(REMOVE)
         self._tick = client.register_script(TICK)
         self._inflight_ids = client.register_script(INFLIGHT_IDS)
+        self._held_ids = client.register_script(HELD_IDS)
 
     # --- JobQueue ---------------------------------------------------------------------------
 
@@ -348,6 +368,15 @@ class RedisJobQueue:
                                        [self.keys.inflight_stem, *wanted])
         ids.update(int(i) for i in raw)
         return ids
+
+    async def held(self, job_ids: Iterable[int]) -> set[int]:
+        ids = [str(i) for i in job_ids]
+        held: set[int] = set()
+        for start in range(0, len(ids), 500):  # bounded script runs: Redis serves others between them
+            raw = await self._redis.script(self._held_ids, [self.keys.jobs, self.keys.instances],
+                                           [self.keys.inflight_stem, *ids[start:start + 500]])
+            held.update(int(i) for i in raw)
+        return held
 
     async def run_maintenance(self, on_poison: PoisonHandler, *,
                               task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

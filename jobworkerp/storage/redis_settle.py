@@ -16,10 +16,11 @@ from jobworkerp.storage.redis_queue import RedisJobQueue
 from jobworkerp.storage.redis_state import RedisJobStatusStore, RedisUniqKeyGuard
 
 # KEYS: status hash, uniq holder, uniq of job, inflight:{instance}, crashes, result key, topics...
-# ARGV: job id, ack ('1' / '0'), result bytes ('' = none), result ttl ms.
+# ARGV: job id, ack ('1' / '0'), result bytes ('' = none), result ttl ms, only if it has a status ('1' / '0').
+# Returns 0 when ARGV[5] is '1' and the job had no status (nothing was changed), else 1.
 SETTLE = """
 local id = ARGV[1]
-redis.call('HDEL', KEYS[1], id)
+if redis.call('HDEL', KEYS[1], id) == 0 and ARGV[5] == '1' then return 0 end
 local key = redis.call('HGET', KEYS[3], id)
 if key then
   redis.call('HDEL', KEYS[3], id)
@@ -52,8 +53,15 @@ class RedisJobSettler:
             keys.append(self._bus.job_topic(job_id))
             if to_worker:
                 keys.append(self._bus.worker_topic(result.data.worker_id.value))
-        args = [job_id, "1" if ack else "0", payload, self._bus.result_ttl_ms]
+        args = [job_id, "1" if ack else "0", payload, self._bus.result_ttl_ms, "0"]
         # In order with this process's other Redis work, without waiting for the reply: a job's
         # earlier status writes always land before its settle.
         if not self._redis.send_script(self._script, keys, args, f"settle of job {job_id}"):
             await self._redis.script(self._script, keys, args)
+
+    async def settle_orphan(self, job_id: int, result: data.JobResult, *, to_worker: bool) -> bool:
+        keys = [*self._fixed_keys, self._bus.result_key(job_id), self._bus.job_topic(job_id)]
+        if to_worker:
+            keys.append(self._bus.worker_topic(result.data.worker_id.value))
+        args = [job_id, "0", bytes(result), self._bus.result_ttl_ms, "1"]
+        return int(await self._redis.script(self._script, keys, args)) == 1

@@ -54,9 +54,9 @@ class RedisJobStatusStore:
 
     # Status writes are informational and sent without waiting for the reply (in order, so a
     # job's RUNNING never lands after its final delete): they cost no round trip on the job path.
-    async def set(self, job_id: int, status: data.JobStatus) -> None:
+    async def set(self, job_id: int, status: data.JobStatus, *, confirm: bool = False) -> None:
         op = _hset(self.key, str(job_id), int(status))
-        if not self._redis.send(op, f"job {job_id} status"):
+        if confirm or not self._redis.send(op, f"job {job_id} status"):
             await self._redis.call(op)
 
     async def get(self, job_id: int) -> data.JobStatus | None:
@@ -88,6 +88,11 @@ class RedisUniqKeyGuard:
 
     async def release(self, job_id: int) -> None:
         await self._redis.script(self._release, self.keys, [str(job_id)])
+
+    async def holders(self) -> list[int]:
+        """Every job id that holds a key (for the orphan sweep)."""
+        raw = await self._redis.call(lambda p: p.hkeys(self.keys[1]))
+        return [int(i) for i in raw]
 
 
 async def allocate_node_id(client: Any, prefix: str) -> int:

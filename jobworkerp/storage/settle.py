@@ -25,6 +25,10 @@ class JobSettler(Protocol):
         queue entry of it; publish `result` (if any) to the job's waiters, and to its worker's
         streams when `to_worker`."""
 
+    async def settle_orphan(self, job_id: int, result: data.JobResult, *, to_worker: bool) -> bool:
+        """`settle` (without an ack) only if the job still has a status, awaited: True when this
+        call settled it, so of several processes sweeping orphans exactly one ends each."""
+
 
 class MemoryJobSettler:
     """Standalone: the in-process stores change with no checkpoint in between, so no other trio
@@ -44,3 +48,9 @@ class MemoryJobSettler:
             self._queue.ack_nowait(job_id)
         if result is not None:
             self._bus.publish_nowait(result, to_job=True, to_worker=to_worker)
+
+    async def settle_orphan(self, job_id: int, result: data.JobResult, *, to_worker: bool) -> bool:
+        if await self._status.get(job_id) is None:
+            return False
+        await self.settle(job_id, result, to_worker=to_worker, ack=False)
+        return True

@@ -17,6 +17,9 @@ class UniqKeyGuard(Protocol):
     async def release(self, job_id: int) -> None:
         """Free the key job_id holds, if any."""
 
+    async def holders(self) -> list[int]:
+        """Every job id that holds a key."""
+
 
 class MemoryUniqKeyGuard:
     def __init__(self) -> None:
@@ -32,6 +35,9 @@ class MemoryUniqKeyGuard:
 
     async def release(self, job_id: int) -> None:
         self.release_nowait(job_id)
+
+    async def holders(self) -> list[int]:
+        return list(self._key_of)
 
     def release_nowait(self, job_id: int) -> None:
         key = self._key_of.pop(job_id, None)

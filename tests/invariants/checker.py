@@ -73,6 +73,7 @@ class Violation:
     kind: str
     subject: str
     detail: str
+    job_id: int | None = None  # for the kinds a later look may show to be a job caught mid-step
 
     def describe(self) -> str:
         return f"[I{self.invariant} {self.kind}] {self.subject}: {self.detail}"
@@ -84,6 +85,7 @@ class Observation:
     statuses: dict[int, str]  # job id -> JobStatus name, ids of this sequence
     rows: dict[int, data.Job]  # job rows (JobService.FindList) of this sequence
     results: dict[int, list[data.JobResult]]  # by job id, for this sequence's workers
+    complete: bool = True  # False: results were not read (a polling observation)
 
     def finals(self, job_id: int) -> list[data.JobResult]:
         return [r for r in self.results.get(job_id, []) if status_name(r) != ERROR_AND_RETRY]
@@ -100,11 +102,14 @@ class Checker:
     def ledger(self) -> Ledger:
         return self.driver.ledger
 
-    def flag(self, invariant: int, kind: str, subject: str, detail: str) -> None:
-        self.violations.append(Violation(invariant, kind, subject, detail))
+    def flag(self, invariant: int, kind: str, subject: str, detail: str, job_id: int | None = None) -> None:
+        self.violations.append(Violation(invariant, kind, subject, detail, job_id))
 
     # --- looking at the server -------------------------------------------------------------
-    async def observe(self) -> Observation:
+    async def observe(self, *, results: bool = True) -> Observation:
+        """What the server shows of this sequence. Without `results` only statuses and rows are
+        read: cheap enough to poll, where listing every stored result (periodic jobs pile up
+        hundreds) would make the polling itself the bottleneck."""
         rpc, floor = self.driver.rpc, self.ledger.id_floor
         mine = set(self.ledger.worker_ids())
         statuses = await rpc.collect(lambda c: c.job_status.find_all(data.Empty(), timeout=CALL_TIMEOUT_S))
@@ -117,14 +122,14 @@ class Checker:
             if len(page) < PAGE or page[-1].id.value < floor:
                 break
             offset += PAGE
-        results: dict[int, dict[int, data.JobResult]] = defaultdict(dict)
+        found: dict[int, dict[int, data.JobResult]] = defaultdict(dict)
         offset = 0
-        while True:  # ordered by job id, newest first
+        while results:  # ordered by job id, newest first
             page = await rpc.collect(lambda c, o=offset: c.job_result.find_list(
                 svc.FindListRequest(limit=PAGE, offset=o), timeout=CALL_TIMEOUT_S))
             for r in page:
                 if r.data.job_id.value >= floor and r.data.worker_id.value in mine:
-                    results[r.data.job_id.value][r.id.value] = r
+                    found[r.data.job_id.value][r.id.value] = r
             if len(page) < PAGE or page[-1].data.job_id.value < floor:
                 break
             offset += PAGE
@@ -132,7 +137,8 @@ class Checker:
             at=now_ms(),
             statuses={s.id.value: data.JobStatus(s.status).name for s in statuses if s.id.value >= floor},
             rows=rows,
-            results={k: sorted(v.values(), key=lambda r: (r.data.end_time, r.id.value)) for k, v in results.items()},
+            results={k: sorted(v.values(), key=lambda r: (r.data.end_time, r.id.value)) for k, v in found.items()},
+            complete=results,
         )
 
     def _may_linger(self, job_id: int, obs: Observation) -> bool:
@@ -160,15 +166,17 @@ class Checker:
         return {i: s for i, s in obs.statuses.items() if not self._may_linger(i, obs)}
 
     def _signature(self, obs: Observation) -> tuple:
+        """What counts as progress: unsettled statuses, open waiters and (in a complete
+        observation) the results of jobs that are not allowed to linger."""
         linger = {i for i in set(obs.results) | set(obs.statuses) if self._may_linger(i, obs)}
-        results = sum(len(v) for k, v in obs.results.items() if k not in linger)
+        results = sum(len(v) for k, v in obs.results.items() if k not in linger) if obs.complete else -1
         return (tuple(sorted(self._unsettled(obs).items())), results, len(self._open_waiters()))
 
     async def quiesce(self) -> Observation:
         """Wait until only far-ahead/periodic jobs are alive and every waiter has its answer,
         then once more for a claim lease; repeat if anything moved meanwhile."""
         deadline = trio.current_time() + MAX_WAIT_S
-        obs = await self.observe()
+        obs = await self.observe(results=False)
         for _ in range(4):
             self.rounds += 1
             last_sig, last_change = None, trio.current_time()
@@ -189,8 +197,8 @@ class Checker:
                 if trio.current_time() > deadline:
                     break
                 await trio.sleep(POLL_S)
-                obs = await self.observe()
-            before = self._signature(obs)
+                obs = await self.observe(results=False)
+            before = self._signature(await self.observe())
             await trio.sleep(SETTLE_S)
             obs = await self.observe()
             if self._signature(obs) == before or trio.current_time() > deadline:
@@ -199,7 +207,7 @@ class Checker:
                 print(f"settle {self.ledger.mode} seed {self.ledger.seed}: moved {before} -> {self._signature(obs)}",
                       flush=True)
             self.quiesced = False  # something moved after it looked finished: look again
-        return obs
+        return obs  # complete: the last look is the one after the settle wait
 
     # --- judging ---------------------------------------------------------------------------
     async def check(self, obs: Observation) -> None:
@@ -212,6 +220,29 @@ class Checker:
         self._check_chains(obs)
         self._check_uniq_conflicts(obs)
         await self._late_listens(obs)
+        await self._reverify()
+
+    async def _reverify(self) -> None:
+        """An observation reads statuses, rows and results one after another, so a job that was
+        mid-step (placed, or ending) while they were read can look half there. Where nothing
+        quiesces (a periodic worker that chains keeps making jobs) that is not a finding: each
+        status / row mismatch is looked at again, job by job, and kept only if it persists."""
+        suspects = {"status-without-job", "scheduled-without-status", "row-left-behind"}
+        if not any(v.kind in suspects for v in self.violations):
+            return
+        await trio.sleep(SETTLE_S)
+        kept = []
+        for v in self.violations:
+            if v.kind in suspects and v.job_id is not None:
+                status = (await self.driver.call(lambda c, i=v.job_id: c.job_status.find(
+                    data.JobId(value=i), timeout=CALL_TIMEOUT_S))).status
+                job = await self._find(v.job_id)
+                if v.kind == "status-without-job" and (status is None or job is not None):
+                    continue
+                if v.kind != "status-without-job" and (status is not None or job is None):
+                    continue
+            kept.append(v)
+        self.violations = kept
 
     async def _find(self, job_id: int) -> data.Job | None:
         found = await self.driver.call(lambda c: c.job.find(data.JobId(value=job_id), timeout=CALL_TIMEOUT_S))
@@ -236,7 +267,7 @@ class Checker:
             if job is None:
                 self.flag(2, "status-without-job", self._subject(job_id),
                           f"status {status} after quiescence, but JobService.Find finds no job"
-                          + self._results_text(obs, job_id) + self._history_text(job_id))
+                          + self._results_text(obs, job_id) + self._history_text(job_id), job_id)
                 continue
             worker_id = job.data.worker_id.value
             if worker_id not in self.ledger.worker_ids() or self._may_linger(job_id, obs):
@@ -292,11 +323,13 @@ class Checker:
             elif status is None and row is not None:
                 self.flag(1, "scheduled-without-status", subject, f"listed by JobService (run_after_time "
                           f"{row.data.run_after_time - int(obs.at):+d} ms from now, retried={row.data.retried}) "
-                          f"but has no status" + self._results_text(obs, job_id) + self._history_text(job_id))
+                          f"but has no status" + self._results_text(obs, job_id) + self._history_text(job_id),
+                          job_id)
         elif status is None:  # statuses are judged in _check_statuses
             if row is not None:
                 self.flag(5, "row-left-behind", subject, f"no status, but its job row is still listed (run_after_time "
-                          f"{row.data.run_after_time}, retried={row.data.retried})" + self._results_text(obs, job_id))
+                          f"{row.data.run_after_time}, retried={row.data.retried})" + self._results_text(obs, job_id),
+                          job_id)
             elif not finals and not (exp.deleted or exp.worker_deleted or exp.lost_ok):
                 self.flag(1, "vanished", subject, "no final result, no status, JobService.Find finds nothing"
                           + self._results_text(obs, job_id) + self._history_text(job_id))
@@ -399,7 +432,8 @@ class Checker:
         for job_id, row in obs.rows.items():
             if job_id not in known and job_id not in obs.statuses and not self._may_linger(job_id, obs):
                 self.flag(5, "row-left-behind", f"job {job_id} (not enqueued by the test)",
-                          f"no status, but its job row is listed; worker {self._worker_text(row.data.worker_id.value)}")
+                          f"no status, but its job row is listed; worker {self._worker_text(row.data.worker_id.value)}",
+                          job_id)
 
     def _check_ghosts(self, obs: Observation) -> None:
         """An enqueue the server refused with an error (not a broken connection) must leave no job."""

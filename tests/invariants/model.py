@@ -180,6 +180,8 @@ def expectation(ledger: Ledger, job: JobRecord) -> Expectation:
         statuses |= {CANCELLED}
     if worker_deleted:
         statuses |= {FATAL_ERROR}
+    if ledger.mode == "scalable" and ledger.killed_after(job.sent_at, job.final_seen_at):
+        statuses |= {FATAL_ERROR}  # a SIGKILL between two of its steps: the orphan sweep ends it so
     memory_queued = any(s.response == "DIRECT" or (s.queue == "NORMAL" and not s.periodic_ms) for s in live)
     return Expectation(
         specs=specs,

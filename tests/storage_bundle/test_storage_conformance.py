@@ -168,3 +168,34 @@ async def test_try_pop_takes_a_queued_job_or_returns_none_at_once(storage: Stora
     popped = await q.try_pop("t")
     assert popped is not None and popped.job_id == 41
     await q.ack(41)
+
+
+async def test_held_names_queued_and_in_flight_jobs_only(storage: Storage) -> None:
+    """The orphan sweep's question: does anything still hold these jobs?"""
+    q = storage.queue
+    await q.push("h", job(51))
+    await q.push("h", job(52))
+    await q.pop("h")  # 51 in flight, 52 queued
+    assert await q.held([51, 52, 53]) == {51, 52}
+    await q.ack(51)
+    assert await q.held([51, 52, 53]) == {52}
+
+
+async def test_uniq_key_holders_are_listed_until_released(storage: Storage) -> None:
+    await storage.uniq_keys.acquire("k1", 61)
+    await storage.uniq_keys.acquire("k2", 62)
+    assert sorted(await storage.uniq_keys.holders()) == [61, 62]
+    await storage.uniq_keys.release(61)
+    assert await storage.uniq_keys.holders() == [62]
+
+
+async def test_settle_orphan_ends_a_job_once_and_only_while_it_has_a_status(storage: Storage) -> None:
+    await storage.uniq_keys.acquire("orphan", 71)
+    await storage.status.set(71, data.JobStatus.PENDING, confirm=True)
+    async with storage.bus.listen_job(71) as waiter:
+        assert await storage.settler.settle_orphan(71, result(71), to_worker=False)
+        with trio.fail_after(10):
+            assert (await waiter.wait()).data.job_id.value == 71
+    assert await storage.status.get(71) is None
+    assert await storage.uniq_keys.acquire("orphan", 72) is None  # free again
+    assert not await storage.settler.settle_orphan(71, result(71), to_worker=False)  # already ended: no-op

@@ -1,0 +1,81 @@
+"""The orphan sweep ends what a process left half done when it died between two steps.
+
+The crash windows are recreated by writing the stores directly, exactly as a SIGKILL would have
+left them (the sweep's Redis scripts have their own conformance tests in tests/storage_bundle);
+time is virtual, so the grace period costs nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from jobworkerp.clock import now_ms
+from jobworkerp.lifecycle.orphans import OrphanSweep
+from jobworkerp.proto.jobworkerp import data
+from tests.worker.harness import running_system
+
+pytestmark = pytest.mark.timeout(30)
+
+GRACE_MS = 10_000
+STORE_ALL = {"store_success": True, "store_failure": True}
+
+
+async def test_orphans_are_ended_after_the_grace_period_and_live_jobs_are_not(autojump_clock) -> None:
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        app, storage = s.app, s.app.storage
+        worker = await s.worker("w", **STORE_ALL)
+        sweep = OrphanSweep(app.lifecycle, app.running, grace_ms=GRACE_MS)
+
+        # 1. Its ending stored the result and deleted the row, then the process died before the
+        #    settle step: status and uniq_key are left, the result is stored.
+        finished = 9_001
+        stored = app.lifecycle.result_of(
+            data.Job(id=data.JobId(value=finished), data=data.JobData(worker_id=worker, args=b"x")),
+            await app.workers.get(worker.value), data.ResultStatus.SUCCESS, [b"done"], now_ms())
+        await storage.repo.add_results([stored])
+        await storage.status.set(finished, data.JobStatus.RUNNING)
+        await storage.uniq_keys.acquire("k-finished", finished)
+        # 2. Died in the middle of a Delete: a status and nothing else.
+        lost = 9_002
+        await storage.status.set(lost, data.JobStatus.PENDING)
+        # 3. Died after taking a uniq_key, before the job was placed: a key without a status.
+        unplaced = 9_003
+        await storage.uniq_keys.acquire("k-unplaced", unplaced)
+        # A live job that waits far ahead (a row) must not be touched.
+        live = await s.enqueue(worker, b"later", run_after_time=now_ms() + 3_600_000, uniq_key="k-live")
+
+        async with storage.bus.listen_job(finished) as w_finished, storage.bus.listen_job(lost) as w_lost:
+            assert await sweep.sweep() == 0  # suspects are remembered, nothing is ended yet
+            await trio.sleep(GRACE_MS / 2000)
+            assert await sweep.sweep() == 0  # half the grace period: still not
+            assert await storage.status.get(lost) == data.JobStatus.PENDING
+            await trio.sleep(GRACE_MS / 1000)
+            assert await sweep.sweep() == 3
+            got = await w_finished.wait()
+            assert got.id == stored.id and got.data.status == data.ResultStatus.SUCCESS  # its own result
+            fatal = await w_lost.wait()
+            assert fatal.data.status == data.ResultStatus.FATAL_ERROR
+            assert b"lost between two steps" in fatal.data.output.items[0]
+
+        assert await storage.status.get(finished) is None and await storage.status.get(lost) is None
+        for key, job_id in (("k-finished", 1), ("k-unplaced", 2)):
+            assert await storage.uniq_keys.acquire(key, job_id) is None  # freed
+        assert await storage.uniq_keys.acquire("k-live", 3) == live  # still held by the live job
+        assert await app.jobs.status(live) == data.JobStatus.PENDING
+        assert await sweep.sweep() == 0
+
+
+async def test_a_job_held_again_within_the_grace_period_is_left_alone(autojump_clock) -> None:
+    """Something that looked orphaned for a moment (a step in progress) is not ended."""
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        app, storage = s.app, s.app.storage
+        sweep = OrphanSweep(app.lifecycle, app.running, grace_ms=GRACE_MS)
+        await storage.status.set(9_100, data.JobStatus.PENDING)  # e.g. accepted, not yet pushed
+        assert await sweep.sweep() == 0
+        worker = await s.worker("w2", **STORE_ALL)
+        await storage.repo.create_job(data.Job(id=data.JobId(value=9_100), data=data.JobData(
+            worker_id=worker, args=b"x", run_after_time=now_ms() + 3_600_000)))  # now placed
+        await trio.sleep(2 * GRACE_MS / 1000)
+        assert await sweep.sweep() == 0
+        assert await storage.status.get(9_100) == data.JobStatus.PENDING
