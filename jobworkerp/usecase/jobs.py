@@ -8,7 +8,9 @@ job cannot finish unseen.
 from __future__ import annotations
 
 import builtins
+import logging
 import math
+from collections.abc import Awaitable
 
 import trio
 
@@ -22,6 +24,8 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.service import JobRequest
 from jobworkerp.storage import Storage
 from jobworkerp.usecase.workers import Workers
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_MS = 31_536_000_000  # one year, when the request gives none
 DIRECT_WAIT_GRACE_S = 5.0  # beyond the job timeout, for queueing and result hand-off
@@ -80,8 +84,7 @@ class Jobs:
                 return job.id.value, await self._run_direct(job, worker)
             await self._lifecycle.accept(job, worker)
         except BaseException:
-            with trio.CancelScope(shield=True):
-                await self._storage.uniq_keys.release(job.id.value)
+            await _undo(self._storage.uniq_keys.release(job.id.value), f"release of job {job.id.value}'s uniq_key")
             raise
         return job.id.value, None
 
@@ -109,8 +112,7 @@ class Jobs:
                                        f"per attempt, with retries)")
             finally:
                 if not finished:  # caller gone or timed out: nobody can receive the result any more
-                    with trio.CancelScope(shield=True):
-                        await self.delete(job_id)
+                    await _undo(self.delete(job_id), f"delete of DIRECT job {job_id} whose caller left")
 
     async def find(self, job_id: int) -> data.Job | None:
         """Where it waits or runs: its row (scheduled, backed up), its queue entry, or this
@@ -140,3 +142,23 @@ class Jobs:
 
     async def all_statuses(self) -> builtins.list[tuple[int, data.JobStatus]]:  # (`list` is a method here)
         return await self._storage.status.all()
+
+
+UNDO_TIMEOUT_S = 5.0
+
+
+async def _undo(step: Awaitable[object], what: str) -> None:
+    """Clean up after a request that failed or was cancelled: shielded (the caller's cancel must
+    not skip it) but bounded, and never raising — the request already has its outcome, and
+    storage that cannot be reached (a server stopping, an outage) must not turn a cancelled
+    request into a crash. What is left behind is ended by the orphan sweep (Scalable) or dies
+    with the process (Standalone)."""
+    with trio.move_on_after(UNDO_TIMEOUT_S) as scope:
+        scope.shield = True
+        try:
+            await step
+        except Exception as e:
+            log.warning("%s failed: %s: %s", what, type(e).__name__, e)
+            return
+    if scope.cancelled_caught:
+        log.warning("%s gave up after %.0f s", what, UNDO_TIMEOUT_S)
