@@ -18,7 +18,9 @@ exactly one result visible to its waiters, or stays visibly queued or scheduled:
   job's status or uniq_key, and a crash in between leaves a job that will run again rather than
   a job that is half gone;
 * a re-run is placed (row and queue entry written) before the old queue entry is acknowledged,
-  so a crash in between can run an attempt twice but never lose the job;
+  so a crash in between can run an attempt twice but never lose the job; when it goes back to
+  a queue, push and acknowledgement are one step, because the new copy has the same id and an
+  acknowledgement landing after it was popped again would drop the new copy's in-flight record;
 * where a job waits was decided at enqueue (`Ticket`), not re-derived from the worker's current
   definition, so worker updates cannot strand a job whose row or queue entry the new definition
   does not expect.
@@ -80,7 +82,9 @@ class JobLifecycle:
         return await self._place(job, worker, int(worker.data.queue_type), had_row=False, new=True)
 
     async def _place(self, job: data.Job, worker: data.Worker, queue_type: int, *, had_row: bool,
-                     new: bool) -> Ticket:
+                     new: bool, ack: bool = False) -> Ticket:
+        """Write the job where its route says. `ack` (a re-run of a popped job): acknowledge the
+        previous run's queue entry — with the push when it goes back to a queue, else after."""
         wd = worker.data
         assert wd is not None  # a stored worker always has its data
         jd = job.data
@@ -104,7 +108,9 @@ class JobLifecycle:
             # (row or queue entry) without the status that shows it.
             await self.storage.status.set(job.id.value, PENDING, confirm=new)
             if where.queued:
-                await self.storage.queue.push(channel_of(wd), ticket)
+                await self.storage.queue.push(channel_of(wd), ticket, ack=ack)
+            elif ack:  # not queued again, so no pop can take this id before the ack lands
+                await self.storage.queue.ack(job.id.value)
         except BaseException:
             if new:  # refused as a whole: leave nothing of it behind (its caller gets the error)
                 with trio.CancelScope(shield=True):
@@ -171,11 +177,9 @@ class JobLifecycle:
             await self._results.write(result)
         # A job taken from a row takes its worker's queue type (rows do not record one).
         queue_type = active.ticket.queue_type if active.from_queue else int(wd.queue_type)
-        await self._place(again, worker, queue_type, had_row=active.has_row, new=False)
+        await self._place(again, worker, queue_type, had_row=active.has_row, new=False, ack=active.from_queue)
         active.settled = True
         self.running.remove(active)
-        if active.from_queue:
-            await self.storage.queue.ack(active.job_id)
         if announce:
             await self.storage.bus.publish(result, to_job=True, to_worker=to_worker(worker))
         if active.deleted:  # deleted while being placed again: end what was just placed

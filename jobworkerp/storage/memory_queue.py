@@ -39,7 +39,9 @@ class MemoryJobQueue:
             ch = self._channels[name] = _Channel()
         return ch
 
-    async def push(self, channel: str, ticket: Ticket) -> None:
+    async def push(self, channel: str, ticket: Ticket, *, ack: bool = False) -> None:
+        if ack:
+            self._in_flight.pop(ticket.job_id, None)
         self._put(channel, ticket, front=False)
 
     def _put(self, channel: str, ticket: Ticket, *, front: bool) -> None:

@@ -52,8 +52,10 @@ PoisonHandler = Callable[[Ticket, str], Awaitable[None]]  # (ticket, reason)
 
 
 class JobQueue(Protocol):
-    async def push(self, channel: str, ticket: Ticket) -> None:
-        """Queue a job (uniq_key is checked before, by the UniqKeyGuard)."""
+    async def push(self, channel: str, ticket: Ticket, *, ack: bool = False) -> None:
+        """Queue a job (uniq_key is checked before, by the UniqKeyGuard). `ack`: a re-run of a
+        job this process popped — its previous run is acknowledged in the same step, so the
+        acknowledgement can never hit the new copy (same id) once that is popped."""
 
     async def pop(self, channel: str) -> Ticket:
         """Wait for and take the next job of the channel (highest priority, oldest first);

@@ -96,10 +96,16 @@ end
 # --- Scripts ----------------------------------------------------------------------------------
 
 # PUSH: queue a job (an id already queued is moved: new bytes, new channel, back of its priority).
-# KEYS: jobs, channels, sequence, queue:{channel}, queue-wake:{channel}
-# ARGV: queue_stem, id, channel, rank (0..2), job bytes.  Returns 1.
+# With ARGV[6] = '1' (a re-run) it also drops this instance's in-flight record of the job's
+# previous run, in the same step: acked separately, the ack could land after the new copy was
+# popped and delete the new copy's record instead (then a release or a crash would lose it).
+# KEYS: jobs, channels, sequence, queue:{channel}, queue-wake:{channel}, inflight:{instance}, crashes
+# ARGV: queue_stem, id, channel, rank (0..2), job bytes, ack ('1' / '0').  Returns 1.
 PUSH = _LUA_NOTIFY + """
 local id = ARGV[2]
+if ARGV[6] == '1' and redis.call('HDEL', KEYS[6], id) == 1 then
+  redis.call('HDEL', KEYS[7], id)
+end
 local old = redis.call('HGET', KEYS[2], id)
 if old then redis.call('ZREM', ARGV[1] .. old, id) end
 local seq = redis.call('INCR', KEYS[3])
@@ -303,10 +309,10 @@ class RedisJobQueue:
 
     # --- JobQueue ---------------------------------------------------------------------------
 
-    async def push(self, channel: str, ticket: Ticket) -> None:
+    async def push(self, channel: str, ticket: Ticket, *, ack: bool = False) -> None:
         k = self.keys
-        keys = [k.jobs, k.channels, k.sequence, k.queue(channel), k.wake(channel)]
-        args = [k.queue_stem, ticket.job_id, channel, priority_rank(ticket.job), ticket.encode()]
+        keys = [k.jobs, k.channels, k.sequence, k.queue(channel), k.wake(channel), self.inflight_key, k.crashes]
+        args = [k.queue_stem, ticket.job_id, channel, priority_rank(ticket.job), ticket.encode(), "1" if ack else "0"]
         await self._redis.script(self._push, keys, args)
 
     async def pop(self, channel: str) -> Ticket:

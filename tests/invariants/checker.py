@@ -62,6 +62,10 @@ STABLE_S = 30.0
 SETTLE_S = (CLAIM_LEASE_MS + 3 * FETCH_INTERVAL_MS + 300) / 1000
 POLL_S = 0.25
 DELETE_SETTLE_S = 10.0
+# The server's orphan sweep (Scalable) ends what a killed process left half done one grace period
+# after it is first seen: max(10 s, 2 claim leases, 10 process leases) = 10 s with the test
+# server's settings (tests/invariants/server.py), plus two sweep intervals of 5 s, plus margin.
+ORPHAN_SWEEP_S = 30.0
 PAGE = 500
 _JOB_IN_MESSAGE = re.compile(r"job (\d+)")
 DEBUG = os.environ.get("JWTEST_DEBUG") == "1"  # print why quiescence is not reached yet
@@ -587,27 +591,43 @@ class Checker:
     async def _probe(self, probe: int, key: str, live_holders: list[int], when: str) -> None:
         request = svc.JobRequest(worker_id=data.WorkerId(value=probe), uniq_key=key,
                                  args=bytes(runner_pb.CommandArgs()), run_after_time=int(now_ms()) + FAR_MS)
+        # Scalable after a SIGKILL: a key taken by an enqueue that died before placing its job
+        # is freed by the server's orphan sweep, one grace period later (not at once).
+        sweep_deadline = trio.current_time() + (ORPHAN_SWEEP_S if self.ledger.mode == "scalable" and any(
+            r.kill for r in self.ledger.restarts) else 0)
+        while True:
+            if await self._probe_once(probe, key, live_holders, when, request,
+                                      last=trio.current_time() >= sweep_deadline):
+                return
+            await trio.sleep(1.0)
+
+    async def _probe_once(self, probe: int, key: str, live_holders: list[int], when: str,
+                          request: svc.JobRequest, *, last: bool) -> bool:
+        """One probe; False when the key is held by a gone job and `last` is not set (look again)."""
         try:
             reply = await self.driver.call(lambda c: c.job.enqueue(request, timeout=CALL_TIMEOUT_S))
         except GRPCError as e:
             if e.status != Status.ALREADY_EXISTS or live_holders:
                 if e.status != Status.ALREADY_EXISTS:
                     self.flag(3, "uniq-probe-failed", f"uniq={key}", f"probe enqueue failed: {describe_error(e)}")
-                return
+                return True
             match = HOLDER.search(e.message or "")
             holder = int(match.group(1)) if match else 0
             status = await self.driver.call(lambda c: c.job_status.find(data.JobId(value=holder),
                                                                         timeout=CALL_TIMEOUT_S))
             job = await self._find(holder) if holder else None
             if status.status is None and job is None:
+                if not last:
+                    return False
                 self.flag(3, "uniq-held-by-finished", f"uniq={key}",
                           f"still taken{when} by {self._subject(holder) if holder else '?'}, which has no status and "
                           f"no job (finished or gone); the server said: {e.message}")
-            return
+            return True
         await self._delete(reply.id.value)
         if live_holders:
             self.flag(3, "uniq-not-held", f"uniq={key}", f"a new job got the key while "
                       f"{', '.join(self._subject(h) for h in live_holders)} still waits with it")
+        return True
 
     async def _delete(self, job_id: int) -> None:
         try:

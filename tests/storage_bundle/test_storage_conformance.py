@@ -199,3 +199,18 @@ async def test_settle_orphan_ends_a_job_once_and_only_while_it_has_a_status(stor
     assert await storage.status.get(71) is None
     assert await storage.uniq_keys.acquire("orphan", 72) is None  # free again
     assert not await storage.settler.settle_orphan(71, result(71), to_worker=False)  # already ended: no-op
+
+
+async def test_a_rerun_push_acknowledges_the_previous_run_in_the_same_step(storage: Storage) -> None:
+    """The re-run's copy has the same id: once it is popped, nothing of the previous run's
+    acknowledgement may touch it (a release must still find it in flight)."""
+    q = storage.queue
+    await q.push("r", job(81))
+    await q.pop("r")  # the first run
+    await q.push("r", job(81), ack=True)  # its retry goes back, acknowledging the first run
+    assert (await q.pop("r")).job_id == 81  # the retry is taken
+    await q.release(81)  # its run is interrupted: it must go back, not vanish
+    assert await q.held([81]) == {81}
+    assert (await q.pop("r")).job_id == 81
+    await q.ack(81)
+    assert await q.held([81]) == set()
