@@ -20,7 +20,7 @@ import trio
 import trio_asyncio
 
 from tests.invariants.harness import SequenceReport, run_sequence
-from tests.invariants.ops import TEST_PROFILE
+from tests.invariants.ops import SOAK_PROFILE, TEST_PROFILE, Profile
 from tests.invariants.rpc import open_rpc
 from tests.invariants.server import InvariantServer
 
@@ -40,21 +40,28 @@ SEEDS: dict[int, str] = {
     960106: "a concurrency-1 channel with a due job always waiting (a fast periodic worker) never ran its "
             "queued jobs: the queue fetcher gave its slot away before looking at the queue (Scalable)",
 }
+# Seeds of `just soak`'s longer sequences (SOAK_PROFILE; replay with bench/soak.py --seed N).
+SOAK_SEEDS: dict[int, str] = {
+    303710: "Scalable: a FORCED_RDB job enqueued just before a SIGKILL kept its row but lost its PENDING "
+            "status (written fire-and-forget after the reply), and a uniq_key taken by an enqueue killed "
+            "before placing its job stayed taken for good",
+}
+CASES = [(seed, TEST_PROFILE) for seed in SEEDS] + [(seed, SOAK_PROFILE) for seed in SOAK_SEEDS]
 
 
-async def _run(server: InvariantServer, seed: int, reports: list[SequenceReport]) -> None:
+async def _run(server: InvariantServer, seed: int, profile: Profile, reports: list[SequenceReport]) -> None:
     if not server.alive():  # an earlier case left it down: start it again on the same storage
         await server.start()
     async with open_rpc(server) as rpc:
-        reports.append(await run_sequence(server, rpc, seed, TEST_PROFILE))
+        reports.append(await run_sequence(server, rpc, seed, profile))
 
 
-@pytest.mark.parametrize("seed", list(SEEDS), ids=[f"seed_{seed}" for seed in SEEDS])
-async def test_invariants_hold(seed: int, servers: dict[str, InvariantServer]) -> None:
+@pytest.mark.parametrize(("seed", "profile"), CASES, ids=[f"seed_{seed}" for seed, _ in CASES])
+async def test_invariants_hold(seed: int, profile: Profile, servers: dict[str, InvariantServer]) -> None:
     reports: list[SequenceReport] = []
     async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
         for server in servers.values():
-            nursery.start_soon(_run, server, seed, reports)
+            nursery.start_soon(_run, server, seed, profile, reports)
     failed = [r.render() for r in reports if r.violations]
     assert not failed, "\n\n" + "\n\n".join(failed)
     if "scalable" not in servers:
