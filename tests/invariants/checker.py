@@ -61,7 +61,9 @@ MAX_WAIT_S = 180.0
 STABLE_S = 30.0
 SETTLE_S = (CLAIM_LEASE_MS + 3 * FETCH_INTERVAL_MS + 300) / 1000
 POLL_S = 0.25
-DELETE_SETTLE_S = 10.0
+# How long a deleted running job may take to end (its runner host is killed and replaced): only
+# decides how soon a delete that had no effect is reported, so sized for a slow, busy machine.
+DELETE_SETTLE_S = 60.0
 # The server's orphan sweep (Scalable) ends what a killed process left half done one grace period
 # after it is first seen: max(10 s, 2 claim leases, 10 process leases) = 10 s with the test
 # server's settings (tests/invariants/server.py), plus two sweep intervals of 5 s, plus margin.
@@ -556,10 +558,12 @@ class Checker:
             await self._probe(probe, key, holders.get(key, []), "")
         # Delete everything still alive, then every key must be free and every trace gone.
         alive = []
+        delete_errors: dict[int, str] = {}
         for job_id in sorted(set(obs.statuses) | set(obs.rows)):
             if await self._find(job_id) is not None:  # status-only ghosts are already reported
                 alive.append(job_id)
-            await self._delete(job_id)
+            if (error := await self._delete(job_id)) is not None:
+                delete_errors[job_id] = error
         for job_id in alive:
             # A running job is cancelled asynchronously (it reports CANCELLED itself): give it time.
             with trio.move_on_after(DELETE_SETTLE_S):
@@ -572,8 +576,10 @@ class Checker:
                     await trio.sleep(POLL_S)
             if status.status is not None or job is not None:
                 self.flag(2 if job is None else 5, "survives-delete", self._subject(job_id),
-                          f"after JobService.Delete: status {status.status and data.JobStatus(status.status).name}, "
-                          f"Find {'finds' if job else 'finds nothing'}")
+                          f"{DELETE_SETTLE_S:.0f} s after JobService.Delete "
+                          f"({delete_errors.get(job_id, 'which answered')}): status "
+                          f"{status.status and data.JobStatus(status.status).name}, "
+                          f"Find {'finds it' if job else 'finds nothing'}" + self._history_text(job_id))
         for key in sorted(holders):
             await self._probe(probe, key, [], " after its holder was deleted")
         await self.driver.call(lambda c: c.worker.delete(data.WorkerId(value=probe), timeout=CALL_TIMEOUT_S))
@@ -629,8 +635,10 @@ class Checker:
                       f"{', '.join(self._subject(h) for h in live_holders)} still waits with it")
         return True
 
-    async def _delete(self, job_id: int) -> None:
+    async def _delete(self, job_id: int) -> str | None:
+        """JobService.Delete; the error it answered, if any (judged by what remains after it)."""
         try:
             await self.driver.call(lambda c: c.job.delete(data.JobId(value=job_id), timeout=CALL_TIMEOUT_S))
-        except GRPCError:
-            pass
+        except GRPCError as e:
+            return f"which failed: {describe_error(e)}"
+        return None
