@@ -79,12 +79,14 @@ class JobLifecycle:
         """Place a new job (client enqueue, next_workers chain); its uniq_key is already taken.
 
         On failure nothing of the job is left behind (no row, no status)."""
-        return await self._place(job, worker, int(worker.data.queue_type), had_row=False, new=True)
+        ticket, _ = await self._place(job, worker, int(worker.data.queue_type), had_row=False, new=True)
+        return ticket
 
     async def _place(self, job: data.Job, worker: data.Worker, queue_type: int, *, had_row: bool,
-                     new: bool, ack: bool = False) -> Ticket:
+                     new: bool, ack: bool = False) -> tuple[Ticket, bool]:
         """Write the job where its route says. `ack` (a re-run of a popped job): acknowledge the
-        previous run's queue entry — with the push when it goes back to a queue, else after."""
+        previous run's queue entry with the push, when the job goes back to a queue. Returns the
+        ticket and whether it was queued (i.e. whether `ack` was done)."""
         wd = worker.data
         assert wd is not None  # a stored worker always has its data
         jd = job.data
@@ -109,8 +111,6 @@ class JobLifecycle:
             await self.storage.status.set(job.id.value, PENDING, confirm=new)
             if where.queued:
                 await self.storage.queue.push(channel_of(wd), ticket, ack=ack)
-            elif ack:  # not queued again, so no pop can take this id before the ack lands
-                await self.storage.queue.ack(job.id.value)
         except BaseException:
             if new:  # refused as a whole: leave nothing of it behind (its caller gets the error)
                 with trio.CancelScope(shield=True):
@@ -125,7 +125,7 @@ class JobLifecycle:
                 # The worker was deleted while this row was written: the due-job fetchers only
                 # look for rows of existing workers, so nothing would ever run it. End it now.
                 await self.end_jobs_of_deleted_worker(worker.id.value)
-        return ticket
+        return ticket, where.queued
 
     async def restore(self, job: data.Job, worker: data.Worker) -> None:
         """Queue again a WITH_BACKUP job whose queue entry was lost (restart, Redis flushed)."""
@@ -177,9 +177,12 @@ class JobLifecycle:
             await self._results.write(result)
         # A job taken from a row takes its worker's queue type (rows do not record one).
         queue_type = active.ticket.queue_type if active.from_queue else int(wd.queue_type)
-        await self._place(again, worker, queue_type, had_row=active.has_row, new=False, ack=active.from_queue)
-        active.settled = True
+        _, acked = await self._place(again, worker, queue_type, had_row=active.has_row, new=False,
+                                     ack=active.from_queue)
+        active.settled = True  # placed again: from here on nothing may release the old run
         self.running.remove(active)
+        if active.from_queue and not acked:  # not queued again, so no pop can take it before this lands
+            await self.storage.queue.ack(active.job_id)
         if announce:
             await self.storage.bus.publish(result, to_job=True, to_worker=to_worker(worker))
         if active.deleted:  # deleted while being placed again: end what was just placed

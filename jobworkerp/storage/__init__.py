@@ -25,6 +25,8 @@ from jobworkerp.storage.rdb import Repository
 from jobworkerp.storage.settle import JobSettler, MemoryJobSettler
 from jobworkerp.storage.uniq_keys import MemoryUniqKeyGuard, UniqKeyGuard
 
+CLOSE_S = 10.0  # longest wait for closing a driver at shutdown
+
 
 class WorkerEvents(Protocol):
     """Tells every process when a worker definition changed (so caches are dropped) and when a
@@ -138,7 +140,7 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
             )
             nursery.cancel_scope.cancel()
     finally:
-        with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_S):
             await bus.aclose()
 
 
@@ -159,6 +161,9 @@ async def _open_scalable(config: Config) -> AsyncIterator[Storage]:
                                  result_ttl_ms=config.job_result_ttl_seconds * 1000) as storage:
             yield storage
     finally:
-        with trio.CancelScope(shield=True):
+        # Shielded so a cancelled start-up still closes them, but bounded: a stop must not hang on
+        # a database or Redis that does not answer (the OS closes the sockets when we exit).
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_S):
             await repo.aclose()
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_S):
             await close_redis(client)

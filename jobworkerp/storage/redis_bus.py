@@ -42,6 +42,7 @@ return #KEYS - 1
 # How long a job waiter trusts pub/sub alone before it also looks at the job's result key: a
 # message lost while the subscription connection reconnected costs at most this much delay.
 RECHECK_S = 1.0
+UNSUBSCRIBE_S = 5.0  # longest wait for an UNSUBSCRIBE (or closing the subscription) to complete
 
 
 class _RedisJobWaiter(JobResultWaiter):
@@ -107,7 +108,7 @@ class RedisResultBus:
             task_status.started()
 
     async def aclose(self) -> None:
-        with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + UNSUBSCRIBE_S):
             await self._subscription.aclose()
 
     async def _add(self, topic: str) -> None:
@@ -118,7 +119,9 @@ class RedisResultBus:
                 await self._subscription.subscribe(topic)
 
     async def _drop(self, topic: str) -> None:
-        with trio.CancelScope(shield=True):
+        # Shielded (a cancelled listener must still unsubscribe) but bounded: at a stop, or with
+        # Redis unreachable, an UNSUBSCRIBE that never completes must not hold the process.
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + UNSUBSCRIBE_S):
             async with self._lock:
                 count = self._refcount.get(topic, 0) - 1
                 if count > 0:

@@ -174,3 +174,31 @@ async def test_a_busy_due_source_does_not_starve_the_queue(autojump_clock: Any) 
         for job_id in series:
             assert await s.app.jobs.delete(job_id)
     assert [r.data.status for r in results] == [SUCCESS] * 3
+
+
+async def test_a_failed_ack_after_a_retry_was_placed_does_not_run_the_attempt_again(autojump_clock: Any) -> None:
+    """Found by the soak (an injected queue.ack fault): the retry was already placed as a row when
+    acknowledging the previous run failed, and the executor then released that run back to the
+    queue, so attempt 0 ran twice besides its retry. Once placed, the old run is never released."""
+    policy = data.RetryPolicy(type=data.RetryType.CONSTANT, interval=2000, basis=1.0, max_retry=1)
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        w = await s.worker("ack-fails", retry_policy=policy, **STORE_ALL)
+        queue = s.app.storage.queue
+        real_ack = queue.ack
+        failed = trio.Event()
+
+        async def ack_failing_once(job_id: int) -> None:
+            if not failed.is_set():
+                failed.set()
+                raise ConnectionError("queue storage blinked")
+            await real_ack(job_id)
+
+        queue.ack = ack_failing_once  # type: ignore[method-assign]
+        job_id = await s.enqueue(w, b"fail")
+        final = await s.listen(w, job_id)
+        assert failed.is_set()
+        attempts = await s.app.storage.repo.list_results_by_job_id(job_id)
+    assert final.data.status == data.ResultStatus.MAX_RETRY
+    assert sorted((r.data.retried, r.data.status) for r in attempts) == [
+        (0, data.ResultStatus.ERROR_AND_RETRY), (1, data.ResultStatus.MAX_RETRY)]
+    assert len(s.pool.calls) == 2  # the first attempt and its one retry, nothing more
