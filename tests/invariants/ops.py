@@ -191,7 +191,7 @@ def _valid(spec: WorkerSpec) -> WorkerSpec:
 
 
 def _random_spec(rng: random.Random, runner: str, others: list[str]) -> WorkerSpec:
-    """A valid random worker; `others` are the faulty workers it may chain to."""
+    """A valid random worker; `others` are the (non-periodic) faulty workers it may chain to."""
     response = rng.choices(RESPONSE_TYPES, weights=(4, 3, 4))[0]
     periodic = rng.choice((400, 600, 900)) if response != "DIRECT" and rng.random() < 0.12 else 0
     retry = (rng.choice((100, 200, 300)), rng.randint(0, 3)) if rng.random() < 0.6 else None
@@ -207,8 +207,14 @@ def _random_spec(rng: random.Random, runner: str, others: list[str]) -> WorkerSp
     ))
 
 
-def _mutate(rng: random.Random, spec: WorkerSpec, faulty_syms: list[str]) -> WorkerSpec:
-    """Change one or two settings; queue and response type flips are the likeliest."""
+def _mutate(rng: random.Random, spec: WorkerSpec, faulty_syms: list[str], *, chained_to: bool = False
+            ) -> WorkerSpec:
+    """Change one or two settings; queue and response type flips are the likeliest.
+
+    A worker never becomes periodic while another chains to it, and chains never point at a
+    periodic worker (`faulty_syms` excludes them): every chained job of a periodic worker lives
+    forever, so a periodic chain makes jobs multiply without end — a load the machine cannot
+    drain (bounding that is a resource-limits question, not one of a job's life)."""
     for _ in range(rng.choice((1, 1, 2))):
         what = rng.choices(("queue", "response", "retry", "periodic", "next", "channel"),
                            weights=(6, 5, 2, 1, 1, 1))[0]
@@ -218,7 +224,7 @@ def _mutate(rng: random.Random, spec: WorkerSpec, faulty_syms: list[str]) -> Wor
             spec = replace(spec, response=rng.choice([r for r in RESPONSE_TYPES if r != spec.response]))
         elif what == "retry":
             spec = replace(spec, retry=None if spec.retry else (rng.choice((100, 200)), rng.randint(1, 3)))
-        elif what == "periodic":
+        elif what == "periodic" and (spec.periodic_ms or not chained_to):
             spec = replace(spec, periodic_ms=0 if spec.periodic_ms else rng.choice((400, 600)))
             if spec.periodic_ms and spec.response == "DIRECT":
                 spec = replace(spec, response="NO_RESULT")
@@ -241,7 +247,7 @@ def generate(seed: int, profile: Profile = TEST_PROFILE) -> Sequence:
     runners = ["faulty"] + [rng.choice(RUNNERS) for _ in range(n_initial - 1)]
     for i, runner in enumerate(runners):
         sym = f"w{i}"
-        faulty_syms = [s for s, sp in specs.items() if sp.runner == "faulty"]
+        faulty_syms = [s for s, sp in specs.items() if sp.runner == "faulty" and not sp.periodic_ms]
         specs[sym] = _random_spec(rng, runner, faulty_syms)
         setup.append(CreateWorker(sym, specs[sym]))
     deleted: set[str] = set()
@@ -254,7 +260,8 @@ def generate(seed: int, profile: Profile = TEST_PROFILE) -> Sequence:
         lane = rng.randrange(profile.lanes)
         delay = rng.choice((0, 0, 10, 30, 60, 100, 150, 250))
         live = [s for s in specs if s not in deleted]
-        faulty_syms = [s for s in live if specs[s].runner == "faulty"]
+        faulty_syms = [s for s in live if specs[s].runner == "faulty" and not specs[s].periodic_ms]
+        chain_targets = {t for s in live for t in specs[s].next_workers}
         kinds = ["enqueue", "update", "delete_job", "create", "delete_worker"]
         weights = [55, 15, 10, 3, 2]
         if restarts and n_restarts < 2:
@@ -283,7 +290,7 @@ def generate(seed: int, profile: Profile = TEST_PROFILE) -> Sequence:
                 next_ref += 1
         elif kind == "update" and live:
             sym = rng.choice(live)
-            specs[sym] = _mutate(rng, specs[sym], [s for s in faulty_syms if s != sym])
+            specs[sym] = _mutate(rng, specs[sym], [s for s in faulty_syms if s != sym], chained_to=sym in chain_targets)
             steps.append(Step(lane, delay, UpdateWorker(sym, specs[sym])))
         elif kind == "delete_job":
             if next_ref and rng.random() < 0.75:
