@@ -97,6 +97,10 @@ class JobLifecycle:
         ticket = Ticket(job, backed=where is Route.RDB_AND_QUEUE, queue_type=queue_type)
         repo = self.storage.repo
         try:
+            # The status first, so no place ever holds the job without it (confirmed for a new
+            # job: once its enqueue is answered, a crash must not leave it without its status);
+            # a failure before the job is placed leaves a re-run's previous run untouched.
+            await self.storage.status.set(job.id.value, PENDING, confirm=new)
             if where.has_row:
                 jd.grabbed_until_time = 0
                 row = _backup_row(job) if where is Route.RDB_AND_QUEUE else job
@@ -104,13 +108,10 @@ class JobLifecycle:
                     await repo.create_job(row)
                 else:
                     await repo.upsert_job(row)
-            elif had_row:
-                await repo.delete_job(job.id.value)  # a re-run that waits in the queue only
-            # Confirmed for a new job: once its enqueue is answered, a crash must not leave it
-            # (row or queue entry) without the status that shows it.
-            await self.storage.status.set(job.id.value, PENDING, confirm=new)
             if where.queued:
                 await self.storage.queue.push(channel_of(wd), ticket, ack=ack)
+            if had_row and not where.has_row:
+                await repo.delete_job(job.id.value)  # a re-run that now waits in the queue only
         except BaseException:
             if new:  # refused as a whole: leave nothing of it behind (its caller gets the error)
                 with trio.CancelScope(shield=True):
@@ -173,14 +174,16 @@ class JobLifecycle:
         and streams, but the job lives on: its status, row and uniq_key stay)."""
         wd = worker.data
         assert wd is not None  # a stored worker always has its data
-        if should_store(result.data.status, wd):
-            await self._results.write(result)
         # A job taken from a row takes its worker's queue type (rows do not record one).
         queue_type = active.ticket.queue_type if active.from_queue else int(wd.queue_type)
         _, acked = await self._place(again, worker, queue_type, had_row=active.has_row, new=False,
                                      ack=active.from_queue)
         active.settled = True  # placed again: from here on nothing may release the old run
         self.running.remove(active)
+        # Stored once the next run is placed: if placing fails, the run is released and repeats,
+        # and each attempt still has one stored result.
+        if should_store(result.data.status, wd):
+            await self._results.write(result)
         if active.from_queue and not acked:  # not queued again, so no pop can take it before this lands
             await self.storage.queue.ack(active.job_id)
         if announce:

@@ -202,3 +202,34 @@ async def test_a_failed_ack_after_a_retry_was_placed_does_not_run_the_attempt_ag
     assert sorted((r.data.retried, r.data.status) for r in attempts) == [
         (0, data.ResultStatus.ERROR_AND_RETRY), (1, data.ResultStatus.MAX_RETRY)]
     assert len(s.pool.calls) == 2  # the first attempt and its one retry, nothing more
+
+
+async def test_a_status_error_while_placing_a_retry_repeats_the_attempt_with_one_result_each(
+        autojump_clock: Any) -> None:
+    """Found by the soak (an injected status.set fault): placing the retry failed after the
+    attempt's result was stored, the attempt ran again, and the job showed more retried attempts
+    than its policy allows. Now nothing of the retry is placed before its status, and the result
+    is stored only once the retry is placed: the attempt repeats (at-least-once on a storage
+    error) and each attempt has exactly one stored result."""
+    policy = data.RetryPolicy(type=data.RetryType.CONSTANT, interval=2000, basis=1.0, max_retry=1)
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        w = await s.worker("status-fails", retry_policy=policy, **STORE_ALL)
+        status = s.app.storage.status
+        real_set = status.set
+        failed = trio.Event()
+
+        async def set_failing_once(job_id: int, value: data.JobStatus, *, confirm: bool = False) -> None:
+            if value == data.JobStatus.PENDING and not confirm and not failed.is_set():  # the retry's
+                failed.set()
+                raise ConnectionError("status storage blinked")
+            await real_set(job_id, value, confirm=confirm)
+
+        status.set = set_failing_once  # type: ignore[method-assign]
+        job_id = await s.enqueue(w, b"fail")
+        final = await s.listen(w, job_id)
+        assert failed.is_set()
+        attempts = await s.app.storage.repo.list_results_by_job_id(job_id)
+    assert final.data.status == data.ResultStatus.MAX_RETRY
+    assert sorted((r.data.retried, r.data.status) for r in attempts) == [
+        (0, data.ResultStatus.ERROR_AND_RETRY), (1, data.ResultStatus.MAX_RETRY)]
+    assert len(s.pool.calls) == 3  # attempt 0 ran again after its report failed, then its retry
