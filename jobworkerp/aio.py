@@ -30,9 +30,54 @@ async def open_asyncio_bridge() -> AsyncIterator[None]:
         yield
 
 
+class _BridgedCalls:
+    """The trio calls asyncio code (gRPC handlers) has made and that have not returned yet."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = trio.Event()
+        self.idle.set()
+
+
+_CALLS: trio.lowlevel.RunVar[_BridgedCalls] = trio.lowlevel.RunVar("jobworkerp_bridged_calls")
+
+
+def _calls() -> _BridgedCalls:
+    try:
+        return _CALLS.get()
+    except LookupError:
+        calls = _BridgedCalls()
+        _CALLS.set(calls)
+        return calls
+
+
+async def _tracked(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    calls = _calls()
+    calls.count += 1
+    calls.idle = trio.Event() if calls.count == 1 else calls.idle
+    try:
+        return await fn(*args)
+    finally:
+        calls.count -= 1
+        if calls.count == 0:
+            calls.idle.set()
+
+
 async def call_trio(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """From asyncio code: run a trio coroutine function and return its value."""
-    return await trio_asyncio.trio_as_aio(fn)(*args)
+    return await trio_asyncio.trio_as_aio(_tracked)(fn, *args)
+
+
+async def wait_for_bridged_calls(timeout_s: float) -> int:
+    """Wait (at most `timeout_s`) until every `call_trio` call has returned; how many have not.
+
+    A gRPC handler cancelled by the server's shutdown (or by its client) still runs its trio
+    side to the end — e.g. the cleanup of a half-accepted job — and that needs storage: the
+    server waits for them before it closes storage, so no cleanup meets a closed client."""
+    calls = _calls()
+    with trio.move_on_after(timeout_s):
+        await calls.idle.wait()
+    return calls.count
 
 
 def iterate_trio(agen: AsyncIterator[T]) -> AsyncIterator[T]:

@@ -28,7 +28,7 @@ import trio
 
 from actors.process_pool import ProcessPool
 from actors.supervisor import ChildSpec, Supervisor
-from jobworkerp.aio import open_asyncio_bridge
+from jobworkerp.aio import open_asyncio_bridge, wait_for_bridged_calls
 from jobworkerp.config import STANDALONE, ChannelConfig, Config, ConfigError
 from jobworkerp.front.server import serve_grpc
 from jobworkerp.front.services import build_services
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 MODES = ("all-in-one", "grpc-front", "worker")
 
 # Modules a runner host imports at start, so the first job does not pay for them.
+REQUEST_DRAIN_S = 15.0  # how long a stop waits for requests to finish their storage work
 RUNNER_HOST_PRELOAD = ("jobworkerp.runners.host", "jobworkerp.runners.command")
 
 
@@ -190,6 +191,11 @@ async def run_server(
                 if not serves_jobs:
                     await stop.wait()
             front_stop.set()
+        # Requests the front has let go of may still be finishing their trio side (cleanups):
+        # they need storage, which closes below.
+        if (unfinished := await wait_for_bridged_calls(REQUEST_DRAIN_S)):
+            log.warning("%d request(s) still unfinished %.0f s after the front stopped", unfinished,
+                        REQUEST_DRAIN_S)
         # Last, once no request can add more: queued jobs that would die with this process
         # (Standalone's memory queue) are kept as rows, and run after a restart.
         with trio.CancelScope(shield=True):

@@ -232,13 +232,16 @@ class MemoryRepository:
 
         return await self._op(due)
 
-    async def claim_job(self, job_id: int, expected_grabbed_until: int, grabbed_until: int) -> bool:
+    async def claim_job(self, job_id: int, expected_grabbed_until: int, grabbed_until: int, *,
+                        run_after_time: int | None = None) -> bool:
         def claim() -> bool:
             raw = self._jobs.get(job_id)
             if raw is None:
                 return False
             job = data.Job.parse(raw)
             if (job.data.grabbed_until_time or 0) != expected_grabbed_until:
+                return False
+            if run_after_time is not None and job.data.run_after_time != run_after_time:
                 return False
             job.data.grabbed_until_time = grabbed_until
             self._jobs[job_id] = bytes(job)

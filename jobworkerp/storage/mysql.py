@@ -428,15 +428,22 @@ class MysqlRepository:
         rows = await self._fetch_all(sql, (int(run_before), int(now), *ids, _limit(limit)))
         return [job_from_row(r, _TIMEOUT) for r in rows]
 
-    async def claim_job(self, job_id: int, expected_grabbed_until: int, grabbed_until: int) -> bool:
+    async def claim_job(self, job_id: int, expected_grabbed_until: int, grabbed_until: int, *,
+                        run_after_time: int | None = None) -> bool:
         """Compare-and-set the lease; True when this caller won the claim.
 
         One UPDATE: InnoDB re-reads the row under its lock, so of two racing claims the
         second sees the first's lease and matches nothing.
         """
+        if run_after_time is None:
+            return await self._change(
+                "UPDATE job SET `grabbed_until_time` = %s WHERE `id` = %s AND `grabbed_until_time` = %s",
+                (int(grabbed_until), int(job_id), int(expected_grabbed_until)),
+            )
         return await self._change(
-            "UPDATE job SET `grabbed_until_time` = %s WHERE `id` = %s AND `grabbed_until_time` = %s",
-            (int(grabbed_until), int(job_id), int(expected_grabbed_until)),
+            "UPDATE job SET `grabbed_until_time` = %s WHERE `id` = %s AND `grabbed_until_time` = %s"
+            " AND `run_after_time` = %s",
+            (int(grabbed_until), int(job_id), int(expected_grabbed_until), int(run_after_time)),
         )
 
     # --- job results -------------------------------------------------------------------

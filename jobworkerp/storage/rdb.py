@@ -84,8 +84,12 @@ class Repository(Protocol):
         """Jobs of these workers with 0 < run_after_time <= run_before and a lease that
         ended (grabbed_until_time <= now), by run_after_time then priority DESC."""
 
-    async def claim_job(self, job_id: int, expected_grabbed_until: int, grabbed_until: int) -> bool:
-        """Compare-and-set the lease; True when this caller won the claim."""
+    async def claim_job(self, job_id: int, expected_grabbed_until: int, grabbed_until: int, *,
+                        run_after_time: int | None = None) -> bool:
+        """Compare-and-set the lease; True when this caller won the claim. With `run_after_time`
+        the row must also still be the one the caller read: a re-run rewrites the row with a
+        lease of 0 again, and a claim based on the older read must not take the new one (it
+        would run the previous attempt's data a second time)."""
 
     # --- job results ---------------------------------------------------------------
     async def add_results(self, results: Sequence[data.JobResult]) -> None:

@@ -393,11 +393,17 @@ class SqliteRepository:
         rows = await self._fetch_all(sql, (run_before, now, *ids, _page(limit, 0)[0]))
         return [job_from_row(r, _TIMEOUT) for r in rows]
 
-    async def claim_job(self, job_id: int, expected_grabbed_until: int, grabbed_until: int) -> bool:
+    async def claim_job(self, job_id: int, expected_grabbed_until: int, grabbed_until: int, *,
+                        run_after_time: int | None = None) -> bool:
         """Compare-and-set the lease; True when this caller won the claim."""
+        if run_after_time is None:
+            return await self._change(
+                "UPDATE job SET grabbed_until_time = ? WHERE id = ? AND grabbed_until_time = ?",
+                (grabbed_until, job_id, expected_grabbed_until),
+            )
         return await self._change(
-            "UPDATE job SET grabbed_until_time = ? WHERE id = ? AND grabbed_until_time = ?",
-            (grabbed_until, job_id, expected_grabbed_until),
+            "UPDATE job SET grabbed_until_time = ? WHERE id = ? AND grabbed_until_time = ? AND run_after_time = ?",
+            (grabbed_until, job_id, expected_grabbed_until, run_after_time),
         )
 
     # --- job results -------------------------------------------------------------------

@@ -147,7 +147,9 @@ class ChannelWorker:
                     break
                 # The lease covers the wait until run_after_time (at most one interval) too.
                 lease = now_ms() + life.fetch_interval_ms + life.claim_lease_ms
-                if await life.storage.repo.claim_job(job.id.value, job.data.grabbed_until_time or 0, lease):
+                # The row as read: it may have been re-run (rewritten, lease 0) while we waited.
+                if await life.storage.repo.claim_job(job.id.value, job.data.grabbed_until_time or 0, lease,
+                                                     run_after_time=job.data.run_after_time):
                     job.data.grabbed_until_time = lease
                     self._start(life.take(Ticket(job), from_queue=False, lease_until=lease))
                     held -= 1

@@ -357,6 +357,18 @@ async def test_claim_job_is_compare_and_set(repo: Repository) -> None:
     assert await repo.claim_job(404, expected_grabbed_until=0, grabbed_until=1) is False
 
 
+async def test_a_claim_based_on_an_older_read_of_a_rewritten_row_fails(repo: Repository) -> None:
+    """ABA: the row is claimed, run, and rewritten by its re-run with a lease of 0 again; a
+    fetcher that read it before must not claim the new row with its old copy."""
+    await repo.create_job(job(1, run_after_time=NOW - 1))
+    (seen,) = await repo.find_due_jobs([1], run_before=NOW, now=NOW, limit=10)
+    assert await repo.claim_job(1, 0, NOW + 60_000, run_after_time=NOW - 1)  # the first fetcher
+    await repo.upsert_job(job(1, run_after_time=NOW + 200, retried=1))  # its retry, lease 0 again
+    assert not await repo.claim_job(1, seen.data.grabbed_until_time or 0, NOW + 60_000,
+                                    run_after_time=seen.data.run_after_time)  # the stale read loses
+    assert await repo.claim_job(1, 0, NOW + 60_000, run_after_time=NOW + 200)  # a fresh read wins
+
+
 async def test_only_one_of_many_concurrent_claims_wins(repo: Repository) -> None:
     await repo.create_job(job(1, run_after_time=NOW - 1))
     wins: list[int] = []
