@@ -318,10 +318,18 @@ class JobLifecycle:
             return True
         lease = 0 if row is None else row.data.grabbed_until_time or 0
         now = now_ms()
+        if row is not None and not row.data.run_after_time and await storage.queue.held([job_id]):
+            # A backup row whose job is queued (again: a re-run may have pushed it since we
+            # looked) or in flight: the queue entry decides, not the row — a popper takes over
+            # the row's claim, so claiming it here would not stop the job from running.
+            queued = await storage.queue.remove(job_id)
+            if queued is not None:
+                await repo.delete_job(job_id)
+                return await self._end_cancelled(queued.job)
         # An unclaimed row: claim it like a fetcher would (so exactly one of us wins), then end it.
         # Claimed rather than deleted first: a crash in between leaves a job that runs once its
         # lease ends, never a job gone without a result.
-        if row is not None and lease <= now and await repo.claim_job(job_id, lease, now + self.claim_lease_ms):
+        elif row is not None and lease <= now and await repo.claim_job(job_id, lease, now + self.claim_lease_ms):
             return await self._end_cancelled(row, delete_row=True)
         if row is not None or storage.scalable and await storage.status.get(job_id) is not None:
             # Taken: claimed (by a fetcher of this process about to register it, or by another
