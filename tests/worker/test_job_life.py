@@ -14,13 +14,28 @@ import trio
 
 from jobworkerp.clock import now_ms
 from jobworkerp.proto.jobworkerp import data
-from jobworkerp.storage.queue import Ticket
 from tests.worker.harness import System, running_system
 
 pytestmark = pytest.mark.timeout(30)
 
 STORE_ALL = {"store_success": True, "store_failure": True}
 SUCCESS = data.ResultStatus.SUCCESS
+
+
+def fail_once(target: Any, method: str, when: Any = None) -> trio.Event:
+    """Make `target.method` raise ConnectionError on its first call (that `when` accepts), as a
+    storage blip would; the returned event is set once it has failed."""
+    real = getattr(target, method)
+    failed = trio.Event()
+
+    async def failing_once(*args: Any, **kwargs: Any) -> Any:
+        if not failed.is_set() and (when is None or when(*args, **kwargs)):
+            failed.set()
+            raise ConnectionError(f"{method}: storage blinked")
+        return await real(*args, **kwargs)
+
+    setattr(target, method, failing_once)
+    return failed
 
 
 async def wait_until_running(s: System, job_id: int) -> None:
@@ -115,17 +130,7 @@ async def test_a_fetch_error_restarts_only_the_fetcher_and_running_jobs_finish(a
         w = await s.worker("steady", **STORE_ALL)
         running = await s.enqueue(w, b"sleep:3")
         await wait_until_running(s, running)
-        queue = s.app.storage.queue
-        real_pop = queue.pop
-        failed = trio.Event()
-
-        async def pop_failing_once(channel: str) -> Ticket:
-            if not failed.is_set():
-                failed.set()
-                raise ConnectionError("queue storage blinked")
-            return await real_pop(channel)
-
-        queue.pop = pop_failing_once  # type: ignore[method-assign]
+        failed = fail_once(s.app.storage.queue, "pop")
         # Wake the idle fetcher so it pops again (and fails) while the first job is still running.
         nxt = await s.enqueue(w, b"after-the-error")
         await failed.wait()
@@ -176,24 +181,28 @@ async def test_a_busy_due_source_does_not_starve_the_queue(autojump_clock: Any) 
     assert [r.data.status for r in results] == [SUCCESS] * 3
 
 
-async def test_a_failed_ack_after_a_retry_was_placed_does_not_run_the_attempt_again(autojump_clock: Any) -> None:
-    """Found by the soak (an injected queue.ack fault): the retry was already placed as a row when
-    acknowledging the previous run failed, and the executor then released that run back to the
-    queue, so attempt 0 ran twice besides its retry. Once placed, the old run is never released."""
+def _retry_status(job_id: int, value: data.JobStatus, *, confirm: bool = False) -> bool:
+    return value == data.JobStatus.PENDING and not confirm  # a retry's (only a new job's is confirmed)
+
+
+@pytest.mark.parametrize(("target", "method", "when", "runs"), [
+    # An injected queue.ack fault: the retry was already placed as a row when acknowledging the
+    # previous run failed, and the executor released that run back to the queue, so attempt 0
+    # ran twice besides its retry. Once placed, the old run is never released.
+    ("queue", "ack", None, 2),
+    # An injected status.set fault while placing the retry, after the attempt's result was
+    # stored: the attempt ran again and the job showed more attempts than its policy allows. Now
+    # nothing of the retry is placed before its status and the result is stored only once the
+    # retry is placed: the attempt repeats (at-least-once on a storage error), one result each.
+    ("status", "set", _retry_status, 3),
+], ids=["ack-after-placing", "status-while-placing"])
+async def test_a_storage_error_around_placing_a_retry_leaves_one_result_per_attempt(
+        autojump_clock: Any, target: str, method: str, when: Any, runs: int) -> None:
+    """Both found by the soak with injected faults."""
     policy = data.RetryPolicy(type=data.RetryType.CONSTANT, interval=2000, basis=1.0, max_retry=1)
     async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
-        w = await s.worker("ack-fails", retry_policy=policy, **STORE_ALL)
-        queue = s.app.storage.queue
-        real_ack = queue.ack
-        failed = trio.Event()
-
-        async def ack_failing_once(job_id: int) -> None:
-            if not failed.is_set():
-                failed.set()
-                raise ConnectionError("queue storage blinked")
-            await real_ack(job_id)
-
-        queue.ack = ack_failing_once  # type: ignore[method-assign]
+        w = await s.worker("blinks", retry_policy=policy, **STORE_ALL)
+        failed = fail_once(getattr(s.app.storage, target), method, when)
         job_id = await s.enqueue(w, b"fail")
         final = await s.listen(w, job_id)
         assert failed.is_set()
@@ -201,35 +210,4 @@ async def test_a_failed_ack_after_a_retry_was_placed_does_not_run_the_attempt_ag
     assert final.data.status == data.ResultStatus.MAX_RETRY
     assert sorted((r.data.retried, r.data.status) for r in attempts) == [
         (0, data.ResultStatus.ERROR_AND_RETRY), (1, data.ResultStatus.MAX_RETRY)]
-    assert len(s.pool.calls) == 2  # the first attempt and its one retry, nothing more
-
-
-async def test_a_status_error_while_placing_a_retry_repeats_the_attempt_with_one_result_each(
-        autojump_clock: Any) -> None:
-    """Found by the soak (an injected status.set fault): placing the retry failed after the
-    attempt's result was stored, the attempt ran again, and the job showed more retried attempts
-    than its policy allows. Now nothing of the retry is placed before its status, and the result
-    is stored only once the retry is placed: the attempt repeats (at-least-once on a storage
-    error) and each attempt has exactly one stored result."""
-    policy = data.RetryPolicy(type=data.RetryType.CONSTANT, interval=2000, basis=1.0, max_retry=1)
-    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
-        w = await s.worker("status-fails", retry_policy=policy, **STORE_ALL)
-        status = s.app.storage.status
-        real_set = status.set
-        failed = trio.Event()
-
-        async def set_failing_once(job_id: int, value: data.JobStatus, *, confirm: bool = False) -> None:
-            if value == data.JobStatus.PENDING and not confirm and not failed.is_set():  # the retry's
-                failed.set()
-                raise ConnectionError("status storage blinked")
-            await real_set(job_id, value, confirm=confirm)
-
-        status.set = set_failing_once  # type: ignore[method-assign]
-        job_id = await s.enqueue(w, b"fail")
-        final = await s.listen(w, job_id)
-        assert failed.is_set()
-        attempts = await s.app.storage.repo.list_results_by_job_id(job_id)
-    assert final.data.status == data.ResultStatus.MAX_RETRY
-    assert sorted((r.data.retried, r.data.status) for r in attempts) == [
-        (0, data.ResultStatus.ERROR_AND_RETRY), (1, data.ResultStatus.MAX_RETRY)]
-    assert len(s.pool.calls) == 3  # attempt 0 ran again after its report failed, then its retry
+    assert len(s.pool.calls) == runs
