@@ -161,6 +161,7 @@ async def run_server(
     registry = await trio.to_thread.run_sync(RunnerRegistry.from_config, config)
     async with open_asyncio_bridge(), open_storage(config) as storage, AsyncExitStack() as exit_stack:
         app = App(config, storage, registry)
+        app.jobs.stopping = stop
         await app.runners.seed()
         if not storage.scalable:
             await recover_standalone(app.lifecycle)

@@ -16,7 +16,7 @@ import trio
 
 from jobworkerp.clock import now_ms
 from jobworkerp.config import Config
-from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument
+from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, Unavailable
 from jobworkerp.ids import SnowflakeGenerator
 from jobworkerp.lifecycle import retry
 from jobworkerp.lifecycle.transitions import JobLifecycle
@@ -46,6 +46,9 @@ class Jobs:
         self._ids = ids
         self._lifecycle = lifecycle
         self._config = config
+        # Set when the server begins to stop (the app passes its stop event): from then on new
+        # jobs are refused, so none is accepted after the queues were kept for the restart.
+        self.stopping = trio.Event()
 
     def _build_job(self, req: JobRequest, worker: data.Worker) -> data.Job:
         run_after = req.run_after_time or 0
@@ -71,6 +74,8 @@ class Jobs:
 
     async def enqueue(self, req: JobRequest) -> tuple[int, data.JobResult | None]:
         """Accept a job; for DIRECT workers also wait for and return its result."""
+        if self.stopping.is_set():
+            raise Unavailable("the server is stopping and accepts no new jobs; retry against a running server")
         worker = await self._workers.resolve(req.worker_id, req.worker_name)
         self._workers.check_args(worker, req.args)
         job = self._build_job(req, worker)

@@ -116,6 +116,44 @@ def test_sigterm_keeps_queued_jobs_and_a_restart_runs_them(tmp_path: Path) -> No
     assert got == [[b"blocker\n"], [b"queued-0\n"], [b"queued-1\n"], [b"queued-2\n"]]
 
 
+def test_a_stopping_server_refuses_new_jobs(tmp_path: Path) -> None:
+    """Once a stop has begun, an Enqueue on a connection that is still open is refused with
+    UNAVAILABLE: accepted then, the job could land in a memory queue after the queues were kept
+    for the restart, and be lost although its client got an id (found by the soak)."""
+    server = ServerProcess(tmp_path, {"WORKER_DEFAULT_CONCURRENCY": "1"}).start()
+    marker, gate = tmp_path / "started", tmp_path / "gate"
+
+    async def scenario() -> GRPCError:
+        async with connect(server.port) as c:
+            worker_id = (await c.worker.create(data.WorkerData(
+                name="busy", runner_id=data.RunnerId(value=1),
+                runner_settings=bytes(runner_pb.CommandRunnerSettings(name="sh")),
+                response_type=data.ResponseType.NO_RESULT))).id
+            await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=bytes(runner_pb.CommandArgs(
+                args=["-c", f"touch {marker}; while [ ! -e {gate} ]; do sleep 0.02; done"]))))
+            while not marker.exists():  # noqa: ASYNC110 - the job's own side effect is the only signal
+                await asyncio.sleep(0.02)
+            server.terminate()  # the stop waits for the running job, which waits for the gate
+            while "shutting down" not in server.log():  # noqa: ASYNC110 - the server's log is the signal
+                await asyncio.sleep(0.02)
+            try:
+                await c.job.enqueue(svc.JobRequest(worker_id=worker_id, args=bytes(runner_pb.CommandArgs(
+                    args=["-c", "echo late"]))))
+            except GRPCError as e:
+                return e
+            finally:
+                gate.touch()
+            raise AssertionError("a stopping server accepted a new job")
+
+    try:
+        refused = run(scenario())
+    finally:
+        gate.touch()
+        code = server.stop()
+    assert refused.status == Status.UNAVAILABLE and "stopping" in (refused.message or "")
+    assert code == 0, server.log()
+
+
 def test_auth_token_is_required_when_configured(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path, {"AUTH_TOKEN": "s3cret"}).start()
 
