@@ -13,6 +13,7 @@ grpclib and redis-py's asyncio client are asyncio libraries; the rest of the sys
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -20,7 +21,11 @@ from typing import Any, TypeVar
 import trio
 import trio_asyncio
 
+from jobworkerp.backoff import Backoff
+from jobworkerp.errors import is_outage
+
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -150,13 +155,26 @@ class RedisSubscription:
         await trio_asyncio.aio_as_trio(self._pubsub.unsubscribe)(channel)
 
     async def messages(self, on_message: Callable[[bytes, bytes], None]) -> None:
-        """Deliver (channel, data) of every message until cancelled (run this in one task)."""
+        """Deliver (channel, data) of every message until cancelled (run this in one task).
+
+        Survives Redis going away: a read that fails is retried with backoff (redis-py reconnects
+        and subscribes again to every channel on the next read), and the outage is logged once
+        when it starts and once when it ends. Messages published meanwhile are lost; listeners
+        that must not miss one also read the stored state (see storage/redis_bus.py)."""
         get = trio_asyncio.aio_as_trio(self._pubsub.get_message)
+        backoff = Backoff("Redis pub/sub reader", log)
         while True:
             if not self._pubsub.subscribed:
                 await trio.sleep(0.05)  # nothing to read until the first subscribe
                 continue
-            message = await get(timeout=1.0)
+            try:
+                message = await get(timeout=1.0)
+            except Exception as e:
+                if not is_outage(e):
+                    raise
+                await backoff.failed(e)
+                continue
+            backoff.succeeded()
             if message is None:
                 continue
             kind = message["type"]

@@ -6,6 +6,9 @@ without reading server logs.
 
 from __future__ import annotations
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 
 class JobworkerpError(Exception):
     """Base of every error the front turns into a non-INTERNAL gRPC status."""
@@ -33,3 +36,9 @@ class Unavailable(JobworkerpError):
 
 class DeadlineExceeded(JobworkerpError):
     """A wait (DIRECT result, Listen) ran out of time (gRPC DEADLINE_EXCEEDED)."""
+
+
+def is_outage(error: BaseException) -> bool:
+    """A failure to reach storage — Redis or the database restarting, unreachable or cut off —
+    as opposed to a wrong request or a bug: loops wait it out, the front answers UNAVAILABLE."""
+    return isinstance(error, (Unavailable, OSError, RedisConnectionError, RedisTimeoutError))

@@ -14,7 +14,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from jobworkerp.aio import call_trio, iterate_trio
-from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, Unavailable, is_outage
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import service as svc
 
@@ -37,6 +37,8 @@ def _to_grpc_error(e: Exception) -> GRPCError:
     for exc_type, status in _STATUS_OF:
         if isinstance(e, exc_type):
             return GRPCError(status, str(e))
+    if is_outage(e):  # Redis or the database cannot be reached now: the client may retry
+        return GRPCError(Status.UNAVAILABLE, f"storage unavailable: {type(e).__name__}: {e}")
     log.exception("unexpected error while serving a request", exc_info=e)
     return GRPCError(Status.INTERNAL, f"internal error: {type(e).__name__}: {e}")
 

@@ -24,8 +24,10 @@ from contextlib import contextmanager
 import trio
 
 from actors.supervisor import ChildSpec, Supervisor
+from jobworkerp.backoff import Backoff
 from jobworkerp.clock import now_ms
 from jobworkerp.config import ChannelConfig
+from jobworkerp.errors import is_outage
 from jobworkerp.lifecycle.running import ActiveJob
 from jobworkerp.storage.queue import Ticket
 from jobworkerp.worker.executor import ExecutorContext, RunnerPool, execute_job
@@ -96,11 +98,13 @@ class ChannelWorker:
     async def _fetch_queue(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Take a slot, then a job from the channel's queue, then start it; repeat."""
         queue = self._life.storage.queue
+        backoff = Backoff(f"channel {self.name!r} queue fetcher", log)
         with self._fetch_scope():
             task_status.started()
             while not self._stopped:
                 await self.slots.acquire()
                 ticket: Ticket | None = None
+                outage: Exception | None = None
                 try:
                     # Work that is already queued is taken at once; only the wait for more is
                     # idle, and may be pre-empted by the due fetcher.
@@ -108,9 +112,17 @@ class ChannelWorker:
                     if ticket is None:
                         with self.slots.idle():
                             ticket = await queue.pop(self.name)
+                except Exception as e:
+                    if not is_outage(e):
+                        raise  # a bug: the supervisor restarts this fetcher
+                    outage = e
                 finally:
                     if ticket is None:  # pre-empted, stopped or failed: the slot was not used
                         self.slots.release()
+                if outage is not None:  # storage is out: wait it out here, running jobs go on
+                    await backoff.failed(outage)
+                    continue
+                backoff.succeeded()
                 if ticket is not None:
                     self._start(self._life.take(ticket, from_queue=True))
 
@@ -118,11 +130,20 @@ class ChannelWorker:
         """Every fetch interval (or when woken), claim the rows of this channel that are due
         within the interval into free slots; the executor waits until each one's time."""
         interval_s = self._life.fetch_interval_ms / 1000
+        backoff = Backoff(f"channel {self.name!r} due-job fetcher", log)
         with self._fetch_scope():
             task_status.started()
             while not self._stopped:
                 self._due_wake = trio.Event()
-                if await self._take_due():
+                try:
+                    started = await self._take_due()
+                except Exception as e:
+                    if not is_outage(e):
+                        raise  # a bug: the supervisor restarts this fetcher
+                    await backoff.failed(e)
+                    continue
+                backoff.succeeded()
+                if started:
                     continue  # more may be due already
                 with trio.move_on_after(interval_s):
                     await self._due_wake.wait()
