@@ -343,10 +343,19 @@ class JobLifecycle:
 
     async def _end_deleted(self, active: ActiveJob) -> None:
         """A Delete reached a job while its holder was putting it back (a rerun, a release): the
-        holder ends it, removing what it just placed."""
-        await self.storage.queue.remove(active.job_id)
-        await self.storage.repo.delete_job(active.job_id)
-        await self._end_cancelled(active.ticket.job)
+        holder ends it, taking out what it just placed — unless a fetcher took that already (it
+        can pop a re-queued job the moment it is pushed): then it is cancelled where it runs,
+        and its new holder ends it, so the job still gets exactly one final result."""
+        storage, job_id = self.storage, active.job_id
+        queued = await storage.queue.remove(job_id)
+        if queued is not None or await storage.repo.delete_job(job_id, grabbed_until=0):
+            await storage.repo.delete_job(job_id)  # a backup row, if it had one
+            await self._end_cancelled(active.ticket.job)
+            return
+        await storage.repo.delete_job(job_id)
+        self.running.cancel_when_taken(job_id)
+        if storage.scalable:
+            await storage.worker_events.publish_job_cancel(job_id)
 
     async def _end_cancelled(self, job: data.Job, *, delete_row: bool = False) -> bool:
         now = now_ms()
