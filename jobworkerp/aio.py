@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import outcome
 import trio
 import trio_asyncio
 
@@ -56,12 +57,19 @@ def _calls() -> _BridgedCalls:
         return calls
 
 
-async def _tracked(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+async def _tracked(fn: Callable[..., Awaitable[T]], *args: Any) -> outcome.Outcome[T]:
+    """Run `fn`, counted, and return its outcome: an error is handed to the asyncio caller as a
+    value, because if that caller is gone (a handler cancelled at a stop) an exception raised
+    here would land in the bridge's own nursery and take the whole process down."""
     calls = _calls()
     calls.count += 1
     calls.idle = trio.Event() if calls.count == 1 else calls.idle
     try:
-        return await fn(*args)
+        return outcome.Value(await fn(*args))
+    except trio.Cancelled:
+        raise
+    except Exception as e:
+        return outcome.Error(e)
     finally:
         calls.count -= 1
         if calls.count == 0:
@@ -70,7 +78,8 @@ async def _tracked(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
 
 async def call_trio(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """From asyncio code: run a trio coroutine function and return its value."""
-    return await trio_asyncio.trio_as_aio(_tracked)(fn, *args)
+    result: outcome.Outcome[T] = await trio_asyncio.trio_as_aio(_tracked)(fn, *args)
+    return result.unwrap()
 
 
 async def wait_for_bridged_calls(timeout_s: float) -> int:

@@ -346,13 +346,16 @@ class JobLifecycle:
         holder ends it, taking out what it just placed — unless a fetcher took that already (it
         can pop a re-queued job the moment it is pushed): then it is cancelled where it runs,
         and its new holder ends it, so the job still gets exactly one final result."""
-        storage, job_id = self.storage, active.job_id
-        queued = await storage.queue.remove(job_id)
-        if queued is not None or await storage.repo.delete_job(job_id, grabbed_until=0):
-            await storage.repo.delete_job(job_id)  # a backup row, if it had one
+        storage, repo, job_id = self.storage, self.storage.repo, active.job_id
+        taken_back = await storage.queue.remove(job_id) is not None or await repo.delete_job(job_id, grabbed_until=0)
+        if not taken_back:  # not where it was placed: taken by a fetcher, or already gone with its row
+            taken_back = (await repo.find_job(job_id) is None and self.running.get(job_id) is None
+                          and not await storage.queue.held([job_id]))
+        if taken_back:
+            await repo.delete_job(job_id)  # a backup row, if it had one
             await self._end_cancelled(active.ticket.job)
             return
-        await storage.repo.delete_job(job_id)
+        await repo.delete_job(job_id)
         self.running.cancel_when_taken(job_id)
         if storage.scalable:
             await storage.worker_events.publish_job_cancel(job_id)
