@@ -37,6 +37,9 @@ class Workers:
         # Cached workers and when each entry expires (trio time). Writes and other processes'
         # change events drop entries at once; the expiry bounds staleness if an event is missed.
         self._by_id: dict[int, tuple[data.Worker, float]] = {}
+        # Bumped by every change: a read that started before a change must not cache what it
+        # read after the change dropped the cache (it would stay stale for a whole TTL).
+        self._generation = 0
         self._ids_by_channel: dict[str, list[int]] | None = None  # for the scheduler's polls
         self._ids_by_channel_expiry = 0.0
         # Told about every local write, so other processes can drop their cached copies (Scalable).
@@ -136,6 +139,7 @@ class Workers:
 
     def forget(self, worker_id: int) -> None:
         """Drop cached views of a worker (after a local write, or another process's)."""
+        self._generation += 1
         self._by_id.pop(worker_id, None)
         self._ids_by_channel = None
 
@@ -148,11 +152,14 @@ class Workers:
         """Ids of the workers whose jobs run on `channel` (cached until a worker changes, at most a minute)."""
         now = trio.current_time()
         if self._ids_by_channel is None or self._ids_by_channel_expiry <= now:
-            self._ids_by_channel_expiry = now + self._config.worker_cache_ttl_s
+            generation = self._generation
             index: dict[str, list[int]] = {}
             for worker in await self._repo.list_workers():
                 index.setdefault(channel_of(cast(data.WorkerData, worker.data)), []).append(worker.id.value)
+            if generation != self._generation:  # a worker changed while we read: this may be stale
+                return index.get(channel, [])
             self._ids_by_channel = index
+            self._ids_by_channel_expiry = now + self._config.worker_cache_ttl_s
         return self._ids_by_channel.get(channel, [])
 
     async def get(self, worker_id: int) -> data.Worker | None:
@@ -161,10 +168,11 @@ class Workers:
         now = trio.current_time()
         if cached is not None and cached[1] > now:
             return cached[0]
+        generation = self._generation
         worker = await self._repo.find_worker(worker_id)
         if worker is None:
             self._by_id.pop(worker_id, None)
-        else:
+        elif generation == self._generation:  # else a change landed while we read: do not cache it
             self._by_id[worker_id] = (worker, now + self._config.worker_cache_ttl_s)
         return worker
 

@@ -48,3 +48,30 @@ async def test_unknown_ids_are_not_remembered(autojump_clock) -> None:
     for worker_id in range(1000, 1100):
         assert await workers.get(worker_id) is None
     assert workers._by_id == {}
+
+
+async def test_a_read_that_races_a_change_does_not_cache_the_old_definition(autojump_clock) -> None:
+    """Found by the soak (a chain that did not start): a lookup that read the worker just before
+    an update, and stored it after the update dropped the cache, kept serving the old definition
+    for a whole TTL."""
+    workers, repo = await make()
+    worker_id = await workers.create(data.WorkerData(name="a", runner_id=data.RunnerId(value=1)))
+    workers.forget(worker_id)
+    real_find = repo.find_worker
+    read, go = trio.Event(), trio.Event()
+
+    async def slow_find(wid: int) -> data.Worker | None:
+        found = await real_find(wid)
+        read.set()
+        await go.wait()  # the update lands while this lookup still holds the old row
+        return found
+
+    repo.find_worker = slow_find  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(workers.get, worker_id)
+        await read.wait()
+        repo.find_worker = real_find  # type: ignore[method-assign]
+        await workers.update(data.Worker(id=data.WorkerId(value=worker_id),
+                                         data=data.WorkerData(name="b", runner_id=data.RunnerId(value=1))))
+        go.set()
+    assert (await workers.get(worker_id)).data.name == "b"
