@@ -23,6 +23,7 @@ from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.service import JobRequest
 from jobworkerp.storage import Storage
+from jobworkerp.storage.pubsub import JobResultWaiter
 from jobworkerp.usecase.workers import Workers
 
 log = logging.getLogger(__name__)
@@ -81,15 +82,24 @@ class Jobs:
         job = self._build_job(req, worker)
         if worker.data.response_type == data.ResponseType.DIRECT and job.data.run_after_time > 0:
             raise InvalidArgument("run_after_time", "DIRECT workers run jobs at once; run_after_time must be 0")
+        placed = False
         try:
             # Inside the try: a caller that goes away while the key is being taken must not
             # leave it held by a job that never existed (release only frees a key this job holds).
             await self._take_uniq_key(job)
             if worker.data.response_type == data.ResponseType.DIRECT:
-                return job.id.value, await self._run_direct(job, worker)
+                # Subscribed before the job is placed, so its result cannot be published unseen.
+                async with self._storage.bus.listen_job(job.id.value) as waiter:
+                    await self._lifecycle.accept(job, worker)
+                    placed = True
+                    return job.id.value, await self._wait_direct(job, worker, waiter)
             await self._lifecycle.accept(job, worker)
         except BaseException:
-            await _undo(self._storage.uniq_keys.release(job.id.value), f"release of job {job.id.value}'s uniq_key")
+            # Once placed, the job holds its key until it ends (even a DIRECT job whose caller
+            # left: it is deleted, and may still be running while that takes effect).
+            if not placed:
+                await _undo(self._storage.uniq_keys.release(job.id.value),
+                            f"release of job {job.id.value}'s uniq_key")
             raise
         return job.id.value, None
 
@@ -100,24 +110,22 @@ class Jobs:
             if holder is not None:
                 raise AlreadyExists(f"uniq_key {key!r} is taken by job {holder}")
 
-    async def _run_direct(self, job: data.Job, worker: data.Worker) -> data.JobResult:
+    async def _wait_direct(self, job: data.Job, worker: data.Worker, waiter: JobResultWaiter) -> data.JobResult:
         job_id = job.id.value
         # Through every retry: the caller waits for the final result, not the first attempt's.
         longest = retry.longest_run_ms(worker.data.retry_policy, job.data.timeout)
         wait_s = math.inf if longest is None else longest / 1000 + DIRECT_WAIT_GRACE_S
-        async with self._storage.bus.listen_job(job_id) as waiter:
-            await self._lifecycle.accept(job, worker)
-            finished = False
-            try:
-                with trio.move_on_after(wait_s):
-                    result = await waiter.wait()
-                    finished = True
-                    return result
-                raise DeadlineExceeded(f"job {job_id}: no result within {longest} ms (timeout {job.data.timeout} ms "
-                                       f"per attempt, with retries)")
-            finally:
-                if not finished:  # caller gone or timed out: nobody can receive the result any more
-                    await _undo(self.delete(job_id), f"delete of DIRECT job {job_id} whose caller left")
+        finished = False
+        try:
+            with trio.move_on_after(wait_s):
+                result = await waiter.wait()
+                finished = True
+                return result
+            raise DeadlineExceeded(f"job {job_id}: no result within {longest} ms (timeout {job.data.timeout} ms "
+                                   f"per attempt, with retries)")
+        finally:
+            if not finished:  # caller gone or timed out: nobody can receive the result any more
+                await _undo(self.delete(job_id), f"delete of DIRECT job {job_id} whose caller left")
 
     async def find(self, job_id: int) -> data.Job | None:
         """Where it waits or runs: its row (scheduled, backed up), its queue entry, or this
