@@ -180,16 +180,21 @@ class JobLifecycle:
                                      ack=active.from_queue)
         active.settled = True  # placed again: from here on nothing may release the old run
         self.running.remove(active)
-        # Stored once the next run is placed: if placing fails, the run is released and repeats,
-        # and each attempt still has one stored result.
-        if should_store(result.data.status, wd):
-            await self._results.write(result)
-        if active.from_queue and not acked:  # not queued again, so no pop can take it before this lands
-            await self.storage.queue.ack(active.job_id)
-        if announce:
-            await self.storage.bus.publish(result, to_job=True, to_worker=to_worker(worker))
-        if active.deleted:  # deleted while being placed again: end what was just placed
-            await self._end_deleted(active)
+        try:
+            # Stored once the next run is placed: if placing fails, the run is released and
+            # repeats, and each attempt still has one stored result.
+            if should_store(result.data.status, wd):
+                await self._results.write(result)
+            if active.from_queue and not acked:  # not queued again: no pop can take it before this lands
+                await self.storage.queue.ack(active.job_id)
+            if announce:
+                await self.storage.bus.publish(result, to_job=True, to_worker=to_worker(worker))
+        finally:
+            # Even when a step above failed: a Delete that arrived meanwhile relies on us to end
+            # what was just placed (an injected ack fault here left a deleted job's status behind).
+            if active.deleted:
+                with trio.CancelScope(shield=True):
+                    await self._end_deleted(active, requeued=acked)
 
     # --- taken / queued / scheduled -> ended ------------------------------------------------
     def result_of(self, job: data.Job, worker: data.Worker | None, status: data.ResultStatus, items: list[bytes],
@@ -202,7 +207,7 @@ class JobLifecycle:
             await self._results.write(result)
 
     async def finish(self, result: data.JobResult, worker: data.Worker | None, *, active: ActiveJob | None = None,
-                     delete_row: bool = False) -> None:
+                     delete_row: bool = False, ack: bool = False) -> None:
         """The one way a job ends: store the result when the worker's flags ask for it, delete
         the job's row, then settle status, uniq_key, queue entry and waiters in one step."""
         job_id = result.data.job_id.value
@@ -211,7 +216,7 @@ class JobLifecycle:
             delete_row = delete_row or active.has_row
         if delete_row:
             await self.storage.repo.delete_job(job_id)
-        ack = active is not None and active.from_queue
+        ack = ack or (active is not None and active.from_queue)
         if active is not None:
             active.settled = True
             self.running.remove(active)
@@ -280,7 +285,7 @@ class JobLifecycle:
         active.settled = True
         self.running.remove(active)
         if active.deleted:  # deleted while it went back: end it where it now waits
-            await self._end_deleted(active)
+            await self._end_deleted(active, requeued=active.from_queue)
 
     # --- next_workers --------------------------------------------------------------------------
     async def start_chain(self, job: data.Job, wd: data.WorkerData, items: Sequence[bytes]) -> None:
@@ -341,7 +346,7 @@ class JobLifecycle:
             return True
         return False
 
-    async def _end_deleted(self, active: ActiveJob) -> None:
+    async def _end_deleted(self, active: ActiveJob, *, requeued: bool) -> None:
         """A Delete reached a job while its holder was putting it back (a rerun, a release): the
         holder ends it, taking out what it just placed — unless a fetcher took that already (it
         can pop a re-queued job the moment it is pushed): then it is cancelled where it runs,
@@ -349,23 +354,27 @@ class JobLifecycle:
         storage, repo, job_id = self.storage, self.storage.repo, active.job_id
         taken_back = await storage.queue.remove(job_id) is not None or await repo.delete_job(job_id, grabbed_until=0)
         if not taken_back:  # not where it was placed: taken by a fetcher, or already gone with its row
+            # A copy in flight counts only if the job went back to a queue: otherwise the only
+            # in-flight record is our own previous run's (its ack may have failed).
             taken_back = (await repo.find_job(job_id) is None and self.running.get(job_id) is None
-                          and not await storage.queue.held([job_id]))
+                          and not (requeued and await storage.queue.held([job_id])))
         if taken_back:
             await repo.delete_job(job_id)  # a backup row, if it had one
-            await self._end_cancelled(active.ticket.job)
+            # Not queued again: an in-flight record of this id can only be our previous run's
+            # (its ack may have failed), and must go with the job.
+            await self._end_cancelled(active.ticket.job, ack=active.from_queue and not requeued)
             return
         await repo.delete_job(job_id)
         self.running.cancel_when_taken(job_id)
         if storage.scalable:
             await storage.worker_events.publish_job_cancel(job_id)
 
-    async def _end_cancelled(self, job: data.Job, *, delete_row: bool = False) -> bool:
+    async def _end_cancelled(self, job: data.Job, *, delete_row: bool = False, ack: bool = False) -> bool:
         now = now_ms()
         worker = await self.workers.get(job.data.worker_id.value)
         reason = f"job {job.id.value} was deleted before it ran"
         result = self.result_of(job, worker, Status.CANCELLED, [reason.encode()], now, now)
-        await self.finish(result, worker, delete_row=delete_row)
+        await self.finish(result, worker, delete_row=delete_row, ack=ack)
         return True
 
 

@@ -211,3 +211,30 @@ async def test_a_storage_error_around_placing_a_retry_leaves_one_result_per_atte
     assert sorted((r.data.retried, r.data.status) for r in attempts) == [
         (0, data.ResultStatus.ERROR_AND_RETRY), (1, data.ResultStatus.MAX_RETRY)]
     assert len(s.pool.calls) == runs
+
+
+async def test_a_delete_during_a_retry_placement_ends_the_job_even_if_a_later_step_fails(
+        autojump_clock: Any) -> None:
+    """Found by the soak: a Delete reached a job while its retry was being placed (the Delete
+    marks it for its holder to end), then acknowledging the previous run failed, the holder gave
+    up before ending it, and the job kept a PENDING status with nothing behind it for good."""
+    policy = data.RetryPolicy(type=data.RetryType.CONSTANT, interval=2000, basis=1.0, max_retry=1)
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        w = await s.worker("deleted-while-placed", retry_policy=policy, **STORE_ALL)
+        repo = s.app.storage.repo
+        real_upsert = repo.upsert_job
+        deleted = trio.Event()
+
+        async def upsert_then_delete(job: data.Job) -> None:
+            await real_upsert(job)
+            if not deleted.is_set():  # the retry's row is written: a client deletes the job now
+                deleted.set()
+                assert await s.app.jobs.delete(job.id.value)
+
+        repo.upsert_job = upsert_then_delete  # type: ignore[method-assign]
+        failed = fail_once(s.app.storage.queue, "ack")
+        job_id = await s.enqueue(w, b"fail")
+        final = await s.listen(w, job_id)
+        assert deleted.is_set() and failed.is_set()
+        assert await s.app.jobs.status(job_id) is None
+    assert final.data.status == data.ResultStatus.CANCELLED
