@@ -279,7 +279,10 @@ class JobLifecycle:
         # Still registered while it goes back, so a Delete meanwhile marks it instead of missing it.
         if active.lease_until is not None:
             await storage.repo.claim_job(active.job_id, active.lease_until, 0)  # claimable again at once
-        await storage.status.set(active.job_id, PENDING)
+        try:
+            await storage.status.set(active.job_id, PENDING)
+        except Exception as e:  # informational: a failure must not keep the job from going back
+            log.warning("job %s: status not reset to PENDING (%s: %s)", active.job_id, type(e).__name__, e)
         if active.from_queue:
             await storage.queue.release(active.job_id)
         active.settled = True

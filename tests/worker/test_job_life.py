@@ -238,3 +238,21 @@ async def test_a_delete_during_a_retry_placement_ends_the_job_even_if_a_later_st
         assert deleted.is_set() and failed.is_set()
         assert await s.app.jobs.status(job_id) is None
     assert final.data.status == data.ResultStatus.CANCELLED
+
+
+async def test_a_job_goes_back_even_when_its_status_cannot_be_reset(autojump_clock: Any) -> None:
+    """Found by the soak (two injected status.set faults): marking the job RUNNING failed, then
+    resetting it to PENDING on the way back failed too, and the job stayed registered as taken
+    with nothing running it — for good (a later Delete only marked it). The status is
+    informational: the job goes back to its queue and runs."""
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        w = await s.worker("status-blinks-twice", **STORE_ALL)
+        status = s.app.storage.status
+        running = fail_once(status, "set", lambda job_id, value, *, confirm=False: value == data.JobStatus.RUNNING)
+        back = fail_once(status, "set", lambda job_id, value, *, confirm=False:
+                         value == data.JobStatus.PENDING and not confirm)
+        job_id = await s.enqueue(w, b"hello")
+        final = await s.listen(w, job_id)
+        assert running.is_set() and back.is_set()
+        assert await s.app.jobs.status(job_id) is None
+    assert final.data.status == SUCCESS and list(final.data.output.items) == [b"hello+"]
