@@ -91,6 +91,13 @@ class OrphanSweep:
         return due
 
     async def _end(self, job_id: int) -> bool:
+        # Begun, it runs to its end: a stop between settling and storing the result would leave
+        # an ended job without the result that says why.
+        with trio.CancelScope(shield=True):
+            ended = await self._end_orphan(job_id)
+        return ended
+
+    async def _end_orphan(self, job_id: int) -> bool:
         lifecycle = self.lifecycle
         repo = lifecycle.storage.repo
         if self.running.get(job_id) is not None or await repo.find_job(job_id) is not None:

@@ -21,6 +21,9 @@ exactly one result visible to its waiters, or stays visibly queued or scheduled:
   so a crash in between can run an attempt twice but never lose the job; when it goes back to
   a queue, push and acknowledgement are one step, because the new copy has the same id and an
   acknowledgement landing after it was popped again would drop the new copy's in-flight record;
+* a transition that has begun runs to its end (`_uninterruptible`): a Delete whose caller
+  hangs up, or a report cut off by a hard stop, must not stop between storing a job's result
+  and deleting its row — the job would have a final result and still run again;
 * where a job waits was decided at enqueue (`Ticket`), not re-derived from the worker's current
   definition, so worker updates cannot strand a job whose row or queue entry the new definition
   does not expect.
@@ -28,9 +31,10 @@ exactly one result visible to its waiters, or stays visibly queued or scheduled:
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Sequence
-from typing import Protocol, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import ParamSpec, Protocol, TypeVar, cast
 
 import trio
 
@@ -52,6 +56,25 @@ PENDING = data.JobStatus.PENDING
 _FOREVER_MS = 1 << 62  # "due before the end of time": every waiting row
 _PAGE = 500
 RUNNING = data.JobStatus.RUNNING
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _uninterruptible(transition: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Run a transition shielded from its caller's cancellation. Each transition is a few
+    storage steps, each bounded by the storage's own timeouts; cut between two of them, a job
+    is left half ended (a CANCELLED result stored while its claimed row survives, and runs
+    again once the claim lapses or the server restarts: soak seed 234165)."""
+
+    @functools.wraps(transition)
+    async def shielded(*args: P.args, **kwargs: P.kwargs) -> T:
+        with trio.CancelScope(shield=True):
+            result = await transition(*args, **kwargs)
+        return result
+
+    return shielded
 
 
 class WorkerSource(Protocol):
@@ -167,6 +190,7 @@ class JobLifecycle:
         await self.storage.status.set(active.job_id, RUNNING)
 
     # --- taken -> queued / scheduled again ---------------------------------------------------
+    @_uninterruptible
     async def rerun(self, active: ActiveJob, worker: data.Worker, again: data.Job, result: data.JobResult, *,
                     announce: bool) -> None:
         """A retry (`announce` False: the attempt's result is only stored when the flags say so)
@@ -193,8 +217,7 @@ class JobLifecycle:
             # Even when a step above failed: a Delete that arrived meanwhile relies on us to end
             # what was just placed (an injected ack fault here left a deleted job's status behind).
             if active.deleted:
-                with trio.CancelScope(shield=True):
-                    await self._end_deleted(active, requeued=acked)
+                await self._end_deleted(active, requeued=acked)
 
     # --- taken / queued / scheduled -> ended ------------------------------------------------
     def result_of(self, job: data.Job, worker: data.Worker | None, status: data.ResultStatus, items: list[bytes],
@@ -206,6 +229,7 @@ class JobLifecycle:
         if worker is not None and should_store(result.data.status, cast(data.WorkerData, worker.data)):
             await self._results.write(result)
 
+    @_uninterruptible
     async def finish(self, result: data.JobResult, worker: data.Worker | None, *, active: ActiveJob | None = None,
                      delete_row: bool = False, ack: bool = False) -> None:
         """The one way a job ends: store the result when the worker's flags ask for it, delete
@@ -222,6 +246,7 @@ class JobLifecycle:
             self.running.remove(active)
         await self.storage.settler.settle(job_id, result, to_worker=to_worker(worker), ack=ack)
 
+    @_uninterruptible
     async def drop(self, active: ActiveJob, status: data.ResultStatus, reason: str) -> None:
         """End a taken job that cannot run (its worker is gone) with a result saying why."""
         log.warning("job %s dropped: %s", active.job_id, reason)
@@ -229,6 +254,7 @@ class JobLifecycle:
         await self.finish(self.result_of(active.ticket.job, None, status, [reason.encode()], now, now), None,
                           active=active)
 
+    @_uninterruptible
     async def fail_poisoned(self, ticket: Ticket, reason: str) -> None:
         """A job that kept killing the worker processes that ran it: end it as failed."""
         log.error("job %s gave up: %s", ticket.job_id, reason)
@@ -237,6 +263,7 @@ class JobLifecycle:
         result = self.result_of(ticket.job, worker, Status.FATAL_ERROR, [reason.encode()], now, now)
         await self.finish(result, worker, delete_row=ticket.backed)
 
+    @_uninterruptible
     async def end_jobs_of_deleted_worker(self, worker_id: int) -> int:
         """A deleted worker's jobs that wait as rows would never be claimed again: end each with
         FATAL_ERROR now. (Its queued jobs end the same way when they are popped, and a running
@@ -253,6 +280,7 @@ class JobLifecycle:
                 ended += 1
         return ended
 
+    @_uninterruptible
     async def let_go(self, active: ActiveJob) -> None:
         """A popped job whose backup row is gone: it was deleted before it could start. The
         process that deleted it answered its waiters, unless the delete reached this process
@@ -270,6 +298,7 @@ class JobLifecycle:
         await self.storage.settler.settle(active.job_id, None, to_worker=False, ack=active.from_queue)
 
     # --- taken -> back where it was (interrupted) ----------------------------------------------
+    @_uninterruptible
     async def release(self, active: ActiveJob) -> None:
         """The job's run was interrupted before it could end (shutdown, a storage error): give
         it back so it runs again, never acknowledge it as done. A no-op once it has ended."""
@@ -291,6 +320,7 @@ class JobLifecycle:
             await self._end_deleted(active, requeued=active.from_queue)
 
     # --- next_workers --------------------------------------------------------------------------
+    @_uninterruptible
     async def start_chain(self, job: data.Job, wd: data.WorkerData, items: Sequence[bytes]) -> None:
         """Each output item becomes the args of one job for each next worker (missing workers are
         skipped). The finished job has its result already; a chain that cannot start is logged."""
@@ -309,6 +339,7 @@ class JobLifecycle:
                     return
 
     # --- queued / scheduled -> deleted -------------------------------------------------------
+    @_uninterruptible
     async def delete(self, job_id: int) -> bool:
         """JobService.Delete: remove the job wherever it is. Exactly one party ends it: whoever
         takes it out of the place it waits in (its queue entry, or its unclaimed row) ends it

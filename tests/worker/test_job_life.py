@@ -256,3 +256,33 @@ async def test_a_job_goes_back_even_when_its_status_cannot_be_reset(autojump_clo
         assert running.is_set() and back.is_set()
         assert await s.app.jobs.status(job_id) is None
     assert final.data.status == SUCCESS and list(final.data.output.items) == [b"hello+"]
+
+
+async def test_a_delete_whose_caller_hangs_up_midway_still_ends_the_job(autojump_clock: Any) -> None:
+    """Found by the soak (seed 234165): a client's Delete was cut off (the server was stopping)
+    after the CANCELLED result was stored but before the job's claimed row was deleted; the row
+    survived, and the job ran again once the claim lapsed — two final results for one job."""
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        w = await s.worker("deleted-by-a-leaving-caller", **STORE_ALL)
+        job_id = await s.enqueue(w, b"hello", run_after_time=now_ms() + 60_000)
+        repo = s.app.storage.repo
+        real_delete_job = repo.delete_job
+        caller = trio.CancelScope()
+
+        async def hang_up_then_delete_job(job_id: int, **kwargs: Any) -> bool:
+            # The CANCELLED result is stored, the row not yet deleted: the caller goes away now.
+            caller.cancel()
+            await trio.lowlevel.checkpoint()
+            return await real_delete_job(job_id, **kwargs)
+
+        repo.delete_job = hang_up_then_delete_job  # type: ignore[method-assign]
+        with caller:
+            await s.app.jobs.delete(job_id)
+        repo.delete_job = real_delete_job  # type: ignore[method-assign]
+        assert caller.cancel_called
+        await trio.sleep(600)  # past the job's time and any claim's lease
+        results = await repo.list_results_by_job_id(job_id)
+        assert await repo.find_job(job_id) is None
+        assert await s.app.jobs.status(job_id) is None
+    assert s.pool.calls == []
+    assert [r.data.status for r in results] == [data.ResultStatus.CANCELLED]
