@@ -166,6 +166,10 @@ class ChannelWorker:
             for job in due:
                 if held == 0:
                     break
+                if life.running.get(job.id.value) is not None:
+                    # Ours and still running: its claim lapsed because the renewal lags (a
+                    # loaded machine), not because we died. Claimed again, it would run twice.
+                    continue
                 # The lease covers the wait until run_after_time (at most one interval) too.
                 lease = now_ms() + life.fetch_interval_ms + life.claim_lease_ms
                 # The row as read: it may have been re-run (rewritten, lease 0) while we waited.

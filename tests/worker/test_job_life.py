@@ -286,3 +286,30 @@ async def test_a_delete_whose_caller_hangs_up_midway_still_ends_the_job(autojump
         assert await s.app.jobs.status(job_id) is None
     assert s.pool.calls == []
     assert [r.data.status for r in results] == [data.ResultStatus.CANCELLED]
+
+
+async def test_a_job_whose_claim_renewal_lags_is_not_taken_again_by_its_own_process(autojump_clock: Any) -> None:
+    """Found by the soak (Scalable, a loaded machine): a FORCED_RDB job's claim lapsed while it
+    ran, because renewing it took longer than the lease; the due-job fetcher of the same
+    process saw a due row and ran the job a second time, and each copy ended with SUCCESS."""
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="2", JOB_QUEUE_CLAIM_LEASE_MS="2000") as s:
+        w = await s.worker("slow-renewal", queue_type=data.QueueType.FORCED_RDB, **STORE_ALL)
+        repo = s.app.storage.repo
+        real_claim_job = repo.claim_job
+        lagged = trio.Event()
+
+        async def claim_job(job_id: int, expected: int, grabbed_until: int, **kwargs: Any) -> bool:
+            if expected and grabbed_until and not kwargs and not lagged.is_set():  # the first renewal
+                lagged.set()
+                await trio.sleep(5)  # longer than the lease: the row looks due meanwhile
+            return await real_claim_job(job_id, expected, grabbed_until, **kwargs)
+
+        repo.claim_job = claim_job  # type: ignore[method-assign]
+        job_id = await s.enqueue(w, b"sleep:10")
+        final = await s.listen(w, job_id)
+        await trio.sleep(30)  # any second copy would have ended by now
+        results = await repo.list_results_by_job_id(job_id)
+        assert lagged.is_set()
+    assert final.data.status == SUCCESS
+    assert [r.data.status for r in results] == [SUCCESS]
+    assert len(s.pool.calls) == 1
