@@ -387,6 +387,10 @@ class JobLifecycle:
         and its new holder ends it, so the job still gets exactly one final result."""
         storage, repo, job_id = self.storage, self.storage.repo, active.job_id
         taken_back = await storage.queue.remove(job_id) is not None or await repo.delete_job(job_id, grabbed_until=0)
+        if not taken_back and await storage.status.get(job_id) is None:
+            # Taken by a fetcher and already ended there, with its own final result (it can run
+            # to its end while we were still storing this attempt's result): nothing is left.
+            return
         if not taken_back:  # not where it was placed: taken by a fetcher, or already gone with its row
             # A copy in flight counts only if the job went back to a queue: otherwise the only
             # in-flight record is our own previous run's (its ack may have failed).

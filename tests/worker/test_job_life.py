@@ -313,3 +313,39 @@ async def test_a_job_whose_claim_renewal_lags_is_not_taken_again_by_its_own_proc
     assert final.data.status == SUCCESS
     assert [r.data.status for r in results] == [SUCCESS]
     assert len(s.pool.calls) == 1
+
+
+async def test_a_delete_during_a_retry_placement_does_not_end_a_retry_that_already_ended(
+        autojump_clock: Any) -> None:
+    """Found by the soak (seed 170334, Scalable, loaded): a Delete marked a job while its retry
+    was being placed; the retry was popped and ran to its final result while the placing run
+    was still storing its attempt's result; then the placing run, seeing the job nowhere, ended
+    it again with CANCELLED — two final results for one job."""
+    policy = data.RetryPolicy(type=data.RetryType.CONSTANT, interval=10, basis=1.0, max_retry=1)
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="2") as s:
+        w = await s.worker("deleted-while-retried", retry_policy=policy, **STORE_ALL)
+        status, queue = s.app.storage.status, s.app.storage.queue
+        real_set, real_push = status.set, queue.push
+        deleted = trio.Event()
+
+        async def set_status(job_id: int, value: Any, *, confirm: bool = False) -> None:
+            if value == data.JobStatus.PENDING and not confirm and not deleted.is_set():
+                deleted.set()  # the retry is about to be placed: a client deletes the job now
+                assert await s.app.jobs.delete(job_id)
+            await real_set(job_id, value, confirm=confirm)
+
+        async def slow_push(channel: str, ticket: Any, *, ack: bool = False) -> None:
+            await real_push(channel, ticket, ack=ack)
+            if deleted.is_set():  # the placing run is slow from here on: the retry ends first
+                while await status.get(ticket.job_id) is not None:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+
+        status.set = set_status  # type: ignore[method-assign]
+        queue.push = slow_push  # type: ignore[method-assign]
+        job_id = await s.enqueue(w, b"fail")
+        await deleted.wait()
+        await trio.sleep(60)
+        results = await s.app.storage.repo.list_results_by_job_id(job_id)
+        assert await s.app.jobs.status(job_id) is None
+    finals = [r.data.status for r in results if r.data.status != data.ResultStatus.ERROR_AND_RETRY]
+    assert len(finals) == 1, finals
