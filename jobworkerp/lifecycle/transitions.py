@@ -56,6 +56,7 @@ PENDING = data.JobStatus.PENDING
 _FOREVER_MS = 1 << 62  # "due before the end of time": every waiting row
 _PAGE = 500
 RUNNING = data.JobStatus.RUNNING
+ANNOUNCE_RETRY_PAUSES_S = (0.1, 0.3, 1.0)  # between tries of a periodic run's result announcement
 
 
 P = ParamSpec("P")
@@ -212,12 +213,28 @@ class JobLifecycle:
             if active.from_queue and not acked:  # not queued again: no pop can take it before this lands
                 await self.storage.queue.ack(active.job_id)
             if announce:
-                await self.storage.bus.publish(result, to_job=True, to_worker=to_worker(worker))
+                await self._announce(result, worker)
         finally:
             # Even when a step above failed: a Delete that arrived meanwhile relies on us to end
             # what was just placed (an injected ack fault here left a deleted job's status behind).
             if active.deleted:
                 await self._end_deleted(active, requeued=acked)
+
+    async def _announce(self, result: data.JobResult, worker: data.Worker) -> None:
+        """Publish a periodic run's result to its waiters. The job lives on, so nothing would
+        announce this run later: a publish that fails is tried again a few times before the
+        error is let through (a DIRECT caller missed its result to one lost publish and waited
+        until its deadline: soak seed 433140)."""
+        for pause in (*ANNOUNCE_RETRY_PAUSES_S, None):
+            try:
+                await self.storage.bus.publish(result, to_job=True, to_worker=to_worker(worker))
+                return
+            except Exception as e:
+                if pause is None:
+                    raise
+                log.warning("job %s: announcing its result failed (%s: %s); trying again", result.data.job_id.value,
+                            type(e).__name__, e)
+                await trio.sleep(pause)
 
     # --- taken / queued / scheduled -> ended ------------------------------------------------
     def result_of(self, job: data.Job, worker: data.Worker | None, status: data.ResultStatus, items: list[bytes],

@@ -349,3 +349,20 @@ async def test_a_delete_during_a_retry_placement_does_not_end_a_retry_that_alrea
         assert await s.app.jobs.status(job_id) is None
     finals = [r.data.status for r in results if r.data.status != data.ResultStatus.ERROR_AND_RETRY]
     assert len(finals) == 1, finals
+
+
+async def test_a_periodic_runs_result_reaches_its_waiter_when_one_publish_fails(autojump_clock: Any) -> None:
+    """Found by the soak (seed 433140, an injected publish fault): the announcement of a periodic
+    run's result failed once, and the caller waiting for that run never got it (a DIRECT caller
+    waited until its deadline); the job lives on, so nothing announced that run again."""
+    async with running_system() as s:
+        w = await s.worker("ticking", periodic_interval=10_000, response_type=data.ResponseType.LISTEN_AFTER,
+                           **STORE_ALL)
+        failed = fail_once(s.app.storage.bus, "publish")
+        job_id = await s.enqueue(w, b"sleep:1")
+        first = await s.listen(w, job_id)  # waits: the first run takes a second
+        assert failed.is_set()
+        stored = await s.app.storage.repo.list_results_by_job_id(job_id)
+        assert await s.app.jobs.delete(job_id)
+    assert first.data.status == SUCCESS
+    assert first.id.value == min(r.id.value for r in stored)  # the first run's, not a later one's
