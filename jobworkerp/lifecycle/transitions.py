@@ -39,6 +39,7 @@ from typing import ParamSpec, Protocol, TypeVar, cast
 import trio
 
 from jobworkerp.clock import now_ms
+from jobworkerp.errors import Unavailable
 from jobworkerp.ids import SnowflakeGenerator
 from jobworkerp.lifecycle import chain
 from jobworkerp.lifecycle.placement import Route, channel_of, needs_rdb_time, route
@@ -56,6 +57,7 @@ PENDING = data.JobStatus.PENDING
 _FOREVER_MS = 1 << 62  # "due before the end of time": every waiting row
 _PAGE = 500
 RUNNING = data.JobStatus.RUNNING
+TRANSITION_LIMIT_S = 60.0  # a begun transition runs to its end, unless storage hangs this long
 ANNOUNCE_RETRY_PAUSES_S = (0.1, 0.3, 1.0)  # between tries of a periodic run's result announcement
 
 
@@ -64,15 +66,19 @@ T = TypeVar("T")
 
 
 def _uninterruptible(transition: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Run a transition shielded from its caller's cancellation. Each transition is a few
-    storage steps, each bounded by the storage's own timeouts; cut between two of them, a job
-    is left half ended (a CANCELLED result stored while its claimed row survives, and runs
-    again once the claim lapses or the server restarts: soak seed 234165)."""
+    """Run a transition shielded from its caller's cancellation: cut between two of its storage
+    steps, a job is left half ended (a CANCELLED result stored while its claimed row survives,
+    and runs again once the claim lapses or the server restarts: soak seed 234165). Shielded,
+    but not forever: storage that hangs (rather than fails) must not keep a stopping server up,
+    so past TRANSITION_LIMIT_S the transition is abandoned as an outage, and what it left is
+    the restart recovery's or the orphan sweep's to finish."""
 
     @functools.wraps(transition)
     async def shielded(*args: P.args, **kwargs: P.kwargs) -> T:
-        with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + TRANSITION_LIMIT_S) as scope:
             result = await transition(*args, **kwargs)
+        if scope.cancelled_caught:
+            raise Unavailable(f"{transition.__name__}: storage did not answer within {TRANSITION_LIMIT_S:.0f} s")
         return result
 
     return shielded
