@@ -42,3 +42,7 @@ bench-memory *ARGS:
 # Invariant soak: random operation sequences against real servers (--seconds N, --mode standalone|scalable|both, --seed N)
 soak *ARGS:
     python bench/soak.py {{ARGS}}
+
+# Chaos table: Redis restart / connection cut, kill -9 of workers and fronts under load (--jobs N, --only NAME)
+chaos *ARGS:
+    python bench/chaos.py {{ARGS}}

@@ -1,0 +1,84 @@
+"""Chaos table: faults under a steady load against a real Scalable deployment, counted by a ledger.
+
+    python bench/chaos.py                       # every scenario, full size (kills over 2 000 jobs)
+    python bench/chaos.py --jobs 300 --only kill  # scenarios whose name contains "kill", smaller
+
+Each scenario (tests/chaos/scenarios.py) starts a private Redis, a private MariaDB database and
+its own front and worker processes, injects its fault while jobs are enqueued, waits for every
+accepted job to end, and prints one row: jobs sent, completed, lost, duplicated, and the recovery
+time (from the end of a fault to the next job completed). The tests in tests/chaos/ run the same
+scenarios smaller and assert what README's Guarantees promise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.chaos.scenarios import (  # noqa: E402
+    Deployment,
+    Tally,
+    deployment,
+    kill_fronts,
+    kill_workers,
+    redis_connections_cut,
+    redis_restart,
+)
+
+
+@dataclass
+class Scenario:
+    name: str
+    fronts: int
+    workers: int
+    run: Callable[[Deployment, int], Coroutine[Any, Any, Tally]]
+    jobs: int  # full size
+
+
+SCENARIOS = [
+    Scenario("redis restart", 1, 1, lambda d, n: redis_restart(d, jobs=n), 300),
+    Scenario("redis connections cut", 1, 1, lambda d, n: redis_connections_cut(d, jobs=n, cuts=5), 300),
+    Scenario("kill -9 worker", 1, 2, lambda d, n: kill_workers(d, jobs=n, kills=5), 2000),
+    Scenario("kill -9 grpc-front", 2, 1, lambda d, n: kill_fronts(d, jobs=n, kills=5), 2000),
+]
+
+HEADER = ["scenario", "jobs sent", "completed", "lost", "duplicated", "recovery s"]
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
+    for r in [HEADER, ["-" * w for w in widths], *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)), flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, help="jobs per scenario (default: each scenario's full size)")
+    parser.add_argument("--only", default="", help="run the scenarios whose name contains this")
+    args = parser.parse_args()
+    rows: list[list[str]] = []
+    for scenario in SCENARIOS:
+        if args.only not in scenario.name:
+            continue
+        jobs = args.jobs or scenario.jobs
+        with tempfile.TemporaryDirectory(prefix="jwchaos-") as tmp, \
+                deployment(Path(tmp), fronts=scenario.fronts, workers=scenario.workers) as d:
+            tally: Tally = asyncio.run(scenario.run(d, jobs))
+        rows.append(tally.row())
+        refused = f"{len(tally.refused)} refused ({', '.join(sorted({r.split(':')[0] for r in tally.refused}))})" \
+            if tally.refused else "none refused"
+        print(f"{scenario.name}: {tally.accepted} accepted, {refused}, {tally.ambiguous} ambiguous", flush=True)
+    print_table(rows)
+    return 1 if any(int(r[3]) for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
