@@ -1,11 +1,21 @@
 """JobRestoreService (Scalable): re-queue WITH_BACKUP jobs whose queue entry was lost.
 
-A backed-up instant job has an RDB row with run_after_time 0. If its id is in no queue (and it
-is not claimed, unless include_grabbed), the queue entry was lost — e.g. Redis was flushed — so
-it is pushed again. Standalone re-queues such jobs by itself at start-up, so there it is a no-op.
+A backed-up instant job has an RDB row with run_after_time 0. It is lost — its queue entry went,
+e.g. Redis was flushed — when nothing holds its id (no queue of any channel, no worker process's
+in-flight record), its row is not claimed, and it is not being placed right now; then it is pushed
+again. `include_grabbed` also takes claimed rows and jobs that may be in placement: for an
+operator who knows the claiming process is gone, at the risk of running a job twice.
+Standalone re-queues such jobs by itself at start-up, so there it is a no-op.
+
+Restores may run at the same time (two fronts, a Restore and workers restoring at start-up), and
+a worker may pop what one of them pushed at once: each job is claimed on its row before it is
+pushed, so of several restores working from the same list exactly one queues it
+(tests/chaos/test_restore.py).
 """
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
 
 from jobworkerp.clock import now_ms
 from jobworkerp.config import Config
@@ -22,28 +32,24 @@ class Restorer:
         self._storage = storage
         self._workers = workers
         self._lifecycle = lifecycle
-        self._channels = [c.name for c in config.all_channels()]
+        self._claim_lease_ms = config.claim_lease_ms
 
     async def candidates(self, include_grabbed: bool, limit: int | None) -> list[data.Job]:
+        """The lost jobs. Asked per job id, not per channel: a front knows only its own
+        channels, and a job queued on another one is not lost."""
         if not self._storage.scalable:
             return []
-        queued = await self._storage.queue.queued_ids(self._channels)
-        now = now_ms()
         found: list[data.Job] = []
-        offset = 0
-        while limit is None or len(found) < limit:
-            page = await self._storage.repo.list_jobs(PAGE, offset)
-            if not page:
-                break
-            offset += len(page)
-            for job in page:
-                lease = job.data.grabbed_until_time or 0
-                if job.data.run_after_time != 0 or job.id.value in queued:
-                    continue
-                if not include_grabbed and lease > now:
-                    continue
-                found.append(job)
-        return found if limit is None else found[:limit]
+        async for page in self._backup_rows(include_grabbed):
+            held = await self._storage.queue.held(job.id.value for job in page)
+            # Read after the rows: an Enqueue whose row is listed has written its status by now.
+            statuses = {job_id for job_id, _ in await self._storage.status.all()}
+            now = now_ms()
+            found.extend(job for job in page if job.id.value not in held
+                         and (include_grabbed or not self._maybe_placing(job, job.id.value in statuses, now)))
+            if limit is not None and len(found) >= limit:
+                return found[:limit]
+        return found
 
     async def restore(self, include_grabbed: bool, limit: int | None) -> int:
         """Push the candidates back to their channel queues; returns how many."""
@@ -52,6 +58,48 @@ class Restorer:
             worker = await self._workers.get(job.data.worker_id.value)
             if worker is None or worker.data.periodic_interval or worker.data.response_type == data.ResponseType.DIRECT:
                 continue
-            await self._lifecycle.restore(job, worker)
-            restored += 1
+            if await self._restore_one(job, worker, include_grabbed):
+                restored += 1
         return restored
+
+    async def _backup_rows(self, include_grabbed: bool) -> AsyncIterator[list[data.Job]]:
+        """Pages of rows that back a queued job (run_after_time 0), leaving out claimed ones
+        unless `include_grabbed`: a claimed row's job is being run (or was just restored)."""
+        now = now_ms()
+        offset = 0
+        while page := await self._storage.repo.list_jobs(PAGE, offset):
+            offset += len(page)
+            yield [job for job in page if job.data.run_after_time == 0
+                   and (include_grabbed or (job.data.grabbed_until_time or 0) <= now)]
+
+    def _maybe_placing(self, job: data.Job, has_status: bool, now: int) -> bool:
+        """An Enqueue writes the status, then the row, then pushes: a listed row with a status
+        and nothing holding it may be an Enqueue about to push. One that has stalled for longer
+        than a claim lease is taken as lost, as a stalled claim would be (README "Guarantees");
+        so is a status without a queue entry left behind when Redis lost only part of its data,
+        or by a restore whose push failed."""
+        return has_status and job.data.enqueue_time > now - self._claim_lease_ms
+
+    async def _restore_one(self, job: data.Job, worker: data.Worker, include_grabbed: bool) -> bool:
+        """Queue one lost job again, unless someone else got to it since the list was read.
+
+        The row is claimed first, compared with the lease read in the list: of restores racing
+        from the same list exactly one wins. Without it, a restore that read the list before
+        another pushed a job pushed it again after a worker had popped it — the second copy
+        took the row over from the first and the job ran twice (tests/chaos/test_restore.py).
+        A restore that reads the row later sees it claimed and leaves it; a popper takes the
+        claim over. The status is looked at again just before the claim (the list may be
+        seconds old): a claim landing between a popper's read of the row and its own claim
+        makes the popper let the job go, so no claim is tried on a job an Enqueue may be
+        placing. After the claim the queue is asked once more, and a job found there is left to
+        whoever queued it (its row stays claimed: a popper takes that over)."""
+        storage, job_id = self._storage, job.id.value
+        if not include_grabbed and self._maybe_placing(job, await storage.status.get(job_id) is not None, now_ms()):
+            return False
+        lease = now_ms() + self._claim_lease_ms
+        if not await storage.repo.claim_job(job_id, job.data.grabbed_until_time or 0, lease, run_after_time=0):
+            return False  # another restore, a Delete or a popper has it; or the row is gone
+        if await storage.queue.held([job_id]):
+            return False
+        await self._lifecycle.restore(job, worker)
+        return True
