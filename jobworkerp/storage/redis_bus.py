@@ -111,12 +111,24 @@ class RedisResultBus:
         with trio.CancelScope(shield=True, deadline=trio.current_time() + UNSUBSCRIBE_S):
             await self._subscription.aclose()
 
-    async def _add(self, topic: str) -> None:
-        async with self._lock:
-            count = self._refcount.get(topic, 0)
-            self._refcount[topic] = count + 1
-            if count == 0:
-                await self._subscription.subscribe(topic)
+    @asynccontextmanager
+    async def _held(self, topic: str) -> AsyncIterator[None]:
+        """Hold one reference to the topic's subscription (the first one subscribes) while
+        inside. Dropped on the way out only if it was taken: a listener cancelled while it waited
+        for the lock took none, and dropping one anyway unsubscribed the topic under the
+        listeners still waiting on it (tests/redis_state/test_result_bus_subscriptions.py)."""
+        taken = False
+        try:
+            async with self._lock:
+                count = self._refcount.get(topic, 0)
+                self._refcount[topic] = count + 1
+                taken = True  # no checkpoint since the count: a cancel from here on drops it
+                if count == 0:
+                    await self._subscription.subscribe(topic)
+            yield
+        finally:
+            if taken:
+                await self._release(topic)
 
     async def _drop(self, topic: str) -> None:
         # Shielded (a cancelled listener must still unsubscribe) but bounded: at a stop, or with
@@ -174,15 +186,14 @@ class RedisResultBus:
         waiter = _RedisJobWaiter(self, job_id)
         self._job_waiters.setdefault(topic, set()).add(waiter)
         try:
-            await self._add(topic)
-            yield waiter
+            async with self._held(topic):
+                yield waiter
         finally:
             waiters = self._job_waiters.get(topic)
             if waiters is not None:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._job_waiters[topic]
-            await self._release(topic)
 
     @asynccontextmanager
     async def listen_worker(self, worker_id: int) -> AsyncIterator[trio.MemoryReceiveChannel[data.JobResult]]:
@@ -190,8 +201,8 @@ class RedisResultBus:
         send, receive = trio.open_memory_channel[data.JobResult](WORKER_STREAM_BUFFER)
         self._worker_streams.setdefault(topic, set()).add(send)
         try:
-            await self._add(topic)
-            yield receive
+            async with self._held(topic):
+                yield receive
         finally:
             streams = self._worker_streams.get(topic)
             if streams is not None:
@@ -200,7 +211,6 @@ class RedisResultBus:
                     del self._worker_streams[topic]
             send.close()
             receive.close()
-            await self._release(topic)
 
     async def publish(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None:
         job_id = result.data.job_id.value
