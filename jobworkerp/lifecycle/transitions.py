@@ -38,8 +38,9 @@ from typing import ParamSpec, Protocol, TypeVar, cast
 
 import trio
 
+from jobworkerp.backoff import Backoff
 from jobworkerp.clock import now_ms
-from jobworkerp.errors import Unavailable
+from jobworkerp.errors import Unavailable, is_outage
 from jobworkerp.ids import SnowflakeGenerator
 from jobworkerp.lifecycle import chain
 from jobworkerp.lifecycle.placement import Route, channel_of, needs_rdb_time, route
@@ -82,6 +83,20 @@ def _uninterruptible(transition: Callable[P, Awaitable[T]]) -> Callable[P, Await
         return result
 
     return shielded
+
+
+async def _through_outages(step: Callable[[], Awaitable[object]]) -> None:
+    """Run one storage step of a transition, waiting out a storage outage (Redis or the database
+    restarting) with backoff; other errors, and the transition's own time limit, end it."""
+    backoff = Backoff("job transition", log)
+    while True:
+        try:
+            await step()
+            return
+        except Exception as e:
+            if not is_outage(e):
+                raise
+            await backoff.failed(e)
 
 
 class WorkerSource(Protocol):
@@ -256,18 +271,24 @@ class JobLifecycle:
     async def finish(self, result: data.JobResult, worker: data.Worker | None, *, active: ActiveJob | None = None,
                      delete_row: bool = False, ack: bool = False) -> None:
         """The one way a job ends: store the result when the worker's flags ask for it, delete
-        the job's row, then settle status, uniq_key, queue entry and waiters in one step."""
+        the job's row, then settle status, uniq_key, queue entry and waiters in one step.
+
+        Each step waits out a storage outage (up to TRANSITION_LIMIT_S): once the result is
+        stored the job has ended, and giving up on the steps after it would leave a job with a
+        final result that runs again (a MariaDB restart between storing a result and deleting
+        the row did that)."""
         job_id = result.data.job_id.value
-        await self.store_result(result, worker)
+        await _through_outages(lambda: self.store_result(result, worker))
         if active is not None:
             delete_row = delete_row or active.has_row
         if delete_row:
-            await self.storage.repo.delete_job(job_id)
+            await _through_outages(lambda: self.storage.repo.delete_job(job_id))
         ack = ack or (active is not None and active.from_queue)
         if active is not None:
             active.settled = True
             self.running.remove(active)
-        await self.storage.settler.settle(job_id, result, to_worker=to_worker(worker), ack=ack)
+        await _through_outages(lambda: self.storage.settler.settle(job_id, result, to_worker=to_worker(worker),
+                                                                    ack=ack))
 
     @_uninterruptible
     async def drop(self, active: ActiveJob, status: data.ResultStatus, reason: str) -> None:
@@ -330,7 +351,11 @@ class JobLifecycle:
         storage = self.storage
         # Still registered while it goes back, so a Delete meanwhile marks it instead of missing it.
         if active.lease_until is not None:
-            await storage.repo.claim_job(active.job_id, active.lease_until, 0)  # claimable again at once
+            try:
+                await storage.repo.claim_job(active.job_id, active.lease_until, 0)  # claimable again at once
+            except Exception as e:  # the claim then lapses by itself; a popper takes a backup row over anyway
+                log.warning("job %s: claim not given back (%s: %s); it lapses after its lease", active.job_id,
+                            type(e).__name__, e)
         try:
             await storage.status.set(active.job_id, PENDING)
         except Exception as e:  # informational: a failure must not keep the job from going back

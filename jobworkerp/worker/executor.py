@@ -22,6 +22,7 @@ import trio
 
 from actors.process_pool import HostCrashed
 from jobworkerp.clock import now_ms, sleep_until_ms
+from jobworkerp.errors import is_outage
 from jobworkerp.lifecycle import periodic, retry
 from jobworkerp.lifecycle.running import ActiveJob
 from jobworkerp.lifecycle.transitions import JobLifecycle
@@ -33,6 +34,7 @@ from jobworkerp.runners.registry import RunnerRegistry
 log = logging.getLogger(__name__)
 
 Status = data.ResultStatus
+OUTAGE_PAUSE_S = 1.0  # how long a slot rests after its job went back because storage was out
 
 
 class RunnerPool(Protocol):
@@ -141,7 +143,11 @@ async def execute_job(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob)
         outcome, start = await _run_attempt(ctx, pool, active, worker)
         await _report(life, active, worker, outcome, start, now_ms())
     except BaseException as exc:
-        if not isinstance(exc, trio.Cancelled):
+        outage = is_outage(exc)
+        if outage:  # storage is out: expected, and the channel's other jobs say the same; no traceback
+            log.warning("job %s: storage unavailable (%s: %s); it goes back to run again", active.job_id,
+                        type(exc).__name__, exc)
+        elif not isinstance(exc, trio.Cancelled):
             log.exception("job %s: failed outside the runner; it goes back to run again", active.job_id)
         with trio.CancelScope(shield=True):
             try:
@@ -150,6 +156,10 @@ async def execute_job(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob)
                 log.exception("job %s: could not be released; it runs again when its lease ends", active.job_id)
         if not isinstance(exc, Exception):  # Cancelled, KeyboardInterrupt: not ours to swallow
             raise
+        if outage:
+            # Keep the slot a moment: the job just went back to its queue, and popping it again
+            # at once while storage is still out would spin (hundreds of tries a second).
+            await trio.sleep(OUTAGE_PAUSE_S)
 
 
 async def _report(life: JobLifecycle, active: ActiveJob, worker: data.Worker, outcome: Outcome, start: int,
