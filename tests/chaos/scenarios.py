@@ -25,6 +25,7 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.testing.server import Client, ServerProcess, connect
+from tests.chaos.mariadb_instance import MariaDBInstance
 from tests.chaos.redis_instance import RedisInstance
 from tests.scalable.services import scalable_env
 
@@ -62,13 +63,15 @@ class Ledger:
 
 @dataclass
 class Deployment:
-    """A private Redis plus front and worker processes sharing one private MariaDB database."""
+    """A private Redis plus front and worker processes sharing one private MariaDB database
+    (on the shared MariaDB server, or on a private one for scenarios that restart it)."""
 
     workdir: Path
     redis: RedisInstance
     env: dict[str, str]
     fronts: list[ServerProcess]
     workers: list[ServerProcess]
+    mariadb: MariaDBInstance | None = None
 
     def restart(self, proc: ServerProcess) -> None:
         """Start a process again in place of one that died (a new instance, same port)."""
@@ -87,11 +90,16 @@ class Deployment:
 
 
 @contextmanager
-def deployment(workdir: Path, *, fronts: int = 1, workers: int = 1, **env: str) -> Iterator[Deployment]:
+def deployment(workdir: Path, *, fronts: int = 1, workers: int = 1, private_mariadb: bool = False,
+               **env: str) -> Iterator[Deployment]:
     private_redis = RedisInstance(workdir).start()
+    mariadb = MariaDBInstance(workdir).start() if private_mariadb else None
     with scalable_env() as base:
         full_env = {**base, "REDIS_URL": private_redis.url, **env}
-        d = Deployment(workdir, private_redis, full_env, [], [])
+        if mariadb is not None:
+            full_env.pop("MYSQL_UNIX_SOCKET", None)
+            full_env.update(mariadb.env())
+        d = Deployment(workdir, private_redis, full_env, [], [], mariadb)
         try:
             d.fronts = [ServerProcess(workdir, full_env, mode="grpc-front", name=f"front{i}").start()
                         for i in range(fronts)]
@@ -103,6 +111,8 @@ def deployment(workdir: Path, *, fronts: int = 1, workers: int = 1, **env: str) 
                 if proc.alive():
                     proc.stop()
             private_redis.stop()
+            if mariadb is not None:
+                mariadb.stop()
 
 
 async def create_backed_worker(c: Client, name: str = "chaos") -> data.WorkerId:
@@ -248,6 +258,20 @@ async def redis_connections_cut(d: Deployment, *, jobs: int = 60, cuts: int = 3)
 
     at = [jobs * (i + 1) // (cuts + 1) for i in range(cuts)]
     return await _load_with_faults(d, "redis connections cut", jobs, at, fault, run_s=0.2)
+
+
+async def mariadb_restart(d: Deployment, *, jobs: int = 60, outage_s: float = 3.0) -> Tally:
+    """The database goes away (a clean shutdown) for `outage_s` and comes back, a third into the
+    load (jobs run 0.2 s each, so some are running while it is down)."""
+    mariadb = d.mariadb
+    assert mariadb is not None, "a deployment with private_mariadb=True"
+
+    async def fault(_: int) -> None:
+        await asyncio.to_thread(mariadb.stop)
+        await asyncio.sleep(outage_s)
+        await asyncio.to_thread(mariadb.start)
+
+    return await _load_with_faults(d, "mariadb restart", jobs, [jobs // 3], fault, run_s=0.2)
 
 
 async def kill_workers(d: Deployment, *, jobs: int = 200, kills: int = 5) -> Tally:
