@@ -29,6 +29,7 @@ from tests.chaos.scenarios import (  # noqa: E402
     deployment,
     kill_fronts,
     kill_workers,
+    mariadb_restart,
     redis_connections_cut,
     redis_restart,
 )
@@ -41,11 +42,13 @@ class Scenario:
     workers: int
     run: Callable[[Deployment, int], Coroutine[Any, Any, Tally]]
     jobs: int  # full size
+    private_mariadb: bool = False  # a MariaDB server of its own (the scenario restarts it)
 
 
 SCENARIOS = [
     Scenario("redis restart", 1, 1, lambda d, n: redis_restart(d, jobs=n), 300),
     Scenario("redis connections cut", 1, 1, lambda d, n: redis_connections_cut(d, jobs=n, cuts=5), 300),
+    Scenario("mariadb restart", 1, 1, lambda d, n: mariadb_restart(d, jobs=n), 300, private_mariadb=True),
     Scenario("kill -9 worker", 1, 2, lambda d, n: kill_workers(d, jobs=n, kills=5), 2000),
     Scenario("kill -9 grpc-front", 2, 1, lambda d, n: kill_fronts(d, jobs=n, kills=5), 2000),
 ]
@@ -70,7 +73,8 @@ def main() -> int:
             continue
         jobs = args.jobs or scenario.jobs
         with tempfile.TemporaryDirectory(prefix="jwchaos-") as tmp, \
-                deployment(Path(tmp), fronts=scenario.fronts, workers=scenario.workers) as d:
+                deployment(Path(tmp), fronts=scenario.fronts, workers=scenario.workers,
+                           private_mariadb=scenario.private_mariadb) as d:
             tally: Tally = asyncio.run(scenario.run(d, jobs))
         rows.append(tally.row())
         refused = f"{len(tally.refused)} refused ({', '.join(sorted({r.split(':')[0] for r in tally.refused}))})" \
