@@ -10,6 +10,8 @@ import trio_asyncio
 from grpclib.events import RecvRequest, listen
 from grpclib.server import Server
 
+from jobworkerp.front.decoding import RequestCodec, guard_servable
+
 if TYPE_CHECKING:
     import asyncio
 
@@ -37,8 +39,11 @@ async def serve_grpc(
     stopping: trio.Event | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled (or `stopping` is set); reports the bound port via task_status."""
-    server = Server(list(handlers))
+    """Serve until cancelled (or `stopping` is set); reports the bound port via task_status.
+
+    Every handler reads its request through `guard_servable` and `RequestCodec`, so bytes that are
+    not a request message are answered INVALID_ARGUMENT instead of grpclib's UNKNOWN."""
+    server = Server([guard_servable(h) for h in handlers], codec=RequestCodec())
     if auth_token:
         _require_token(server, auth_token, auth_metadata_key)
     await trio_asyncio.aio_as_trio(server.start)(host, port)
