@@ -7,6 +7,7 @@ invalidated by this module's own writes (in Standalone this process is the only 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Awaitable, Callable
 from typing import cast
 
@@ -22,6 +23,37 @@ from jobworkerp.storage.rdb import Repository
 _RESPONSE_TYPES = {int(v) for v in data.ResponseType}
 _QUEUE_TYPES = {int(v) for v in data.QueueType}
 _RETRY_TYPES = {int(v) for v in data.RetryType}
+
+# The MySQL columns' sizes (storage/mysql_schema.py), enforced in both modes: a definition that
+# Standalone accepts must not be refused by Scalable storage, and a name is no place for megabytes.
+NAME_MAX_CHARS = 128
+CHANNEL_MAX_CHARS = 32
+# lifecycle/retry.py computes interval * basis**retried before max_interval caps it, so the power
+# must stay a finite float (e**709.78 is the largest) for every retry, even a capped one.
+_EXPONENT_LIMIT = math.log(sys.float_info.max) - 1.0
+
+
+def _check_length(field: str, value: str | None, limit: int) -> None:
+    if value is not None and len(value) > limit:
+        raise InvalidArgument(field, f"must be at most {limit} characters, got {len(value)}")
+
+
+def check_retry_policy(policy: data.RetryPolicy) -> None:
+    """Refuse a policy whose delays the retry arithmetic cannot compute: a failed job of such a
+    worker fails again while its retry is being placed and goes back to run again, for ever
+    (basis inf with interval 0 did at its first retry; basis 10 would at its 309th, max_interval
+    or not, and with a small interval or cap that is minutes away)."""
+    if int(policy.type) not in _RETRY_TYPES:
+        raise InvalidArgument("retry_policy.type", f"unknown value {int(policy.type)}")
+    if not math.isfinite(policy.basis) or policy.basis < 1.0:
+        raise InvalidArgument("retry_policy.basis", f"must be a finite number >= 1.0, got {policy.basis}")
+    if policy.type != data.RetryType.EXPONENTIAL or policy.max_retry == 0 or policy.basis == 1.0:
+        return
+    last = policy.max_retry - 1  # the `retried` count of the last retry: its delay is the largest
+    if last * math.log(policy.basis) > _EXPONENT_LIMIT:
+        most = int(_EXPONENT_LIMIT / math.log(policy.basis)) + 1
+        raise InvalidArgument("retry_policy.max_retry", f"with basis {policy.basis} the delay of retry "
+                              f"{policy.max_retry} cannot be computed; at most {most} retries")
 
 
 async def _ignore_change(worker_id: int) -> None:
@@ -51,6 +83,8 @@ class Workers:
     async def _validate(self, wd: data.WorkerData) -> None:
         if not wd.name or not wd.name.strip():
             raise InvalidArgument("name", "must not be empty")
+        _check_length("name", wd.name, NAME_MAX_CHARS)
+        _check_length("channel", wd.channel, CHANNEL_MAX_CHARS)
         if wd.runner_id is None or wd.runner_id.value == 0:
             raise InvalidArgument("runner_id", "is required")
         spec = self._registry.get(wd.runner_id.value)
@@ -76,12 +110,8 @@ class Workers:
             raise InvalidArgument("queue_type", "FORCED_RDB cannot be combined with response_type DIRECT")
         if wd.response_type == data.ResponseType.LISTEN_AFTER and not (wd.store_success and wd.store_failure):
             raise InvalidArgument("store_success", "LISTEN_AFTER workers need store_success and store_failure")
-        policy = wd.retry_policy
-        if policy is not None:
-            if int(policy.type) not in _RETRY_TYPES:
-                raise InvalidArgument("retry_policy.type", f"unknown value {int(policy.type)}")
-            if math.isnan(policy.basis) or policy.basis < 1.0:
-                raise InvalidArgument("retry_policy.basis", f"must be >= 1.0, got {policy.basis}")
+        if wd.retry_policy is not None:
+            check_retry_policy(wd.retry_policy)
         # Only a Standalone server knows every channel that will ever run jobs.
         standalone = self._config.storage_type == STANDALONE
         if standalone and wd.channel is not None and channel_of(wd) not in self._served_channels:
