@@ -187,6 +187,11 @@ class RedisSubscription:
         self._confirmed.pop(channel.encode(), None)
         await trio_asyncio.aio_as_trio(self._pubsub.unsubscribe)(channel)
 
+    def holds(self, channel: str) -> bool:
+        """Whether the connection is subscribed to the channel, or will be again when it
+        reconnects: redis-py forgets a channel only once Redis has confirmed its UNSUBSCRIBE."""
+        return channel.encode() in self._pubsub.channels
+
     async def messages(self, on_message: Callable[[bytes, bytes], None]) -> None:
         """Deliver (channel, data) of every message until cancelled (run this in one task).
 

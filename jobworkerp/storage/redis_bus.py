@@ -3,7 +3,9 @@
 One pub/sub connection per process (`RedisSubscription`) carries every subscription; local
 listeners of the same topic share one Redis subscription (reference-counted), and messages are
 fanned out in-process. A listener subscribes — and Redis confirms — before it looks at storage
-or queues its job, so no result can be published unseen in between.
+or queues its job, so no result can be published unseen in between. A topic whose last listener
+left is unsubscribed until Redis confirms it, across outages and reconnects, so none is left
+behind (tests/chaos/test_cross_process_races.py).
 
 Topics (prefixed): `job_result_changed:job:{id}`, `job_result_changed:worker:{id}`,
 `worker_changed` (worker create/update/delete events, so every process drops cached workers) and
@@ -20,6 +22,7 @@ from typing import Any
 import trio
 
 from jobworkerp.aio import RedisSubscription, call_asyncio
+from jobworkerp.errors import is_outage
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.pubsub import WORKER_STREAM_BUFFER, JobResultWaiter
 from jobworkerp.storage.redis_pipeline import RedisPipeliner
@@ -43,6 +46,7 @@ return #KEYS - 1
 # message lost while the subscription connection reconnected costs at most this much delay.
 RECHECK_S = 1.0
 UNSUBSCRIBE_S = 5.0  # longest wait for an UNSUBSCRIBE (or closing the subscription) to complete
+LEFTOVER_RETRY_S = 1.0  # how often unsubscribes Redis has not confirmed are tried again
 
 
 class _RedisJobWaiter(JobResultWaiter):
@@ -77,6 +81,8 @@ class RedisResultBus:
         self._worker_changed: list[Callable[[int], None]] = []
         self._job_cancel: list[Callable[[int], object]] = []
         self._lock = trio.Lock()  # subscribe / unsubscribe in order
+        self._leaving: set[str] = set()  # topics without listeners whose UNSUBSCRIBE is not confirmed
+        self._unreachable = False  # the last unsubscribe could not reach Redis: leave them to the retry loop
         self._nursery: trio.Nursery | None = None  # where unsubscribes run, off the caller's path
 
     # --- topics ------------------------------------------------------------------------
@@ -105,6 +111,7 @@ class RedisResultBus:
             await self._subscription.subscribe(self._worker_changed_topic)
             await self._subscription.subscribe(self._job_cancel_topic)
             self._nursery = nursery
+            nursery.start_soon(self._unsubscribe_leftovers)
             task_status.started()
 
     async def aclose(self) -> None:
@@ -130,25 +137,65 @@ class RedisResultBus:
             if taken:
                 await self._release(topic)
 
-    async def _drop(self, topic: str) -> None:
-        # Shielded (a cancelled listener must still unsubscribe) but bounded: at a stop, or with
-        # Redis unreachable, an UNSUBSCRIBE that never completes must not hold the process.
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + UNSUBSCRIBE_S):
-            async with self._lock:
-                count = self._refcount.get(topic, 0) - 1
-                if count > 0:
-                    self._refcount[topic] = count
-                    return
-                self._refcount.pop(topic, None)
-                await self._subscription.unsubscribe(topic)
+    def _drop(self, topic: str) -> bool:
+        """Give back one reference; True when it was the last. Synchronous, so no lock wait,
+        deadline or cancel can lose it (a reference never given back keeps its topic subscribed
+        for as long as the process lives)."""
+        count = self._refcount.get(topic, 0) - 1
+        if count > 0:
+            self._refcount[topic] = count
+            return False
+        self._refcount.pop(topic, None)
+        self._leaving.add(topic)
+        return True
 
     async def _release(self, topic: str) -> None:
-        """Drop a listener's subscription in the background: a DIRECT caller or Listen gets its
-        answer without waiting for the UNSUBSCRIBE round trip."""
+        """Drop a listener's subscription, unsubscribing in the background: a DIRECT caller or
+        Listen gets its answer without waiting for the UNSUBSCRIBE round trip. While Redis
+        cannot be reached, the unsubscribe is left to `_unsubscribe_leftovers`."""
+        if not self._drop(topic) or self._unreachable:
+            return
         if self._nursery is not None:
-            self._nursery.start_soon(self._drop, topic)
-        else:
-            await self._drop(topic)
+            self._nursery.start_soon(self._unsubscribe, topic)
+        else:  # not running: shielded (a cancelled listener must still unsubscribe), but bounded
+            with trio.CancelScope(shield=True):
+                await self._unsubscribe(topic)
+
+    async def _unsubscribe(self, topic: str) -> bool:
+        """Unsubscribe a topic nobody listens to, unless a listener came back meanwhile; False
+        when Redis could not be reached. A topic leaves `_leaving` only once Redis has confirmed
+        its UNSUBSCRIBE (the connection no longer holds it): until then `_unsubscribe_leftovers`
+        tries again. Bounded, and an outage is waited out: with Redis unreachable, the
+        UNSUBSCRIBE that failed here ended the process (tests/chaos/test_cross_process_races.py)."""
+        with trio.move_on_after(UNSUBSCRIBE_S):
+            async with self._lock:  # in order with the subscribes of listeners arriving
+                if self._refcount.get(topic) or not self._subscription.holds(topic):
+                    self._leaving.discard(topic)
+                    return True
+                try:
+                    await self._subscription.unsubscribe(topic)
+                except Exception as e:
+                    if not is_outage(e):
+                        raise
+                    log.debug("unsubscribing %s failed (%s: %s); trying again later", topic, type(e).__name__, e)
+                    self._unreachable = True
+                    return False
+                self._unreachable = False
+                return True
+        self._unreachable = True  # no answer within UNSUBSCRIBE_S
+        return False
+
+    async def _unsubscribe_leftovers(self) -> None:
+        """Try again the unsubscribes Redis has not confirmed. An UNSUBSCRIBE that failed, or was
+        cut off with the connection, stays subscribed: redis-py forgets a channel only when Redis
+        confirms it, and subscribes again to every channel it has not forgotten when it
+        reconnects — a topic nobody would ever unsubscribe again. One failure ends a round:
+        while Redis is away, one attempt per round is enough to notice it is back."""
+        while True:
+            await trio.sleep(LEFTOVER_RETRY_S)
+            for topic in list(self._leaving):
+                if not await self._unsubscribe(topic):
+                    break
 
     def _on_message(self, channel: bytes, payload: bytes) -> None:
         topic = channel.decode()

@@ -38,6 +38,7 @@ DEPARTING = 40  # listeners that hang up before the job ends
 CONNECTIONS_PER_FRONT = 4  # the listeners are spread over several HTTP/2 connections per front
 LISTEN_TIMEOUT_MS = 300_000  # server-side wait of a Listen: a hang guard, never reached
 KEY = "one-key"
+OUTAGE_LISTENERS = 20
 
 
 @dataclass
@@ -200,3 +201,65 @@ def test_many_listens_through_two_fronts_all_get_the_result_and_leave_no_subscri
     assert status == data.ResultStatus.SUCCESS and output == (b"listened\n",), answers
     assert cluster.runs()["listened"] == 1
     assert not topics_left, topics_left
+
+
+# --- Listens ended by a Redis restart (runs last: it restarts the deployment's Redis) ---------
+
+
+async def _listen_outcome(c: Client, worker_id: data.WorkerId | None, job_id: data.JobId | None) -> str:
+    try:
+        return (await _listen(c, worker_id, job_id)).data.status.name
+    except GRPCError as e:
+        return e.status.name
+
+
+async def _all_resubscribed(cluster: Cluster, processes: int) -> int:
+    """Every process's pub/sub connection is back: each subscribes again to everything it held
+    in one command when it reconnects, so from here on a leftover topic would be visible."""
+    async def probe() -> int:
+        return _subscribers(cluster, f"{cluster.prefix}worker_changed")
+
+    # A process that died never comes back: no need to wait for it.
+    return await eventually(probe, lambda n: n >= processes or not all(p.alive() for p in cluster.procs))
+
+
+def test_listens_ended_by_a_redis_restart_leave_no_subscription_and_no_process_dies(deployment: Deployment) -> None:
+    """Listen callers waiting when Redis goes down get UNAVAILABLE and leave; dropping their
+    subscriptions fails while Redis is down. That failure ended the grpc-front process; and an
+    UNSUBSCRIBE that never reached Redis was subscribed again when the connection came back."""
+    cluster = deployment.cluster
+    gate = cluster.workdir / "outage-gate"
+
+    async def scenario() -> tuple[Counter[str], int, list[bytes | str], str]:
+        async with connect(deployment.fronts[0].port) as c1, connect(deployment.fronts[1].port) as c2:
+            worker_id = (await c1.worker.create(ledger_worker(
+                "outage", response_type=data.ResponseType.LISTEN_AFTER))).id
+            job_id = (await c1.job.enqueue(svc.JobRequest(
+                worker_id=worker_id, args=ledger_args(cluster, "outage", gate=gate)))).id
+            try:
+                listens = [asyncio.ensure_future(_listen_outcome((c1, c2)[i % 2], worker_id, job_id))
+                           for i in range(OUTAGE_LISTENERS)]
+                await _wait_until_subscribed(cluster, _result_topic(cluster, job_id.value), len(deployment.fronts))
+                cluster.redis.stop()
+                try:
+                    answers = Counter(await asyncio.gather(*listens))
+                finally:
+                    cluster.redis.start()
+                resubscribed = await _all_resubscribed(cluster, len(cluster.procs))
+                topics_left = await _no_result_topics_left(cluster)
+            finally:
+                gate.touch()
+            return answers, resubscribed, topics_left, await _listen_outcome(c2, worker_id, job_id)
+
+    try:
+        answers, resubscribed, topics_left, after = run(scenario(), timeout=240)
+    finally:
+        gate.touch()
+    dead = {p.log_path.name: p.proc.returncode for p in cluster.procs if p.proc is not None and not p.alive()}
+    print(f"\nlistens across a Redis restart: {OUTAGE_LISTENERS} listeners answered {dict(answers)}, "
+          f"dead processes {dead}, topics left {topics_left}, listen afterwards {after}")
+    assert not dead, dead
+    assert answers == Counter({Status.UNAVAILABLE.name: OUTAGE_LISTENERS}), answers
+    assert resubscribed == len(cluster.procs)
+    assert not topics_left, topics_left
+    assert after == data.ResultStatus.SUCCESS.name
