@@ -42,11 +42,13 @@ class Restorer:
         found: list[data.Job] = []
         async for page in self._backup_rows(include_grabbed):
             held = await self._storage.queue.held(job.id.value for job in page)
-            # Read after the rows: an Enqueue whose row is listed has written its status by now.
-            statuses = {job_id for job_id, _ in await self._storage.status.all()}
-            now = now_ms()
-            found.extend(job for job in page if job.id.value not in held
-                         and (include_grabbed or not self._maybe_placing(job, job.id.value in statuses, now)))
+            unheld = [job for job in page if job.id.value not in held]
+            if unheld and not include_grabbed:
+                # Read after the rows: an Enqueue whose row is listed has written its status by now.
+                statuses = {job_id for job_id, _ in await self._storage.status.all()}
+                now = now_ms()
+                unheld = [job for job in unheld if not self._maybe_placing(job, job.id.value in statuses, now)]
+            found.extend(unheld)
             if limit is not None and len(found) >= limit:
                 return found[:limit]
         return found
