@@ -15,6 +15,7 @@ pushed, so of several restores working from the same list exactly one queues it
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from jobworkerp.clock import now_ms
@@ -23,6 +24,8 @@ from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage import Storage
 from jobworkerp.usecase.workers import Workers
+
+log = logging.getLogger(__name__)
 
 PAGE = 2000
 
@@ -103,5 +106,17 @@ class Restorer:
             return False  # another restore, a Delete or a popper has it; or the row is gone
         if await storage.queue.held([job_id]):
             return False
+        await self._take_uniq_key(job)
         await self._lifecycle.restore(job, worker)
         return True
+
+    async def _take_uniq_key(self, job: data.Job) -> None:
+        """The job's uniq_key went with the rest of Redis: take it again (as Standalone's
+        start-up recovery does, lifecycle/recovery.py) so no duplicate is accepted while the
+        restored job waits. A key taken meanwhile by a new job stays with that job."""
+        key = job.data.uniq_key
+        if key is None:
+            return
+        holder = await self._storage.uniq_keys.acquire(key, job.id.value)
+        if holder is not None and holder != job.id.value:
+            log.warning("restored job %s: its uniq_key %r was taken meanwhile by job %s", job.id.value, key, holder)

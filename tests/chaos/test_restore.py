@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import service as svc
@@ -54,13 +56,13 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 async def _enqueue_backed(c: Client, cluster: Cluster, name: str, *, jobs: int = JOBS, channel: str | None = None,
-                          work_s: float = 0.0, gate: Path | None = None) -> Ledger:
+                          work_s: float = 0.0, gate: Path | None = None, uniq: bool = False) -> Ledger:
     worker_id = (await c.worker.create(ledger_worker(name, queue_type=data.QueueType.WITH_BACKUP,
                                                      channel=channel))).id
     ledger = Ledger()
     for i in range(jobs):
         tag = f"{name}-{i}"
-        reply = await c.job.enqueue(svc.JobRequest(worker_id=worker_id,
+        reply = await c.job.enqueue(svc.JobRequest(worker_id=worker_id, uniq_key=tag if uniq else None,
                                                    args=ledger_args(cluster, tag, work_s=work_s, gate=gate)))
         ledger.tags[reply.id.value] = tag
     return ledger
@@ -69,6 +71,19 @@ async def _enqueue_backed(c: Client, cluster: Cluster, name: str, *, jobs: int =
 async def _lost_ids(c: Client) -> set[int]:
     """What FindAll says needs restoring."""
     return {job.id.value async for job in c.job_restore.find_all(svc.JobRestoreRequest())}
+
+
+async def _enqueue_duplicate(c: Client, ledger: Ledger, channel: str | None) -> str:
+    """Enqueue a job with the uniq_key of the first job of the ledger (its tag) to a NORMAL
+    worker — no row, so the job table's unique index cannot refuse it: only the key can. The
+    answer's status name; accepted, it would be another job, kept out of the ledger's counts."""
+    tag = next(iter(ledger.tags.values()))
+    worker_id = (await c.worker.create(ledger_worker(f"{tag}-duplicate", channel=channel))).id
+    try:
+        await c.job.enqueue(svc.JobRequest(worker_id=worker_id, uniq_key=tag, args=b""))
+    except GRPCError as e:
+        return e.status.name
+    return "OK"
 
 
 def _flush(cluster: Cluster) -> None:
@@ -113,22 +128,24 @@ def test_restore_brings_back_every_flushed_job_once_and_find_all_lists_only_lost
     must still tell queued jobs from lost ones. Restore called a second time queues nothing."""
     front = cluster.start("grpc-front", "front")
 
-    async def scenario() -> tuple[Ledger, set[int], set[int], set[int], dict[int, list[data.JobResult]]]:
+    async def scenario() -> tuple[Ledger, set[int], set[int], set[int], str, dict[int, list[data.JobResult]]]:
         async with connect(front.port) as c:
-            ledger = await _enqueue_backed(c, cluster, "restored", channel=LATER)
+            ledger = await _enqueue_backed(c, cluster, "restored", channel=LATER, uniq=True)
             while_queued = await _lost_ids(c)
             _flush(cluster)
             after_flush = await _lost_ids(c)
             await c.job_restore.restore(svc.JobRestoreRequest())
             after_restore = await _lost_ids(c)
             await c.job_restore.restore(svc.JobRestoreRequest())
+            duplicate = await _enqueue_duplicate(c, ledger, LATER)
             cluster.start("worker", "worker", WORKER_CHANNELS=LATER, WORKER_CHANNEL_CONCURRENCIES="2")
-            return ledger, while_queued, after_flush, after_restore, await _settle(c, cluster, ledger)
+            return ledger, while_queued, after_flush, after_restore, duplicate, await _settle(c, cluster, ledger)
 
-    ledger, while_queued, after_flush, after_restore, results = run(scenario(), timeout=240)
+    ledger, while_queued, after_flush, after_restore, duplicate, results = run(scenario(), timeout=240)
     assert while_queued == set(), "FindAll listed jobs that were still queued"
     assert after_flush == set(ledger.tags)
     assert after_restore == set()
+    assert duplicate == Status.ALREADY_EXISTS.name, "a restored job's uniq_key was free"
     _assert_exactly_once(_verdict(cluster, ledger, results))
 
 
