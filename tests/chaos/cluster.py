@@ -23,6 +23,7 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.testing.server import Client, ServerProcess
+from tests.chaos.mariadb_instance import MariaDBInstance
 from tests.chaos.redis_instance import RedisInstance
 from tests.scalable.services import scalable_env
 
@@ -37,6 +38,7 @@ class Cluster:
     redis: RedisInstance
     env: dict[str, str]
     procs: list[ServerProcess] = field(default_factory=list)
+    mariadb: MariaDBInstance | None = None  # a MariaDB server of the test's own, when asked for
 
     @property
     def prefix(self) -> str:
@@ -73,13 +75,19 @@ class Cluster:
 
 
 @contextmanager
-def private_cluster(workdir: Path) -> Iterator[Cluster]:
-    """Private Redis + MariaDB database; every process started through the cluster is stopped
-    (SIGTERM) at the end and must exit 0, the private Redis last."""
+def private_cluster(workdir: Path, *, private_mariadb: bool = False) -> Iterator[Cluster]:
+    """Private Redis + MariaDB database (on the shared server, or with `private_mariadb` on a
+    MariaDB server of its own, for tests that restart it); every process started through the
+    cluster is stopped (SIGTERM) at the end and must exit 0, the private servers last."""
     instance = RedisInstance(workdir).start()
+    mariadb = MariaDBInstance(workdir).start() if private_mariadb else None
     try:
         with scalable_env() as env:
-            cluster = Cluster(workdir, instance, {**env, "REDIS_URL": instance.url})
+            env = {**env, "REDIS_URL": instance.url}
+            if mariadb is not None:
+                env.pop("MYSQL_UNIX_SOCKET", None)
+                env.update(mariadb.env())
+            cluster = Cluster(workdir, instance, env, mariadb=mariadb)
             try:
                 yield cluster
             finally:
@@ -88,6 +96,8 @@ def private_cluster(workdir: Path) -> Iterator[Cluster]:
             assert not bad, f"processes did not exit cleanly: {bad}"
     finally:
         instance.stop()
+        if mariadb is not None:
+            mariadb.stop()
 
 
 def ledger_worker(name: str, *, queue_type: data.QueueType = data.QueueType.NORMAL,

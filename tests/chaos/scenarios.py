@@ -25,9 +25,9 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.testing.server import Client, ServerProcess, connect
+from tests.chaos.cluster import Cluster, eventually, ledger_worker, private_cluster, results_of
 from tests.chaos.mariadb_instance import MariaDBInstance
 from tests.chaos.redis_instance import RedisInstance
-from tests.scalable.services import scalable_env
 
 FINAL_WAIT_S = 180.0  # a hang guard only: how long the ledger waits for accepted jobs to end
 ENQUEUE_PAUSE_S = 0.01  # between two enqueues of the steady load
@@ -63,65 +63,51 @@ class Ledger:
 
 @dataclass
 class Deployment:
-    """A private Redis plus front and worker processes sharing one private MariaDB database
-    (on the shared MariaDB server, or on a private one for scenarios that restart it)."""
+    """Fronts and workers of one private cluster (tests/chaos/cluster.py), which the scenarios
+    kill and replace."""
 
-    workdir: Path
-    redis: RedisInstance
-    env: dict[str, str]
+    cluster: Cluster
     fronts: list[ServerProcess]
     workers: list[ServerProcess]
-    mariadb: MariaDBInstance | None = None
+
+    @property
+    def redis(self) -> RedisInstance:
+        return self.cluster.redis
+
+    @property
+    def mariadb(self) -> MariaDBInstance | None:
+        return self.cluster.mariadb
+
+    def kill(self, proc: ServerProcess) -> None:
+        """kill -9: no shutdown of any kind (and no clean exit to check at the end)."""
+        assert proc.proc is not None
+        proc.proc.kill()
+        proc.proc.wait()
+        self.cluster.procs.remove(proc)
 
     def restart(self, proc: ServerProcess) -> None:
-        """Start a process again in place of one that died (a new instance, same port)."""
-        replacement = ServerProcess(self.workdir, {**self.env, "GRPC_ADDR": f"127.0.0.1:{proc.port}"},
+        """Start a process in place of one that died: a new instance on the same port."""
+        replacement = ServerProcess(self.cluster.workdir, {**self.cluster.env, "GRPC_ADDR": f"127.0.0.1:{proc.port}"},
                                     mode=proc.mode, name=f"{proc.log_path.stem}+")
         replacement.port = proc.port
+        self.cluster.procs.append(replacement)
         replacement.start()
         group = self.fronts if proc in self.fronts else self.workers
         group[group.index(proc)] = replacement
 
-    def kill(self, proc: ServerProcess) -> None:
-        """kill -9: no shutdown of any kind."""
-        assert proc.proc is not None
-        proc.proc.kill()
-        proc.proc.wait()
-
 
 @contextmanager
-def deployment(workdir: Path, *, fronts: int = 1, workers: int = 1, private_mariadb: bool = False,
-               **env: str) -> Iterator[Deployment]:
-    private_redis = RedisInstance(workdir).start()
-    mariadb = MariaDBInstance(workdir).start() if private_mariadb else None
-    with scalable_env() as base:
-        full_env = {**base, "REDIS_URL": private_redis.url, **env}
-        if mariadb is not None:
-            full_env.pop("MYSQL_UNIX_SOCKET", None)
-            full_env.update(mariadb.env())
-        d = Deployment(workdir, private_redis, full_env, [], [], mariadb)
-        try:
-            d.fronts = [ServerProcess(workdir, full_env, mode="grpc-front", name=f"front{i}").start()
-                        for i in range(fronts)]
-            d.workers = [ServerProcess(workdir, full_env, mode="worker", name=f"worker{i}").start()
-                         for i in range(workers)]
-            yield d
-        finally:
-            for proc in d.fronts + d.workers:
-                if proc.alive():
-                    proc.stop()
-            private_redis.stop()
-            if mariadb is not None:
-                mariadb.stop()
+def deployment(workdir: Path, *, fronts: int = 1, workers: int = 1, private_mariadb: bool = False
+               ) -> Iterator[Deployment]:
+    with private_cluster(workdir, private_mariadb=private_mariadb) as cluster:
+        yield Deployment(cluster,
+                         [cluster.start("grpc-front", f"front{i}") for i in range(fronts)],
+                         [cluster.start("worker", f"worker{i}") for i in range(workers)])
 
 
 async def create_backed_worker(c: Client, name: str = "chaos") -> data.WorkerId:
     """A COMMAND worker whose jobs are WITH_BACKUP and store every result."""
-    reply = await c.worker.create(data.WorkerData(
-        name=name, runner_id=data.RunnerId(value=1),
-        runner_settings=bytes(runner_pb.CommandRunnerSettings(name="sh")),
-        response_type=data.ResponseType.NO_RESULT, queue_type=data.QueueType.WITH_BACKUP,
-        store_success=True, store_failure=True))
+    reply = await c.worker.create(ledger_worker(name, queue_type=data.QueueType.WITH_BACKUP))
     assert reply.id is not None
     return reply.id
 
@@ -162,13 +148,10 @@ async def final_results(c: Client, job_ids: list[int], *, wait_s: float = FINAL_
                         ) -> dict[int, list[data.JobResult]]:
     """Every stored result of each job, once each has one (or after `wait_s`: then the ones
     without a result are lost)."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        results = {job_id: [r async for r in c.job_result.find_list_by_job_id(
-            svc.FindListByJobIdRequest(job_id=data.JobId(value=job_id)))] for job_id in job_ids}
-        if all(results.values()) or time.monotonic() > deadline:
-            return results
-        await asyncio.sleep(0.5)
+    async def probe() -> dict[int, list[data.JobResult]]:
+        return {job_id: await results_of(c, job_id) for job_id in job_ids}
+
+    return await eventually(probe, lambda results: all(results.values()), guard_s=wait_s)
 
 
 def tally(scenario: str, ledger: Ledger, results: dict[int, list[data.JobResult]], fault_ends: list[float]
