@@ -8,7 +8,10 @@ few windows still leave something behind that no live process will ever touch ag
   no row, not running here: e.g. a SIGKILL after an ending deleted the row but before the
   settle step reached Redis (the result is already stored), or in the middle of a Delete;
 * a uniq_key whose holder has no status: a SIGKILL after the key was taken but before the job
-  was placed (its enqueue never got an answer).
+  was placed (its enqueue never got an answer);
+* a WITH_BACKUP job stranded on its backup row: a SIGKILL after the row was written but before
+  the job was pushed to its queue (the row says "instant", so no due-job fetcher claims it, and
+  without a queue entry nothing pops it). It is queued again, as Restore would (soak seed 130266).
 
 Each sweep looks for both; what is still orphaned a whole grace period later (far longer than
 any step takes) is ended: a status through the settle step — with the job's stored final result
@@ -44,6 +47,7 @@ class OrphanSweep:
         # Suspects: id -> when first seen orphaned (epoch ms); cleared as soon as one is held again.
         self._statuses: dict[int, int] = {}
         self._keys: dict[int, int] = {}
+        self._stranded: dict[int, int] = {}
 
     async def run(self) -> None:
         """Sweep every half grace period until cancelled; a failed sweep is logged and retried."""
@@ -60,15 +64,22 @@ class OrphanSweep:
         now = now_ms()
         statuses = {job_id for job_id, _ in await storage.status.all()}
         unheld = statuses - await storage.queue.held(statuses)
-        orphans = set()
+        orphans, stranded = set(), set()
         for job_id in unheld:
-            if self.running.get(job_id) is not None or await storage.repo.find_job(job_id) is not None:
+            if self.running.get(job_id) is not None:
                 continue
-            orphans.add(job_id)
+            row = await storage.repo.find_job(job_id)
+            if row is None:
+                orphans.add(job_id)
+            elif _is_unclaimed_backup_row(row, now):
+                stranded.add(job_id)
         keyless = set(await storage.uniq_keys.holders()) - statuses
         ended = 0
         for job_id in self._due(self._statuses, orphans, now):
             if await self._end(job_id):
+                ended += 1
+        for job_id in self._due(self._stranded, stranded, now):
+            if await self._requeue(job_id):
                 ended += 1
         for job_id in self._due(self._keys, keyless, now):
             if await storage.status.get(job_id) is None:  # still no status: nothing will free it
@@ -89,6 +100,36 @@ class OrphanSweep:
         for job_id in due:
             del suspects[job_id]
         return due
+
+    async def _requeue(self, job_id: int) -> bool:
+        """Queue again a job stranded on its backup row, if it still is. The row is claimed
+        first (compared with the lease read), so of several processes' sweeps one pushes it; a
+        popper takes the claim over as it does from any process."""
+        with trio.CancelScope(shield=True):
+            requeued = await self._requeue_stranded(job_id)
+        return requeued
+
+    async def _requeue_stranded(self, job_id: int) -> bool:
+        lifecycle = self.lifecycle
+        storage = lifecycle.storage
+        row = await storage.repo.find_job(job_id)
+        if row is None or not _is_unclaimed_backup_row(row, now_ms()) or self.running.get(job_id) is not None \
+                or await storage.queue.held([job_id]):
+            return False
+        lease = now_ms() + lifecycle.claim_lease_ms
+        if not await storage.repo.claim_job(job_id, row.data.grabbed_until_time or 0, lease, run_after_time=0):
+            return False
+        worker = await lifecycle.workers.get(row.data.worker_id.value)
+        if worker is None:  # deleted meanwhile: nothing would run it
+            now = now_ms()
+            reason = f"worker {row.data.worker_id.value} was deleted before job {job_id} ran"
+            await lifecycle.finish(lifecycle.result_of(row, None, data.ResultStatus.FATAL_ERROR, [reason.encode()],
+                                                       now, now), None, delete_row=True)
+            return True
+        log.warning("job %s was stranded on its backup row (its enqueue died before queueing it); "
+                    "queued again by the orphan sweep", job_id)
+        await lifecycle.restore(row, worker)
+        return True
 
     async def _end(self, job_id: int) -> bool:
         # Begun, it runs to its end: a stop between settling and storing the result would leave
@@ -125,3 +166,8 @@ class OrphanSweep:
         log.warning("%s", reason)
         await lifecycle.store_result(result, worker)
         return True
+
+
+def _is_unclaimed_backup_row(row: data.Job, now: int) -> bool:
+    """A row that backs a queued job ("instant": run_after_time 0) and that nobody has claimed."""
+    return not row.data.run_after_time and (row.data.grabbed_until_time or 0) <= now

@@ -79,3 +79,28 @@ async def test_a_job_held_again_within_the_grace_period_is_left_alone(autojump_c
         await trio.sleep(2 * GRACE_MS / 1000)
         assert await sweep.sweep() == 0
         assert await storage.status.get(9_100) == data.JobStatus.PENDING
+
+
+async def test_a_job_stranded_on_its_backup_row_is_queued_again_and_runs_once(autojump_clock) -> None:
+    """Found by the soak (seed 130266, Scalable): SIGKILL after an Enqueue wrote a WITH_BACKUP
+    job's row but before it pushed the job to its queue. The row says "instant", so no due-job
+    fetcher claims it, and nothing pops it: PENDING for good. The sweep queues it again."""
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        app, storage = s.app, s.app.storage
+        worker = await s.worker("backed", queue_type=data.QueueType.WITH_BACKUP, **STORE_ALL)
+        sweep = OrphanSweep(app.lifecycle, app.running, grace_ms=GRACE_MS)
+        stranded = 9_200
+        await storage.status.set(stranded, data.JobStatus.PENDING, confirm=True)
+        await storage.repo.create_job(data.Job(id=data.JobId(value=stranded), data=data.JobData(
+            worker_id=worker, args=b"stranded", run_after_time=0)))
+        async with storage.bus.listen_job(stranded) as waiter:
+            assert await sweep.sweep() == 0
+            await trio.sleep(2 * GRACE_MS / 1000)
+            assert await sweep.sweep() == 1
+            result = await waiter.wait()
+        await trio.sleep(GRACE_MS / 1000)
+        assert await sweep.sweep() == 0
+        assert await storage.repo.find_job(stranded) is None and await app.jobs.status(stranded) is None
+        runs = [c for c in s.pool.calls if c.args == b"stranded"]
+    assert result.data.status == data.ResultStatus.SUCCESS and list(result.data.output.items) == [b"stranded+"]
+    assert len(runs) == 1
