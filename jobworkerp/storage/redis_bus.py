@@ -113,6 +113,12 @@ class RedisResultBus:
             self._nursery = nursery
             nursery.start_soon(self._unsubscribe_leftovers)
             task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                # Closing: a listener leaving from now on unsubscribes itself (starting a task
+                # here raised "Nursery is closed to new arrivals" and ended a stopping server).
+                self._nursery = None
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True, deadline=trio.current_time() + UNSUBSCRIBE_S):

@@ -84,3 +84,26 @@ async def test_listeners_leaving_at_every_step_leave_no_subscription(redis) -> N
         nursery.cancel_scope.cancel()
     await bus.aclose()
     assert left == []
+
+
+async def test_a_listener_leaving_while_the_bus_stops_does_not_crash_it(redis) -> None:
+    """Found by the soak (a server stopping with a Listen still waiting): the listener left after
+    the bus's background nursery had begun to close, starting its unsubscribe there raised
+    "Nursery is closed to new arrivals", and the stopping server exited with an error."""
+    client, prefix = redis
+    bus = RedisResultBus(client, prefix)
+    async with trio.open_nursery() as outer:
+        bus_scope, bus_ended = trio.CancelScope(), trio.Event()
+
+        async def run_bus(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            with bus_scope:
+                await bus.run(task_status=task_status)
+            bus_ended.set()
+
+        await outer.start(run_bus)
+        async with bus.listen_job(11):
+            bus_scope.cancel()  # the server stops: the bus ends while this listener is still here
+            await bus_ended.wait()
+        # leaving now must not raise
+    await bus.aclose()
+    assert await _subscribers(client, bus.job_topic(11)) == 0
