@@ -149,9 +149,15 @@ def open_redis(url: str, *, username: str | None = None, password: str | None = 
                db: int | None = None) -> Any:
     """A redis.asyncio client (connections open lazily on the asyncio loop; close with `close_redis`)."""
     import redis.asyncio
+    from redis.maint_notifications import MaintNotificationsConfig
 
     # A blocking pool makes a burst of commands wait for a free connection instead of failing.
-    options: dict[str, Any] = {"max_connections": max_connections, "timeout": 20}
+    # No maintenance notifications (a Redis Enterprise feature): redis-py's "auto" mode sends
+    # CLIENT MAINT_NOTIFICATIONS on every connect, and Redis 7 answers it with an error that,
+    # on a pub/sub connection coming back after an outage, reached the reader as a ResponseError
+    # and ended the process (tests/chaos/test_cross_process_races.py, in CI).
+    options: dict[str, Any] = {"max_connections": max_connections, "timeout": 20,
+                               "maint_notifications_config": MaintNotificationsConfig(enabled=False)}
     if username:
         options["username"] = username
     if password:
