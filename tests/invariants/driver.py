@@ -181,6 +181,7 @@ class Driver:
             reply = await self.call(lambda c: c.worker.create(wd, timeout=CALL_TIMEOUT_S))
         except Exception as e:
             version.ok = False if isinstance(e, GRPCError) else None
+            version.error = f"{type(e).__name__}: {e}"
             return True
         version.done_at, version.ok = now_ms(), True
         model.id = reply.id.value
@@ -198,6 +199,7 @@ class Driver:
             await self.call(lambda c: c.worker.update(worker, timeout=CALL_TIMEOUT_S))
         except Exception as e:
             version.ok = False if isinstance(e, GRPCError) else None
+            version.error = f"{type(e).__name__}: {e}"
             return True
         version.done_at, version.ok = now_ms(), True
         return True
@@ -213,6 +215,7 @@ class Driver:
             await self.call(lambda c: c.worker.delete(worker_id, timeout=CALL_TIMEOUT_S))
         except Exception as e:
             version.ok = False if isinstance(e, GRPCError) else None
+            version.error = f"{type(e).__name__}: {e}"
             return True
         version.done_at, version.ok = now_ms(), True
         return True

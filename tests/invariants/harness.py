@@ -33,6 +33,8 @@ class SequenceReport:
     skipped: int = 0
     phases: dict[str, float] = field(default_factory=dict)
     profile: Profile = TEST_PROFILE
+    worker_calls: list[str] = field(default_factory=list)  # how each worker change was answered
+    skipped_ops: list[str] = field(default_factory=list)
 
     def render(self) -> str:
         """Everything needed to reproduce and understand a failure."""
@@ -49,6 +51,9 @@ class SequenceReport:
             lines.append(f"injected faults that fired: {', '.join(self.faults_fired)}")
         lines += [f"  {v.describe()}" for v in self.violations]
         lines.append(self.sequence.describe())
+        if self.violations:
+            lines += ["worker changes as answered:", *(f"  {c}" for c in self.worker_calls)]
+            lines += [f"skipped: {op}" for op in self.skipped_ops]
         return "\n".join(lines)
 
 
@@ -90,6 +95,8 @@ async def run_sequence(server: InvariantServer, rpc: Rpc, seed: int, profile: Pr
         violations=checker.violations, seconds=trio.current_time() - started, quiesced=checker.quiesced,
         faults_fired=server.fired_faults()[fired_before:], skipped=len(driver.ledger.skipped), phases=phases,
         profile=profile,
+        worker_calls=[f"{m.sym}: {v.outcome()}" for m in driver.ledger.workers.values() for v in m.versions],
+        skipped_ops=list(driver.ledger.skipped),
     )
 
 

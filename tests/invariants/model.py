@@ -30,6 +30,12 @@ class WorkerVersion:
     sent_at: float
     done_at: float | None = None  # None: no answer (still running, or the connection broke)
     ok: bool | None = None  # True applied, False rejected, None unknown
+    error: str | None = None  # what the call raised, for the failure report
+
+    def outcome(self) -> str:
+        what = "delete" if self.spec is None else f"define {self.spec.describe()}"
+        said = "applied" if self.ok else f"{'refused' if self.ok is False else 'unknown'} ({self.error})"
+        return f"{what}: {said}"
 
 
 @dataclass
