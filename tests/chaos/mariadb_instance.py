@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 from jobworkerp.testing.server import free_port
+from tests.chaos.private_server import stop_cleanly, wait_until_answering
 
 START_TIMEOUT_S = 60.0
 DATABASE = "jobworkerp"
@@ -42,21 +42,14 @@ class MariaDBInstance:
              "--skip-grant-tables", "--skip-log-bin", "--innodb-buffer-pool-size=32M",
              f"--log-error={self.dir / 'error.log'}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._answers():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mariadbd exited with {self.proc.returncode}: {self._error_log()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mariadbd on port {self.port} did not answer within {START_TIMEOUT_S} s")
-            time.sleep(0.1)
+        wait_until_answering(self.proc, self._answers, f"mariadbd on port {self.port}", self._error_log,
+                             START_TIMEOUT_S)
         self._sql(f"CREATE DATABASE IF NOT EXISTS `{DATABASE}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
         return self
 
     def stop(self) -> None:
         """SIGTERM: a clean shutdown (InnoDB flushes), as `systemctl restart` would do."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=60)
+        stop_cleanly(self.proc, 60)
         self.proc = None
 
     def _answers(self) -> bool:

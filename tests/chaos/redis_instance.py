@@ -7,10 +7,10 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from jobworkerp.testing.server import free_port
+from tests.chaos.private_server import stop_cleanly, wait_until_answering
 
 START_TIMEOUT_S = 30.0
 
@@ -34,21 +34,13 @@ class RedisInstance:
              "--save", "", "--appendonly", "yes", "--appendfsync", "always",
              "--logfile", str(self.dir / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._answers():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: "
-                                   f"{(self.dir / 'redis.log').read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {self.port} did not answer within {START_TIMEOUT_S} s")
-            time.sleep(0.05)
+        wait_until_answering(self.proc, self._answers, f"redis-server on port {self.port}",
+                             lambda: (self.dir / "redis.log").read_text()[-2000:], START_TIMEOUT_S)
         return self
 
     def stop(self) -> None:
         """SIGTERM: Redis flushes its AOF and exits (what `redis-cli shutdown` does)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
+        stop_cleanly(self.proc, 30)
         self.proc = None
 
     def _answers(self) -> bool:
