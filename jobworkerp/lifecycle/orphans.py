@@ -11,7 +11,10 @@ few windows still leave something behind that no live process will ever touch ag
   was placed (its enqueue never got an answer);
 * a WITH_BACKUP job stranded on its backup row: a SIGKILL after the row was written but before
   the job was pushed to its queue (the row says "instant", so no due-job fetcher claims it, and
-  without a queue entry nothing pops it). It is queued again, as Restore would (soak seed 130266).
+  without a queue entry nothing pops it). It is queued again, as Restore would (soak seed 130266);
+* a row of a worker that no longer exists: a worker Delete cut short (a stopping server) after
+  the worker was deleted but before its waiting jobs were ended; the due-job fetchers only look
+  at rows of existing workers. It is ended with FATAL_ERROR, as the Delete would have (seed 410793).
 
 Each sweep looks for both; what is still orphaned a whole grace period later (far longer than
 any step takes) is ended: a status through the settle step — with the job's stored final result
@@ -71,7 +74,8 @@ class OrphanSweep:
             row = await storage.repo.find_job(job_id)
             if row is None:
                 orphans.add(job_id)
-            elif _is_unclaimed_backup_row(row, now):
+            elif _is_unclaimed(row, now) and (not row.data.run_after_time
+                                              or await self.lifecycle.workers.get(row.data.worker_id.value) is None):
                 stranded.add(job_id)
         keyless = set(await storage.uniq_keys.holders()) - statuses
         ended = 0
@@ -113,14 +117,17 @@ class OrphanSweep:
         lifecycle = self.lifecycle
         storage = lifecycle.storage
         row = await storage.repo.find_job(job_id)
-        if row is None or not _is_unclaimed_backup_row(row, now_ms()) or self.running.get(job_id) is not None \
+        if row is None or not _is_unclaimed(row, now_ms()) or self.running.get(job_id) is not None \
                 or await storage.queue.held([job_id]):
             return False
-        lease = now_ms() + lifecycle.claim_lease_ms
-        if not await storage.repo.claim_job(job_id, row.data.grabbed_until_time or 0, lease, run_after_time=0):
-            return False
         worker = await lifecycle.workers.get(row.data.worker_id.value)
-        if worker is None:  # deleted meanwhile: nothing would run it
+        if row.data.run_after_time and worker is not None:
+            return False  # a scheduled row of a live worker: its due-job fetchers run it
+        lease = now_ms() + lifecycle.claim_lease_ms
+        if not await storage.repo.claim_job(job_id, row.data.grabbed_until_time or 0, lease,
+                                            run_after_time=row.data.run_after_time):
+            return False
+        if worker is None:  # its worker is gone: nothing would ever run it
             now = now_ms()
             reason = f"worker {row.data.worker_id.value} was deleted before job {job_id} ran"
             await lifecycle.finish(lifecycle.result_of(row, None, data.ResultStatus.FATAL_ERROR, [reason.encode()],
@@ -168,6 +175,5 @@ class OrphanSweep:
         return True
 
 
-def _is_unclaimed_backup_row(row: data.Job, now: int) -> bool:
-    """A row that backs a queued job ("instant": run_after_time 0) and that nobody has claimed."""
-    return not row.data.run_after_time and (row.data.grabbed_until_time or 0) <= now
+def _is_unclaimed(row: data.Job, now: int) -> bool:
+    return (row.data.grabbed_until_time or 0) <= now

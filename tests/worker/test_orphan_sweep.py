@@ -104,3 +104,26 @@ async def test_a_job_stranded_on_its_backup_row_is_queued_again_and_runs_once(au
         runs = [c for c in s.pool.calls if c.args == b"stranded"]
     assert result.data.status == data.ResultStatus.SUCCESS and list(result.data.output.items) == [b"stranded+"]
     assert len(runs) == 1
+
+
+async def test_a_waiting_job_of_a_worker_deleted_halfway_is_ended(autojump_clock) -> None:
+    """Found by the soak (seed 410793, Scalable): a worker Delete reached a stopping server,
+    which deleted the worker and then could not end its waiting jobs. A scheduled job of that
+    worker kept its row and PENDING status for good: the due-job fetchers only look at rows of
+    existing workers. The sweep ends it as the Delete would have."""
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        app, storage = s.app, s.app.storage
+        worker = await s.worker("deleted-halfway", **STORE_ALL)
+        sweep = OrphanSweep(app.lifecycle, app.running, grace_ms=GRACE_MS)
+        later = await s.enqueue(worker, b"later", run_after_time=now_ms() + 3_600_000)
+        assert await storage.repo.delete_worker(worker.value)  # the Delete's first step, and no more
+        app.workers.forget(worker.value)
+        async with storage.bus.listen_job(later) as waiter:
+            assert await sweep.sweep() == 0
+            await trio.sleep(2 * GRACE_MS / 1000)
+            assert await sweep.sweep() == 1
+            result = await waiter.wait()
+        assert await storage.repo.find_job(later) is None and await app.jobs.status(later) is None
+    assert result.data.status == data.ResultStatus.FATAL_ERROR
+    assert b"was deleted" in result.data.output.items[0]
+    assert s.pool.calls == []
