@@ -214,7 +214,10 @@ class RedisSubscription:
             try:
                 message = await get(timeout=1.0)
             except Exception as e:
-                if not is_outage(e):
+                # RuntimeError: redis-py reconnecting this connection for a subscribe or an
+                # unsubscribe at the same moment ("read() called while another coroutine is
+                # already waiting"): the connection is coming back, not broken for good.
+                if not (is_outage(e) or isinstance(e, RuntimeError)):
                     raise
                 await backoff.failed(e)
                 continue
