@@ -49,12 +49,26 @@ def retry_job(job: data.Job, policy: data.RetryPolicy, failed_at: int) -> data.J
                     retried=job.data.retried + 1)
 
 
-def longest_run_ms(policy: data.RetryPolicy | None, timeout_ms: int) -> int | None:
+EXACT_RETRY_SUM = 10_000  # retries whose delays are added one by one; past it, a bound is used
+
+
+def longest_run_ms(policy: data.RetryPolicy | None, timeout_ms: int) -> float | None:
     """The longest a job can take from its first attempt to its final result: every attempt
-    at its timeout plus every retry delay; None when an attempt has no timeout (0)."""
+    at its timeout plus every retry delay; None when an attempt has no timeout (0), or when the
+    delays cannot be computed (a policy stored before such policies were refused).
+
+    In bounded work: a worker may allow 2**32 - 1 retries, and adding every delay would hold the
+    event loop for minutes. Delays never shrink from one retry to the next, so past
+    EXACT_RETRY_SUM retries the last delay times the number of retries bounds their sum."""
     if timeout_ms == 0:
         return None
     if policy is None or policy.type == data.RetryType.NONE:
         return timeout_ms
-    delays = sum(retry_delay_ms(policy, n) for n in range(policy.max_retry))
+    try:
+        if policy.max_retry <= EXACT_RETRY_SUM:
+            delays = sum(retry_delay_ms(policy, n) for n in range(policy.max_retry))
+        else:
+            delays = policy.max_retry * retry_delay_ms(policy, policy.max_retry - 1)
+    except (OverflowError, ValueError):  # inf or NaN delays
+        return None
     return (policy.max_retry + 1) * timeout_ms + delays

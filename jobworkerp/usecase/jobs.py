@@ -32,27 +32,6 @@ DEFAULT_TIMEOUT_MS = 31_536_000_000  # one year, when the request gives none
 DIRECT_WAIT_GRACE_S = 5.0  # beyond the job timeout, for queueing and result hand-off
 _PRIORITIES = {int(p) for p in data.Priority}
 UNIQ_KEY_MAX_CHARS = 128  # job.uniq_key and job_result.uniq_key are VARCHAR(128) (storage/mysql_schema.py)
-# retry.longest_run_ms adds the delays of every retry one by one; a worker may allow 2**32 - 1
-# retries, which would hold the event loop for minutes. Past this many, a bound is used instead.
-EXACT_RETRY_SUM = 10_000
-
-
-def longest_direct_run_ms(policy: data.RetryPolicy | None, timeout_ms: int) -> float | None:
-    """How long a DIRECT job can take through every retry (None: no bound), in bounded work.
-
-    Delays never shrink from one retry to the next, so past EXACT_RETRY_SUM retries the last
-    delay times the number of retries bounds their sum. A policy whose delays cannot be computed
-    (stored before `check_retry_policy` refused such policies) gives no bound either.
-    """
-    try:
-        if policy is None or policy.type == data.RetryType.NONE or policy.max_retry <= EXACT_RETRY_SUM:
-            return retry.longest_run_ms(policy, timeout_ms)
-        if timeout_ms == 0:
-            return None
-        largest = retry.retry_delay_ms(policy, policy.max_retry - 1)
-    except (OverflowError, ValueError):  # inf or NaN delays
-        return None
-    return (policy.max_retry + 1) * timeout_ms + policy.max_retry * largest
 
 
 class Jobs:
@@ -138,7 +117,7 @@ class Jobs:
     async def _wait_direct(self, job: data.Job, worker: data.Worker, waiter: JobResultWaiter) -> data.JobResult:
         job_id = job.id.value
         # Through every retry: the caller waits for the final result, not the first attempt's.
-        longest = longest_direct_run_ms(worker.data.retry_policy, job.data.timeout)
+        longest = retry.longest_run_ms(worker.data.retry_policy, job.data.timeout)
         wait_s = math.inf if longest is None else longest / 1000 + DIRECT_WAIT_GRACE_S
         finished = False
         try:
