@@ -565,7 +565,10 @@ class Checker:
             if record.uniq and record.id is not None and (record.id in obs.statuses or record.id in obs.rows):
                 holders[record.uniq].append(record.id)
         for key in keys:
-            await self._probe(probe, key, holders.get(key, []), "")
+            # Looked at again now: a job that may linger when observed (its worker may have been
+            # periodic) can still end on its own before the probe, freeing its key rightly.
+            live = [h for h in holders.get(key, []) if await self._alive(h)]
+            await self._probe(probe, key, live, "", obs)
         # Delete everything still alive, then every key must be free and every trace gone.
         alive = []
         delete_errors: dict[int, str] = {}
@@ -591,7 +594,7 @@ class Checker:
                           f"{status.status and data.JobStatus(status.status).name}, "
                           f"Find {'finds it' if job else 'finds nothing'}" + self._history_text(job_id))
         for key in sorted(holders):
-            await self._probe(probe, key, [], " after its holder was deleted")
+            await self._probe(probe, key, [], " after its holder was deleted", obs)
         await self.driver.call(lambda c: c.worker.delete(data.WorkerId(value=probe), timeout=CALL_TIMEOUT_S))
         for worker in self.ledger.workers.values():
             if worker.id is not None:
@@ -604,7 +607,7 @@ class Checker:
                              response_type=data.ResponseType.NO_RESULT, store_success=True, store_failure=True)
         return (await self.driver.call(lambda c: c.worker.create(wd, timeout=CALL_TIMEOUT_S))).id.value
 
-    async def _probe(self, probe: int, key: str, live_holders: list[int], when: str) -> None:
+    async def _probe(self, probe: int, key: str, live_holders: list[int], when: str, obs: Observation) -> None:
         request = svc.JobRequest(worker_id=data.WorkerId(value=probe), uniq_key=key,
                                  args=bytes(runner_pb.CommandArgs()), run_after_time=int(now_ms()) + FAR_MS)
         # Scalable after a SIGKILL: a key taken by an enqueue that died before placing its job
@@ -612,20 +615,20 @@ class Checker:
         sweep_deadline = trio.current_time() + (ORPHAN_SWEEP_S if self.ledger.mode == "scalable" and any(
             r.kill for r in self.ledger.restarts) else 0)
         while True:
-            if await self._probe_once(probe, key, live_holders, when, request,
+            if await self._probe_once(probe, key, live_holders, when, request, obs,
                                       last=trio.current_time() >= sweep_deadline):
                 return
             await trio.sleep(1.0)
 
     async def _probe_once(self, probe: int, key: str, live_holders: list[int], when: str,
-                          request: svc.JobRequest, *, last: bool) -> bool:
+                          request: svc.JobRequest, obs: Observation, *, last: bool) -> bool:
         """One probe; False when the key is held by a gone job and `last` is not set (look again)."""
         try:
             reply = await self.driver.call(lambda c: c.job.enqueue(request, timeout=CALL_TIMEOUT_S))
         except GRPCError as e:
             if "injected fault" in (e.message or ""):  # a fault the sequence armed and never used up
                 return False if not last else await self._probe_once(probe, key, live_holders, when, request,
-                                                                      last=True)
+                                                                      obs, last=True)
             if e.status != Status.ALREADY_EXISTS or live_holders:
                 if e.status != Status.ALREADY_EXISTS:
                     self.flag(3, "uniq-probe-failed", f"uniq={key}", f"probe enqueue failed: {describe_error(e)}")
@@ -643,10 +646,31 @@ class Checker:
                           f"no job (finished or gone); the server said: {e.message}")
             return True
         await self._delete(reply.id.value)
+        # Alive before the probe and still after it: it held no key all along (one that ended
+        # in between freed its key rightly).
+        live_holders = [h for h in live_holders if await self._alive(h)]
         if live_holders:
             self.flag(3, "uniq-not-held", f"uniq={key}", f"a new job got the key while "
-                      f"{', '.join(self._subject(h) for h in live_holders)} still waits with it")
+                      f"{', '.join(self._holder_text(obs, h) for h in live_holders)} still waits with it")
         return True
+
+    async def _alive(self, job_id: int) -> bool:
+        """Whether the job still has a status or can be found (it has not ended)."""
+        status = await self.driver.call(lambda c: c.job_status.find(data.JobId(value=job_id), timeout=CALL_TIMEOUT_S))
+        return status.status is not None or await self._find(job_id) is not None
+
+    def _holder_text(self, obs: Observation, job_id: int) -> str:
+        """A job seen alive (status or row) as the checker saw it, for a uniq_key report."""
+        row, t0 = obs.rows.get(job_id), self._t0(obs)
+        seen = [f"status {obs.statuses[job_id]}" if job_id in obs.statuses else "no status"]
+        if row is None:
+            seen.append("no row")
+        else:
+            claim = row.data.grabbed_until_time or 0
+            seen.append(f"a row due at +{row.data.run_after_time - t0}ms, retried {row.data.retried}"
+                        + (f", claimed until +{claim - t0}ms" if claim else ", unclaimed"))
+        return f"{self._subject(job_id)} ({', '.join(seen)} when observed{self._results_text(obs, job_id)}" \
+               f"{self._history_text(job_id)})"
 
     async def _delete(self, job_id: int) -> str | None:
         """JobService.Delete; the error it answered, if any (judged by what remains after it)."""
