@@ -13,17 +13,18 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.testing.server import Client, ServerProcess, connect, run
+from tests.e2e.servers import STORAGE_MODES, server_in_mode
 
 pytestmark = pytest.mark.timeout(120)
 STORE_ALL = {"store_success": True, "store_failure": True}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("time"), {
-        "JOB_QUEUE_FETCH_INTERVAL": "500", "WORKER_CHANNELS": "one", "WORKER_CHANNEL_CONCURRENCIES": "1"}).start()
-    yield proc
-    assert proc.stop() == 0, proc.log()
+@pytest.fixture(scope="module", params=STORAGE_MODES)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server per storage mode (Standalone, Scalable), with a channel `one` of concurrency 1."""
+    env = {"JOB_QUEUE_FETCH_INTERVAL": "500", "WORKER_CHANNELS": "one", "WORKER_CHANNEL_CONCURRENCIES": "1"}
+    with server_in_mode(request.param, tmp_path_factory.mktemp(f"time-{request.param}"), env) as proc:
+        yield proc
 
 
 def command_worker(name: str, command: str, **kwargs) -> data.WorkerData:
@@ -164,6 +165,9 @@ def test_high_priority_jobs_overtake_low_ones_on_a_busy_channel(server: ServerPr
 
 
 def test_job_claimed_by_a_killed_server_runs_again_after_restart(tmp_path: Path) -> None:
+    """Standalone only (its own server, not the parametrised fixture): the restart releases every
+    claim found in the same SQLite file at once (lifecycle/recovery.py). In Scalable a claimed row
+    waits out its lease instead; killed Scalable processes are tested in tests/scalable and tests/chaos."""
     runs = tmp_path / "runs"
     server = ServerProcess(tmp_path, {"JOB_QUEUE_FETCH_INTERVAL": "500"}).start()
 
