@@ -47,13 +47,20 @@ def status_of(port: int, call: Callable[[Client], Awaitable[object]]) -> tuple[S
         (worker(response_type=data.ResponseType.LISTEN_AFTER), "store_success"),
         (worker(retry_policy=data.RetryPolicy(type=data.RetryType.CONSTANT, interval=10, basis=0.5)),
          "retry_policy.basis"),
-        (worker(channel="nobody-serves-this"), "channel"),
     ],
 )
 def test_invalid_worker_definitions_are_rejected(server: ServerProcess, wd: data.WorkerData, field: str) -> None:
     status, message = status_of(server.port, lambda c: c.worker.create(wd))
     assert status == Status.INVALID_ARGUMENT
     assert message.startswith(field), message
+
+
+# Standalone only: in Scalable, worker processes other than this one may serve the channel (README).
+@pytest.mark.parametrize("server", ["standalone"], indirect=True)
+def test_worker_on_a_channel_nobody_serves_is_rejected(server: ServerProcess) -> None:
+    status, message = status_of(server.port, lambda c: c.worker.create(worker(channel="nobody-serves-this")))
+    assert status == Status.INVALID_ARGUMENT
+    assert message.startswith("channel"), message
 
 
 def test_duplicate_worker_name_is_already_exists(server: ServerProcess) -> None:
