@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
@@ -207,6 +209,46 @@ def test_job_status_is_pending_or_running_then_gone(server: ServerProcess, tmp_p
     during, after = run(scenario())
     assert during.status in (data.JobStatus.PENDING, data.JobStatus.RUNNING)
     assert after.status is None
+
+
+def test_uniq_key_refuses_a_second_job_until_the_first_has_ended(server: ServerProcess, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"  # the first job holds its key until the test opens the gate, however slow the machine
+
+    async def scenario() -> tuple[int, GRPCError, data.JobResult, data.JobResult, list[list[bytes]]]:
+        async with connect(server.port) as c:
+            worker_id = await create(c, command_worker(
+                "uniq", "sh", response_type=data.ResponseType.LISTEN_AFTER, store_success=True, store_failure=True))
+
+            async def enqueue(script: str) -> data.JobId:
+                request = svc.JobRequest(worker_id=worker_id, uniq_key="nightly-report", args=args("-c", script))
+                return (await c.job.enqueue(request)).id
+
+            async def listen(job_id: data.JobId) -> data.JobResult:
+                return await c.job_result.listen(svc.ListenRequest(job_id=job_id, worker_id=worker_id, timeout=30_000))
+
+            try:
+                first = await enqueue(f"while [ ! -e {gate} ]; do sleep 0.02; done; echo first")
+                try:
+                    await enqueue("echo second")
+                except GRPCError as e:
+                    refused = e
+                else:
+                    raise AssertionError("a second job with a held uniq_key was accepted")
+            finally:
+                gate.touch()
+            first_result = await listen(first)
+            again_result = await listen(await enqueue("echo again"))  # the key is free once the job has ended
+            outputs = [list(r.data.output.items) async for r in c.job_result.find_list(svc.FindListRequest())
+                       if r.data.worker_id.value == worker_id.value]
+            return first.value, refused, first_result, again_result, outputs
+
+    first, refused, first_result, again_result, outputs = run(scenario())
+    assert refused.status == Status.ALREADY_EXISTS
+    assert "nightly-report" in (refused.message or "") and str(first) in (refused.message or "")
+    assert first_result.data.status == data.ResultStatus.SUCCESS and first_result.data.output.items == [b"first\n"]
+    assert again_result.data.status == data.ResultStatus.SUCCESS and again_result.data.output.items == [b"again\n"]
+    assert again_result.data.uniq_key == "nightly-report"
+    assert sorted(outputs) == [[b"again\n"], [b"first\n"]]  # the refused job never ran
 
 
 def test_delete_cancels_a_running_job(server: ServerProcess) -> None:
