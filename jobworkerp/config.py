@@ -66,6 +66,13 @@ class Config:
     log_use_json: bool = False
     log_file_dir: str | None = None
     runner_host_startup_timeout: float = 30.0
+    # A runner host whose resident memory passes this is killed and its job fails naming the
+    # limit (beyond upstream); 0 turns the limit off. Generous: it catches runaway allocation,
+    # not ordinary jobs.
+    runner_host_max_rss_mb: int = 4096
+    # A channel whose queue holds this many jobs refuses new ones with RESOURCE_EXHAUSTED
+    # (beyond upstream; approximate, see usecase/queue_limit.py); 0 = no limit.
+    job_queue_max_length: int = 100_000
     # How long a process may serve a cached worker definition when a change event was missed
     # (Scalable pushes changes to every process; the expiry only bounds a missed push).
     worker_cache_ttl_s: int = 60
@@ -203,4 +210,6 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         log_use_json=_get(env, "LOG_USE_JSON", _parse_bool, False),
         log_file_dir=_get(env, "LOG_FILE_DIR", text, None),
         worker_cache_ttl_s=_get(env, "WORKER_CACHE_TTL_SECONDS", pos_int, 60),
+        runner_host_max_rss_mb=_get(env, "RUNNER_HOST_MAX_RSS_MB", nonneg_int, 4096),
+        job_queue_max_length=_get(env, "JOB_QUEUE_MAX_LENGTH", nonneg_int, 100_000),
     )

@@ -34,6 +34,10 @@ class Unavailable(JobworkerpError):
     """Storage or a dependency cannot serve the request now (gRPC UNAVAILABLE)."""
 
 
+class ResourceExhausted(JobworkerpError):
+    """A limit is reached, e.g. a channel's queue is full (gRPC RESOURCE_EXHAUSTED)."""
+
+
 class DeadlineExceeded(JobworkerpError):
     """A wait (DIRECT result, Listen) ran out of time (gRPC DEADLINE_EXCEEDED)."""
 

@@ -14,7 +14,15 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from jobworkerp.aio import call_trio, iterate_trio
-from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, Unavailable, is_outage
+from jobworkerp.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+    is_outage,
+)
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import service as svc
 
@@ -30,6 +38,7 @@ _STATUS_OF: tuple[tuple[type[Exception], Status], ...] = (
     (AlreadyExists, Status.ALREADY_EXISTS),
     (Unavailable, Status.UNAVAILABLE),
     (DeadlineExceeded, Status.DEADLINE_EXCEEDED),
+    (ResourceExhausted, Status.RESOURCE_EXHAUSTED),
 )
 
 

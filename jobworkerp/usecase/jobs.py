@@ -19,11 +19,13 @@ from jobworkerp.config import Config
 from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, Unavailable
 from jobworkerp.ids import SnowflakeGenerator
 from jobworkerp.lifecycle import retry
+from jobworkerp.lifecycle.placement import channel_of, route
 from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.service import JobRequest
 from jobworkerp.storage import Storage
 from jobworkerp.storage.pubsub import JobResultWaiter
+from jobworkerp.usecase.queue_limit import QueueLimit
 from jobworkerp.usecase.workers import Workers
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class Jobs:
         self._ids = ids
         self._lifecycle = lifecycle
         self._config = config
+        self._queue_limit = QueueLimit(storage.queue, config.job_queue_max_length)
         # Set when the server begins to stop (the app passes its stop event): from then on new
         # jobs are refused, so none is accepted after the queues were kept for the restart.
         self.stopping = trio.Event()
@@ -86,6 +89,10 @@ class Jobs:
         job = self._build_job(req, worker)
         if worker.data.response_type == data.ResponseType.DIRECT and job.data.run_after_time > 0:
             raise InvalidArgument("run_after_time", "DIRECT workers run jobs at once; run_after_time must be 0")
+        wd = worker.data
+        assert wd is not None  # a stored worker always has its data
+        if route(wd, job.data.run_after_time, now_ms(), self._config.fetch_interval_ms, int(wd.queue_type)).queued:
+            await self._queue_limit.admit(channel_of(wd))
         placed = False
         try:
             # Inside the try: a caller that goes away while the key is being taken must not

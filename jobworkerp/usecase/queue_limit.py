@@ -1,0 +1,41 @@
+"""JOB_QUEUE_MAX_LENGTH: a channel whose queue is full refuses new jobs with RESOURCE_EXHAUSTED.
+
+Beyond upstream. Without a limit, clients that enqueue faster than a channel runs grow the queue
+(Redis memory, or this process's memory in Standalone) until something falls over; a refusal
+the client can see and back off from is the better failure.
+
+The limit is approximate on purpose: reading a queue's length on every enqueue would add a Redis
+round trip to the hot path, so a channel's length is read at most every REFRESH_S and the jobs
+this process queued since are added to it. Other processes' enqueues within that window can
+overshoot the limit by what they accept in it.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from jobworkerp.errors import ResourceExhausted
+from jobworkerp.storage.queue import JobQueue
+
+REFRESH_S = 0.1
+
+
+class QueueLimit:
+    def __init__(self, queue: JobQueue, max_length: int) -> None:
+        self._queue = queue
+        self._max = max_length
+        self._known: dict[str, tuple[int, float]] = {}  # channel -> (length, read at)
+
+    async def admit(self, channel: str) -> None:
+        """Count one more job for `channel`, or refuse it when the queue is full."""
+        if not self._max:
+            return
+        now = trio.current_time()
+        length, read_at = self._known.get(channel, (0, -REFRESH_S))
+        if now - read_at >= REFRESH_S:
+            length, read_at = await self._queue.length(channel), now
+        if length >= self._max:
+            self._known[channel] = (length, read_at)
+            raise ResourceExhausted(f"channel {channel!r} has {length} queued jobs, its limit "
+                                    f"(JOB_QUEUE_MAX_LENGTH={self._max}); try again later")
+        self._known[channel] = (length + 1, read_at)
