@@ -95,6 +95,7 @@ class Host:
         self._buffer = bytearray()
         self.tail = TailBuffer()
         self.stop_requested = False
+        self.kill_reason: str | None = None  # why the pool killed it, when it did so on purpose
         self.returncode: int | None = None
         self._reaped = False
         self._nursery: trio.Nursery | None = None
@@ -210,6 +211,14 @@ class Host:
         else:
             self.signal_group(signal.SIGKILL)
 
+    def kill(self, reason: str) -> None:
+        """Kill the host's group at once, with no grace (it broke a limit); `reason` becomes the
+        crash report of the call it was running."""
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        self.stop_requested = True
+        self.signal_group(signal.SIGKILL)
+
     async def _kill_after_grace(self) -> None:
         with trio.move_on_after(self._kill_grace):
             await self.gone.wait()
@@ -219,8 +228,9 @@ class Host:
     def crash_error(self, during: str) -> HostCrashed:
         """Build the crash report; call once ``gone`` is set (exit status known)."""
         wording, signal_name = describe_exit(self.returncode)
+        what = f"was killed {during}: {self.kill_reason}" if self.kill_reason else f"exited with {wording} {during}"
         return HostCrashed(
-            f"runner host (pid {self.pid}) exited with {wording} {during}",
+            f"runner host (pid {self.pid}) {what}",
             self.returncode,
             signal_name,
             self.tail.text(),

@@ -72,6 +72,10 @@ def main(argv: list[str]) -> int:
     """Set up the host, report ready, then serve calls until stdin closes."""
     proto_in, proto_out = _take_protocol_fds()
 
+    from actors._parent_watch import die_with_parent
+
+    die_with_parent(proto_in)
+
     import faulthandler
 
     faulthandler.enable(all_threads=True)

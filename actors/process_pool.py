@@ -41,6 +41,9 @@ logger = logging.getLogger("actors.process_pool")
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
+# How often a pool with a memory limit looks at its hosts' resident memory.
+RSS_POLL_SECONDS = 0.25
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class _Slot:
@@ -75,6 +78,9 @@ class ProcessPool:
     ``env`` entries are added to (override) the inherited environment.
     ``kill_grace`` > 0 sends SIGTERM to a host's process group and waits that
     long before SIGKILL when the pool stops a host (the caller never waits).
+    ``max_rss_mb`` kills a host whose resident memory passes that many MiB (Linux; the
+    host's own memory, not its children's): its call fails with :class:`HostCrashed`
+    naming the limit as ``max_rss_name``, and the next call gets a fresh host.
     """
 
     def __init__(
@@ -86,6 +92,8 @@ class ProcessPool:
         env: Mapping[str, str] | None = None,
         startup_timeout: float = 30.0,
         kill_grace: float = 0.0,
+        max_rss_mb: int | None = None,
+        max_rss_name: str = "max_rss_mb",
     ) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")
@@ -95,6 +103,8 @@ class ProcessPool:
         self._env = self._host_environment(env)
         self._startup_timeout = startup_timeout
         self._kill_grace = kill_grace
+        self._max_rss_mb = max_rss_mb
+        self._max_rss_name = max_rss_name
 
         self._free_warm: list[_Slot] = []
         self._free_cold: list[_Slot] = [_Slot() for _ in range(size)]
@@ -165,6 +175,8 @@ class ProcessPool:
         """
         async with trio.open_nursery() as nursery:
             task_status.started(nursery)
+            if self._max_rss_mb:
+                await self._watch_memory(self._max_rss_mb)
             await trio.sleep_forever()
 
     async def aclose(self) -> None:
@@ -243,7 +255,9 @@ class ProcessPool:
         try:
             reply_id, ok, value = pickle.loads(reply)
         except Exception as exc:
-            self._release_slot(slot)  # the frame was complete: the host is fine
+            # A reply that does not load came from a host that wrote something else than its
+            # reply on the protocol pipe: what it sends next cannot be trusted either.
+            self._retire(slot, host, killed=True)
             raise RuntimeError(f"could not unpickle the reply of the runner host: {exc!r}") from exc
         if reply_id is not None and reply_id != call_id:
             self._retire(slot, host, killed=True)
@@ -361,6 +375,20 @@ class ProcessPool:
         finally:
             self._release_slot(slot)
 
+    async def _watch_memory(self, limit_mb: int) -> None:
+        """Kill any host whose resident memory passed the limit (polled: a host that allocates
+        without bound would otherwise take the machine down with it, not just its call)."""
+        limit = limit_mb * 1024 * 1024
+        while True:
+            await trio.sleep(RSS_POLL_SECONDS)
+            for host in list(self._hosts):
+                rss = _resident_bytes(host.pid)
+                if rss is not None and rss > limit and not host.stop_requested:
+                    reason = (f"its resident memory reached {rss // (1024 * 1024)} MiB, over the limit of "
+                              f"{limit_mb} MiB ({self._max_rss_name})")
+                    logger.warning("%s: runner host %d %s", self.name, host.pid, reason)
+                    host.kill(reason)
+
     # -------------------------------------------------------------------- stats
 
     @property
@@ -386,6 +414,16 @@ class ProcessPool:
             "calls": self._calls,
             "pids": sorted(host.pid for host in self._hosts),
         }
+
+
+def _resident_bytes(pid: int) -> int | None:
+    """A process's resident set size from /proc (a read of kernel memory: it never blocks on
+    I/O, so it is done inline in the trio task); None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @asynccontextmanager

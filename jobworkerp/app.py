@@ -172,7 +172,9 @@ async def run_server(
             for channel in config.all_channels():
                 pools[channel.name] = await exit_stack.enter_async_context(
                     ProcessPool(channel.concurrency, name=f"runners[{channel.name}]", preload=RUNNER_HOST_PRELOAD,
-                                startup_timeout=config.runner_host_startup_timeout)
+                                startup_timeout=config.runner_host_startup_timeout,
+                                max_rss_mb=config.runner_host_max_rss_mb or None,
+                                max_rss_name="RUNNER_HOST_MAX_RSS_MB")
                 )
         front_stop = trio.Event()
         async with trio.open_nursery() as nursery:

@@ -130,3 +130,21 @@ def hang_until_sigterm(fifo: str) -> None:
     signal.signal(signal.SIGTERM, on_term)
     notify(fifo, "ready")
     time.sleep(60)
+
+
+def allocate_without_bound(fifo: str) -> None:
+    """Grow resident memory 16 MiB at a time (touched, so it is really resident) until killed;
+    stops growing at 2 GiB and hangs, so a broken limit cannot take the machine down."""
+    notify(fifo, "allocating")
+    hoard = []
+    for _ in range(128):
+        hoard.append(bytearray(16 * 1024 * 1024))  # zero-filled: every page is touched
+        time.sleep(0.01)
+    time.sleep(600)
+
+
+def spawn_grandchild_report_both_and_hang(fifo: str) -> None:
+    """Start a child process, tell the test this host's pid and the child's, then hang."""
+    child = subprocess.Popen(["sleep", "600"])
+    notify(fifo, f"{os.getpid()} {child.pid}")
+    time.sleep(600)

@@ -6,6 +6,7 @@ import gc
 import os
 import pickle
 import signal
+import sys
 import threading
 import traceback
 import warnings
@@ -20,6 +21,8 @@ from tests.actors import pool_funcs as f
 from tests.actors.fifo_inbox import FifoInbox
 
 pytestmark = [pytest.mark.trio, pytest.mark.timeout(30)]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def process_exists(pid: int) -> bool:
@@ -282,3 +285,44 @@ async def test_crashes_among_concurrent_callers_only_fail_their_own_calls() -> N
         assert outcomes == {"ok": 22, "crashed": 8}
         assert pool.stats["crashes"] == 8 and pool.stats["alive"] <= 2
         assert await pool.run(f.add, 1, 1) == 2
+
+
+async def test_a_host_over_its_memory_limit_is_killed_and_its_call_fails_naming_the_limit(
+    inbox: FifoInbox,
+) -> None:
+    async with ProcessPool(1, max_rss_mb=256, max_rss_name="TEST_MAX_RSS") as pool:
+        old_pid = await pool.run(f.getpid)
+        with pytest.raises(HostCrashed, match=r"over the limit of 256 MiB \(TEST_MAX_RSS\)") as info:
+            await pool.run(f.allocate_without_bound, inbox.path)
+        assert info.value.returncode == -signal.SIGKILL
+        assert await inbox.next_line() == "allocating"
+        # The next call gets a fresh host, and an ordinary call is left alone.
+        assert await pool.run(f.getpid) != old_pid
+        assert await pool.run(f.add, 1, 2) == 3
+
+
+async def wait_exit(pid: int) -> None:
+    """Return once `pid` has exited (a zombie counts), without polling."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        await trio.lowlevel.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
+
+
+async def test_a_host_whose_parent_is_killed_dies_with_what_it_spawned(inbox: FifoInbox) -> None:
+    parent = await trio.lowlevel.open_process([sys.executable, "-m", "tests.actors.orphaning_parent", inbox.path],
+                                              cwd=REPO_ROOT)
+    try:
+        host, grandchild = (int(pid) for pid in (await inbox.next_line()).split())
+        parent.kill()  # SIGKILL: the pool gets no chance to stop its host
+        await parent.wait()
+        await wait_exit(host)
+        await wait_exit(grandchild)
+    finally:
+        parent.kill()
+        await parent.wait()
+    assert not process_exists(host) and not process_exists(grandchild)
