@@ -60,6 +60,7 @@ _PAGE = 500
 RUNNING = data.JobStatus.RUNNING
 TRANSITION_LIMIT_S = 60.0  # a begun transition runs to its end, unless storage hangs this long
 ANNOUNCE_RETRY_PAUSES_S = (0.1, 0.3, 1.0)  # between tries of a periodic run's result announcement
+IDEMPOTENT_RETRY_PAUSES_S = (0.1, 0.3, 1.0)  # between tries of an idempotent step after an error
 
 
 P = ParamSpec("P")
@@ -85,18 +86,29 @@ def _uninterruptible(transition: Callable[P, Awaitable[T]]) -> Callable[P, Await
     return shielded
 
 
-async def _through_outages(step: Callable[[], Awaitable[object]]) -> None:
+async def _through_outages(step: Callable[[], Awaitable[object]], *, idempotent: bool = False) -> None:
     """Run one storage step of a transition, waiting out a storage outage (Redis or the database
-    restarting) with backoff; other errors, and the transition's own time limit, end it."""
+    restarting) with backoff; other errors, and the transition's own time limit, end it.
+
+    An `idempotent` step (repeating it after it took effect changes nothing: an acknowledgement,
+    a delete, a settle) is also tried again after other errors, IDEMPOTENT_RETRY_PAUSES_S apart:
+    given up on, it leaves a job half ended — e.g. an unacknowledged queue entry of a job that
+    was re-placed as a row, which a restart then queues again, so the job runs twice (soak seed
+    798637)."""
     backoff = Backoff("job transition", log)
+    pauses = list(IDEMPOTENT_RETRY_PAUSES_S) if idempotent else []
     while True:
         try:
             await step()
             return
         except Exception as e:
-            if not is_outage(e):
+            if is_outage(e):
+                await backoff.failed(e)
+            elif pauses:
+                log.warning("job transition step failed (%s: %s); trying it again", type(e).__name__, e)
+                await trio.sleep(pauses.pop(0))
+            else:
                 raise
-            await backoff.failed(e)
 
 
 class WorkerSource(Protocol):
@@ -114,7 +126,9 @@ class JobLifecycle:
         self.running = running
         self.fetch_interval_ms = fetch_interval_ms
         self.claim_lease_ms = claim_lease_ms
-        self._results = GroupCommitWriter(storage.repo.add_results)
+        # Looked up at each write, so the writer follows the repository the bundle holds.
+        self._results: GroupCommitWriter[data.JobResult] = GroupCommitWriter(
+            lambda results: storage.repo.add_results(results))
         # Called when a job was stored as a row due within the fetch window, so the local due-job
         # fetchers look now instead of at their next poll (set by the app; no-op without workers).
         self.on_due_soon: Callable[[], None] = lambda: None
@@ -232,7 +246,7 @@ class JobLifecycle:
             if should_store(result.data.status, wd):
                 await self._results.write(result)
             if active.from_queue and not acked:  # not queued again: no pop can take it before this lands
-                await self.storage.queue.ack(active.job_id)
+                await _through_outages(lambda: self.storage.queue.ack(active.job_id), idempotent=True)
             if announce:
                 await self._announce(result, worker)
         finally:
@@ -282,13 +296,13 @@ class JobLifecycle:
         if active is not None:
             delete_row = delete_row or active.has_row
         if delete_row:
-            await _through_outages(lambda: self.storage.repo.delete_job(job_id))
+            await _through_outages(lambda: self.storage.repo.delete_job(job_id), idempotent=True)
         ack = ack or (active is not None and active.from_queue)
         if active is not None:
             active.settled = True
             self.running.remove(active)
         await _through_outages(lambda: self.storage.settler.settle(job_id, result, to_worker=to_worker(worker),
-                                                                    ack=ack))
+                                                                    ack=ack), idempotent=True)
 
     @_uninterruptible
     async def drop(self, active: ActiveJob, status: data.ResultStatus, reason: str) -> None:
@@ -297,6 +311,16 @@ class JobLifecycle:
         now = now_ms()
         await self.finish(self.result_of(active.ticket.job, None, status, [reason.encode()], now, now), None,
                           active=active)
+
+    @_uninterruptible
+    async def give_up(self, active: ActiveJob, reason: str) -> None:
+        """End a taken job whose runs keep failing outside its runner (the same error every
+        time, not an outage) with FATAL_ERROR saying why, rather than run it again forever."""
+        log.error("job %s gave up: %s", active.job_id, reason)
+        worker = await self.workers.get(active.ticket.job.data.worker_id.value)
+        now = now_ms()
+        await self.finish(self.result_of(active.ticket.job, worker, Status.FATAL_ERROR, [reason.encode()], now, now),
+                          worker, active=active)
 
     @_uninterruptible
     async def fail_poisoned(self, ticket: Ticket, reason: str) -> None:

@@ -15,7 +15,8 @@ Nothing in here blocks: the runner runs in a subprocess host, storage calls are 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 Status = data.ResultStatus
 OUTAGE_PAUSE_S = 1.0  # how long a slot rests after its job went back because storage was out
+GIVE_UP_AFTER = 3  # runs of one job failing outside the runner (not an outage) before it is ended
 
 
 class RunnerPool(Protocol):
@@ -55,6 +57,30 @@ class ExecutorContext:
 
     lifecycle: JobLifecycle
     registry: RunnerRegistry
+    stumbles: Stumbles = field(default_factory=lambda: Stumbles())
+
+
+class Stumbles:
+    """How often each job's run failed outside the runner (storage refusing its result, a bug)
+    in this process. Such a run goes back to run again, which is right for a passing fault and
+    an endless loop for one that repeats: the count lets the executor end the job instead."""
+
+    LIMIT = 10_000  # jobs remembered; the oldest are forgotten first
+
+    def __init__(self) -> None:
+        self._counts: OrderedDict[int, int] = OrderedDict()
+
+    def add(self, job_id: int) -> int:
+        """Count one more failed run of the job; returns its count."""
+        count = self._counts.pop(job_id, 0) + 1
+        self._counts[job_id] = count
+        while len(self._counts) > self.LIMIT:
+            self._counts.popitem(last=False)
+        return count
+
+    def forget(self, job_id: int) -> None:
+        if self._counts:
+            self._counts.pop(job_id, None)
 
 
 def _error(status: data.ResultStatus, message: str) -> Outcome:
@@ -142,6 +168,7 @@ async def execute_job(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob)
             return
         outcome, start = await _run_attempt(ctx, pool, active, worker)
         await _report(life, active, worker, outcome, start, now_ms())
+        ctx.stumbles.forget(active.job_id)
     except BaseException as exc:
         outage = is_outage(exc)
         if outage:  # storage is out: expected, and the channel's other jobs say the same; no traceback
@@ -151,7 +178,8 @@ async def execute_job(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob)
             log.exception("job %s: failed outside the runner; it goes back to run again", active.job_id)
         with trio.CancelScope(shield=True):
             try:
-                await life.release(active)
+                if not (isinstance(exc, Exception) and not outage and await _gave_up(ctx, active, exc)):
+                    await life.release(active)
             except Exception:
                 log.exception("job %s: could not be released; it runs again when its lease ends", active.job_id)
         if not isinstance(exc, Exception):  # Cancelled, KeyboardInterrupt: not ours to swallow
@@ -160,6 +188,22 @@ async def execute_job(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob)
             # Keep the slot a moment: the job just went back to its queue, and popping it again
             # at once while storage is still out would spin (hundreds of tries a second).
             await trio.sleep(OUTAGE_PAUSE_S)
+
+
+async def _gave_up(ctx: ExecutorContext, active: ActiveJob, exc: Exception) -> bool:
+    """End the job with FATAL_ERROR if its runs keep failing outside the runner; True if it was
+    ended here. (A run that was already re-placed or ended before the failure is not counted.)"""
+    if active.settled or ctx.stumbles.add(active.job_id) < GIVE_UP_AFTER:
+        return False
+    try:
+        await ctx.lifecycle.give_up(active, f"job {active.job_id} failed outside its runner {GIVE_UP_AFTER} times "
+                                            f"in a row; the last time: {type(exc).__name__}: {exc}")
+    except Exception:
+        log.exception("job %s: could not be ended after repeated failures; it goes back to run again",
+                      active.job_id)
+        return False
+    ctx.stumbles.forget(active.job_id)
+    return True
 
 
 async def _report(life: JobLifecycle, active: ActiveJob, worker: data.Worker, outcome: Outcome, start: int,

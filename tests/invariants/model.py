@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from jobworkerp.worker.executor import GIVE_UP_AFTER
 from tests.invariants.ops import WorkerSpec
 
 # Result statuses by name, so this module does not depend on the generated enum's int values.
@@ -185,6 +186,11 @@ def expectation(ledger: Ledger, job: JobRecord) -> Expectation:
     if deleted:
         statuses |= {CANCELLED}
     if worker_deleted:
+        statuses |= {FATAL_ERROR}
+    if sum(len(f.ops) for f in ledger.faults if f.armed) + 1 >= GIVE_UP_AFTER:
+        # Injected faults that failed GIVE_UP_AFTER runs of one job in a row outside its runner
+        # (the +1: one armed by an earlier sequence may still be waiting to fire): the server
+        # ends such a job with FATAL_ERROR rather than run it again forever.
         statuses |= {FATAL_ERROR}
     if ledger.mode == "scalable" and ledger.killed_after(job.sent_at, job.final_seen_at):
         statuses |= {FATAL_ERROR}  # a SIGKILL between two of its steps: the orphan sweep ends it so

@@ -366,3 +366,57 @@ async def test_a_periodic_runs_result_reaches_its_waiter_when_one_publish_fails(
         assert await s.app.jobs.delete(job_id)
     assert first.data.status == SUCCESS
     assert first.id.value == min(r.id.value for r in stored)  # the first run's, not a later one's
+
+
+async def test_a_job_whose_result_storage_always_refuses_ends_instead_of_running_forever(autojump_clock: Any) -> None:
+    """A run that fails outside its runner goes back to run again (right for a passing fault);
+    when the same failure repeats, the job is ended with FATAL_ERROR saying why instead of
+    looping for good. Here the database refuses (not an outage) every result of this job."""
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        repo = s.app.storage.repo
+        real_add = repo.add_results
+
+        async def refusing_add(results: list[data.JobResult]) -> None:
+            if any(b"refused+" in item for r in results for item in r.data.output.items):
+                raise ValueError("this result cannot be stored")
+            await real_add(results)
+
+        repo.add_results = refusing_add  # type: ignore[method-assign]
+        w = await s.worker("stubborn", **STORE_ALL)
+        job_id = await s.enqueue(w, b"refused")
+        result = await s.listen(w, job_id)
+        runs = [c for c in s.pool.calls if c.args == b"refused"]
+        status = await s.app.jobs.status(job_id)
+    assert result.data.status == data.ResultStatus.FATAL_ERROR
+    text = result.data.output.items[0].decode()
+    assert "failed outside its runner 3 times" in text and "this result cannot be stored" in text
+    assert len(runs) == 3
+    assert status is None
+
+
+async def test_a_retry_placed_as_a_row_leaves_no_queue_record_behind_when_its_ack_fails_once(
+        autojump_clock: Any) -> None:
+    """A popped job whose retry waits as a row acknowledges its queue entry after placing the
+    row. That acknowledgement failing once must not leave the entry in flight: a restart returns
+    in-flight entries to their queue (Scalable), and the job, long ended, ran a second time from
+    its first attempt (soak seed 798637)."""
+    policy = data.RetryPolicy(type=data.RetryType.CONSTANT, interval=2000, basis=1.0, max_retry=1)
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        queue = s.app.storage.queue
+        real_ack = queue.ack
+        failed = trio.Event()
+
+        async def ack_failing_once(job_id: int) -> None:
+            if not failed.is_set():
+                failed.set()
+                raise RuntimeError("ack refused once")  # not an outage: no backoff-and-wait
+            await real_ack(job_id)
+
+        queue.ack = ack_failing_once  # type: ignore[method-assign]
+        w = await s.worker("retrying", retry_policy=policy, **STORE_ALL)
+        job_id = await s.enqueue(w, b"fail")
+        final = await s.listen(w, job_id)
+        left = await queue.held([job_id])
+    assert failed.is_set()
+    assert final.data.status == data.ResultStatus.MAX_RETRY and final.data.retried == 1
+    assert left == set(), "an ended job is still recorded in flight: a restart would run it again"
