@@ -6,7 +6,7 @@
 Each scenario (tests/chaos/scenarios.py) starts a private Redis, a private MariaDB database and
 its own front and worker processes, injects its fault while jobs are enqueued, waits for every
 accepted job to end, and prints one row: jobs sent, completed, lost, duplicated, and the recovery
-time (from the end of a fault to the next job completed). The tests in tests/chaos/ run the same
+time (from the end of a fault until jobs are both accepted and completed again). The tests in tests/chaos/ run the same
 scenarios smaller and assert what README's Guarantees promise.
 """
 

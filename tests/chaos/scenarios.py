@@ -46,7 +46,7 @@ class Tally:
     completed: int = 0  # accepted jobs with exactly one final result
     lost: int = 0  # accepted jobs with no final result
     duplicated: int = 0  # accepted jobs with more than one final result
-    recovery_s: float = 0.0  # longest time from the end of a fault to the next job completed
+    recovery_s: float = 0.0  # longest time from the end of a fault until jobs are both accepted and completed again
 
     def row(self) -> list[str]:
         return [self.scenario, str(self.sent), str(self.completed), str(self.lost), str(self.duplicated),
@@ -156,12 +156,17 @@ async def final_results(c: Client, job_ids: list[int], *, wait_s: float = FINAL_
 
 def tally(scenario: str, ledger: Ledger, results: dict[int, list[data.JobResult]], fault_ends: list[float]
           ) -> Tally:
-    """Fold the ledger and the stored results into one row; recovery is measured from each
-    fault's end to the first job accepted after it that completed."""
+    """Fold the ledger and the stored results into one row. Recovery is measured from each
+    fault's end until the deployment both accepts a job again (the first Enqueue answered after
+    it) and completes one (the first result that ended after it: its report needed storage, so
+    the worker side is back) — not until a job accepted after the fault completes, which would
+    also count the queue's backlog."""
     t = Tally(scenario, sent=ledger.sent, accepted=len(ledger.accepted), refused=list(ledger.refused),
               ambiguous=ledger.ambiguous)
+    ends: list[float] = []
     for rs in results.values():
         finals = [r for r in rs if r.data.status != data.ResultStatus.ERROR_AND_RETRY]
+        ends += [r.data.end_time / 1000 for r in rs]
         if not finals:
             t.lost += 1
         elif len(finals) == 1:
@@ -170,10 +175,10 @@ def tally(scenario: str, ledger: Ledger, results: dict[int, list[data.JobResult]
             t.completed += 1
             t.duplicated += 1
     for end in fault_ends:
-        after = [min(r.data.end_time for r in results[job_id]) / 1000
-                 for job_id, at in ledger.accepted.items() if at >= end and results.get(job_id)]
-        if after:
-            t.recovery_s = max(t.recovery_s, min(after) - end)
+        accepted = [at for at in ledger.accepted.values() if at >= end]
+        completed = [at for at in ends if at >= end]
+        if accepted and completed:
+            t.recovery_s = max(t.recovery_s, min(accepted) - end, min(completed) - end)
     return t
 
 
