@@ -201,9 +201,10 @@ class MemoryRepository:
     async def find_job(self, job_id: int) -> data.Job | None:
         return await self._op(lambda: data.Job.parse(self._jobs[job_id]) if job_id in self._jobs else None)
 
-    async def list_jobs(self, limit: int | None = None, offset: int | None = None) -> list[data.Job]:
-        return await self._op(lambda: _page([data.Job.parse(self._jobs[i]) for i in sorted(self._jobs, reverse=True)],
-                                            limit, offset))
+    async def list_jobs(self, limit: int | None = None, offset: int | None = None, *,
+                        before_id: int | None = None) -> list[data.Job]:
+        return await self._op(lambda: _page([data.Job.parse(self._jobs[i]) for i in sorted(self._jobs, reverse=True)
+                                             if before_id is None or i < before_id], limit, offset))
 
     async def count_jobs(self) -> int:
         return await self._op(lambda: len(self._jobs))

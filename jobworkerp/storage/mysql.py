@@ -399,7 +399,12 @@ class MysqlRepository:
         row = await self._fetch_one(f"{_JOB_SELECT} WHERE `id` = %s", (int(job_id),))
         return job_from_row(row, _TIMEOUT) if row else None
 
-    async def list_jobs(self, limit: int | None = None, offset: int | None = None) -> list[data.Job]:
+    async def list_jobs(self, limit: int | None = None, offset: int | None = None, *,
+                        before_id: int | None = None) -> list[data.Job]:
+        if before_id is not None:
+            sql = f"{_JOB_SELECT} WHERE `id` < %s ORDER BY `id` DESC LIMIT %s OFFSET %s"
+            rows = await self._fetch_all(sql, (int(before_id), _limit(limit), _offset(offset)))
+            return [job_from_row(r, _TIMEOUT) for r in rows]
         sql = f"{_JOB_SELECT} ORDER BY `id` DESC LIMIT %s OFFSET %s"
         rows = await self._fetch_all(sql, (_limit(limit), _offset(offset)))
         return [job_from_row(r, _TIMEOUT) for r in rows]

@@ -70,7 +70,10 @@ class Repository(Protocol):
 
     async def find_job(self, job_id: int) -> data.Job | None: ...
 
-    async def list_jobs(self, limit: int | None = None, offset: int | None = None) -> list[data.Job]: ...
+    async def list_jobs(self, limit: int | None = None, offset: int | None = None, *,
+                        before_id: int | None = None) -> list[data.Job]:
+        """Rows newest first (by id); with `before_id`, only rows with a smaller id — keyset
+        paging, which unlike OFFSET skips no row when rows before it are deleted meanwhile."""
 
     async def count_jobs(self) -> int: ...
 

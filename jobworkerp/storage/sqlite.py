@@ -366,7 +366,12 @@ class SqliteRepository:
         row = await self._fetch_one(f"{_JOB_SELECT} WHERE id = ?", (job_id,))
         return job_from_row(row, _TIMEOUT) if row else None
 
-    async def list_jobs(self, limit: int | None = None, offset: int | None = None) -> list[data.Job]:
+    async def list_jobs(self, limit: int | None = None, offset: int | None = None, *,
+                        before_id: int | None = None) -> list[data.Job]:
+        if before_id is not None:
+            rows = await self._fetch_all(f"{_JOB_SELECT} WHERE id < ? ORDER BY id DESC LIMIT ? OFFSET ?",
+                                         (before_id, *_page(limit, offset)))
+            return [job_from_row(r, _TIMEOUT) for r in rows]
         rows = await self._fetch_all(f"{_JOB_SELECT} ORDER BY id DESC LIMIT ? OFFSET ?", _page(limit, offset))
         return [job_from_row(r, _TIMEOUT) for r in rows]
 

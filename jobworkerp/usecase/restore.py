@@ -71,9 +71,11 @@ class Restorer:
         """Pages of rows that back a queued job (run_after_time 0), leaving out claimed ones
         unless `include_grabbed`: a claimed row's job is being run (or was just restored)."""
         now = now_ms()
-        offset = 0
-        while page := await self._storage.repo.list_jobs(PAGE, offset):
-            offset += len(page)
+        before: int | None = None
+        # By id, not OFFSET: jobs ending while we page delete rows, and an offset would then
+        # skip as many rows as were deleted before it.
+        while page := await self._storage.repo.list_jobs(PAGE, before_id=before):
+            before = page[-1].id.value
             yield [job for job in page if job.data.run_after_time == 0
                    and (include_grabbed or (job.data.grabbed_until_time or 0) <= now)]
 

@@ -313,6 +313,20 @@ async def test_list_jobs_newest_first_with_limit_and_offset(repo: Repository) ->
     assert await repo.count_jobs() == 5
 
 
+async def test_keyset_paging_skips_no_row_when_earlier_rows_are_deleted(repo: Repository) -> None:
+    """Paging by `before_id` (the last id of the previous page) sees every row that stays, even
+    when rows of pages already read are deleted meanwhile; OFFSET paging would skip as many."""
+    for job_id in (10, 20, 30, 40, 50, 60):
+        await repo.create_job(job(job_id))
+    first = await repo.list_jobs(2)
+    assert ids(first) == [60, 50]
+    for job_id in ids(first):  # e.g. the jobs ended while the next page was being asked for
+        await repo.delete_job(job_id)
+    assert ids(await repo.list_jobs(2, before_id=first[-1].id.value)) == [40, 30]
+    assert ids(await repo.list_jobs(None, before_id=30)) == [20, 10]
+    assert await repo.list_jobs(2, before_id=10) == []
+
+
 # --- due jobs and leases --------------------------------------------------------------
 NOW = 1_700_000_000_000
 
