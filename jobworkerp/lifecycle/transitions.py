@@ -468,6 +468,11 @@ class JobLifecycle:
             # in-flight record is our own previous run's (its ack may have failed).
             taken_back = (await repo.find_job(job_id) is None and self.running.get(job_id) is None
                           and not (requeued and await storage.queue.held([job_id])))
+            if taken_back and await storage.status.get(job_id) is None:
+                # Looked at again last: the copy a fetcher took can end while we look (its
+                # settle drops status and in-flight record at once), and then nothing holds it
+                # any more, yet it has its final result already (soak seed 294454).
+                return
         if taken_back:
             await repo.delete_job(job_id)  # a backup row, if it had one
             # Not queued again: an in-flight record of this id can only be our previous run's

@@ -420,3 +420,41 @@ async def test_a_retry_placed_as_a_row_leaves_no_queue_record_behind_when_its_ac
     assert failed.is_set()
     assert final.data.status == data.ResultStatus.MAX_RETRY and final.data.retried == 1
     assert left == set(), "an ended job is still recorded in flight: a restart would run it again"
+
+
+async def test_a_delete_during_a_retry_never_adds_a_second_final_result(autojump_clock: Any) -> None:
+    """A Delete lands while a failed attempt places its retry; the retry is popped at once by
+    another slot and runs to its final result while the deleted attempt is still looking for
+    what it placed (slow storage). Finding nothing left, the attempt must not end the job a
+    second time with CANCELLED: the job already has its one final result (soak seed 294454)."""
+    policy = data.RetryPolicy(type=data.RetryType.CONSTANT, interval=100, basis=1.0, max_retry=1)
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="2") as s:
+        storage = s.app.storage
+        real_push, real_find = storage.queue.push, storage.repo.find_job
+        deleted = trio.Event()
+        job_ids: list[int] = []
+
+        async def push_then_delete(channel: str, ticket: Any, *, ack: bool = False) -> None:
+            if ack and not deleted.is_set() and ticket.job_id in job_ids:  # the first retry
+                assert await s.app.jobs.delete(ticket.job_id)  # taken here: cancelled where it is
+                deleted.set()
+                await real_push(channel, ticket, ack=ack)
+                await trio.sleep(0.01)  # the other slot pops the retry (due in 100 ms)
+                return
+            await real_push(channel, ticket, ack=ack)
+
+        async def slow_find(job_id: int) -> Any:
+            if deleted.is_set() and job_id in job_ids:
+                await trio.sleep(5)  # meanwhile the retry runs to its end
+            return await real_find(job_id)
+
+        storage.queue.push = push_then_delete  # type: ignore[method-assign]
+        storage.repo.find_job = slow_find  # type: ignore[method-assign]
+        w = await s.worker("retrying", retry_policy=policy, **STORE_ALL)
+        job_ids.append(await s.enqueue(w, b"fail"))
+        await s.listen(w, job_ids[0])
+        await trio.sleep(10)  # let the deleted attempt finish looking
+        results = await s.app.results.list_by_job_id(job_ids[0])
+    assert deleted.is_set()
+    finals = [r.data.status for r in results if r.data.status != data.ResultStatus.ERROR_AND_RETRY]
+    assert len(finals) == 1, f"final results: {finals}"
