@@ -148,3 +148,32 @@ def spawn_grandchild_report_both_and_hang(fifo: str) -> None:
     child = subprocess.Popen(["sleep", "600"])
     notify(fifo, f"{os.getpid()} {child.pid}")
     time.sleep(600)
+
+
+def _protocol_out_fd() -> int:
+    """The host's private reply pipe: the one write-only pipe above stderr (see _host_main)."""
+    import fcntl
+    import stat
+
+    for fd in range(3, 64):
+        try:
+            mode = os.fstat(fd).st_mode
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        except OSError:
+            continue
+        if stat.S_ISFIFO(mode) and flags & os.O_ACCMODE == os.O_WRONLY and not os.path.samestat(
+                os.fstat(fd), os.fstat(2)):
+            return fd
+    raise RuntimeError("no protocol pipe found")
+
+
+def write_garbage_frame() -> str:
+    """Write a complete frame that is not a reply, ahead of the real reply."""
+    os.write(_protocol_out_fd(), len(b"not a pickle").to_bytes(4, "big") + b"not a pickle")
+    return "the real reply, too late"
+
+
+def close_protocol_pipes() -> None:
+    """Close every pipe to the parent and keep running (the parent must not wait for a reply)."""
+    os.closerange(3, 64)
+    time.sleep(600)

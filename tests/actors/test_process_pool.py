@@ -326,3 +326,22 @@ async def test_a_host_whose_parent_is_killed_dies_with_what_it_spawned(inbox: Fi
         parent.kill()
         await parent.wait()
     assert not process_exists(host) and not process_exists(grandchild)
+
+
+async def test_a_garbage_reply_fails_only_its_call_and_the_host_is_replaced() -> None:
+    async with ProcessPool(1) as pool:
+        old_pid = await pool.run(f.getpid)
+        with pytest.raises(RuntimeError, match="could not unpickle the reply"):
+            await pool.run(f.write_garbage_frame)
+        # The real reply that followed the garbage must not be taken for the next call's.
+        assert await pool.run(f.add, 2, 3) == 5
+        assert await pool.run(f.getpid) != old_pid
+
+
+async def test_a_host_that_closes_its_pipes_fails_only_its_call() -> None:
+    async with ProcessPool(1) as pool:
+        old_pid = await pool.run(f.getpid)
+        with pytest.raises(HostCrashed):
+            await pool.run(f.close_protocol_pipes)
+        assert await pool.run(f.add, 2, 3) == 5
+        assert await pool.run(f.getpid) != old_pid
