@@ -2,20 +2,28 @@
 
     python bench/chaos.py                       # every scenario, full size (kills over 2 000 jobs)
     python bench/chaos.py --jobs 300 --only kill  # scenarios whose name contains "kill", smaller
+    python bench/chaos.py --no-checks           # the table only
 
 Each scenario (tests/chaos/scenarios.py) starts a private Redis, a private MariaDB database and
 its own front and worker processes, injects its fault while jobs are enqueued, waits for every
 accepted job to end, and prints one row: jobs sent, completed, lost, duplicated, and the recovery
 time (from the end of a fault until jobs are both accepted and completed again). The tests in tests/chaos/ run the same
 scenarios smaller and assert what README's Guarantees promise.
+
+After the table come the scenarios that are checks rather than counts — restore (4), runner host
+resources (5), hostile requests (6), races across processes (8) — each its pytest module, one
+line per module with its outcome; and overload (7), bench/overload.py at a quarter of its size
+(health latency, peak memory, refusals).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +61,15 @@ SCENARIOS = [
     Scenario("kill -9 grpc-front", 2, 1, lambda d, n: kill_fronts(d, jobs=n, kills=5), 2000),
 ]
 
+ROOT = Path(__file__).resolve().parents[1]
+CHECKS = [
+    ("restore (4)", ["tests/chaos/test_restore.py"]),
+    ("runner host resources (5)", ["tests/actors/test_process_pool.py", "-k",
+                                   "memory or parent or garbage or closes or segfault or crashes"]),
+    ("hostile requests (6)", ["tests/chaos/test_hostile_requests.py"]),
+    ("races across processes (8)", ["tests/chaos/test_cross_process_races.py"]),
+]
+
 HEADER = ["scenario", "jobs sent", "completed", "lost", "duplicated", "recovery s"]
 
 
@@ -66,6 +83,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, help="jobs per scenario (default: each scenario's full size)")
     parser.add_argument("--only", default="", help="run the scenarios whose name contains this")
+    parser.add_argument("--no-checks", action="store_true", help="only the table (no pytest modules, no overload)")
     args = parser.parse_args()
     rows: list[list[str]] = []
     for scenario in SCENARIOS:
@@ -81,7 +99,31 @@ def main() -> int:
             if tally.refused else "none refused"
         print(f"{scenario.name}: {tally.accepted} accepted, {refused}, {tally.ambiguous} ambiguous", flush=True)
     print_table(rows)
-    return 1 if any(int(r[3]) for r in rows) else 0
+    failed = any(int(r[3]) for r in rows)
+    if not args.no_checks:
+        failed |= run_checks(args.only)
+    return 1 if failed else 0
+
+
+def run_checks(only: str) -> bool:
+    """The check scenarios (each its pytest module) and overload; True if any failed."""
+    failed = False
+    for name, pytest_args in CHECKS:
+        if only not in name:
+            continue
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args],
+                              cwd=ROOT, capture_output=True, text=True)
+        summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
+        failed |= proc.returncode != 0
+        print(f"{name}: {'PASS' if proc.returncode == 0 else 'FAIL'} in {time.monotonic() - started:.0f} s "
+              f"({summary})", flush=True)
+    if only in "overload (7)":
+        print("overload (7):", flush=True)
+        proc = subprocess.run([sys.executable, "bench/overload.py", "--limit", "5000", "--clients", "50",
+                               "--seconds", "20"], cwd=ROOT)
+        failed |= proc.returncode != 0
+    return failed
 
 
 if __name__ == "__main__":
