@@ -45,6 +45,9 @@ _SHIELD_S = 5.0  # longest we wait, shielded from cancellation, for a script tha
 _REAP_BATCH = 16  # dead instances reaped per maintenance tick (bounds one script's run time)
 _ID_PAGE = 1000  # queued ids read per round trip in queued_ids
 _WAKE_TTL_MS = 60_000  # an unclaimed wake-up token is useless after a while; let it expire
+# An in-flight record of this instance that no pop here returned, still there after this long, is
+# a pop whose answer was lost (see `_release_orphans`); a pop's answer takes milliseconds.
+ORPHAN_GRACE_S = 10.0
 
 # --- Lua building blocks, prepended to the scripts that use them --------------------------------
 
@@ -282,7 +285,8 @@ class RedisJobQueue:
     """
 
     def __init__(self, client: Any, *, prefix: str, instance_id: str, lease_ms: int = 10_000, max_crashes: int = 3,
-                 poll_timeout_s: float = 1.0, pipeliner: RedisPipeliner | None = None) -> None:
+                 poll_timeout_s: float = 1.0, pipeliner: RedisPipeliner | None = None,
+                 orphan_grace_s: float = ORPHAN_GRACE_S) -> None:
         if lease_ms <= 0 or max_crashes < 1 or poll_timeout_s <= 0:
             raise ValueError("lease_ms and poll_timeout_s must be positive, max_crashes at least 1")
         self._client = client
@@ -297,6 +301,11 @@ class RedisJobQueue:
         # One Redis-side waiter per channel per process: the other local poppers of a channel queue
         # on this (fair) lock, so blocking BLPOPs never take more than one pooled connection each.
         self._channel_locks: dict[str, trio.Lock] = {}
+        # Jobs a pop here returned (id -> when), and in-flight records no pop returned (id -> first
+        # seen): see `_release_orphans`.
+        self._taken: dict[int, float] = {}
+        self._suspects: dict[int, float] = {}
+        self.orphan_grace_s = orphan_grace_s
         self._push = client.register_script(PUSH)
         self._pop = client.register_script(POP)
         self._ack = client.register_script(ACK)
@@ -337,11 +346,9 @@ class RedisJobQueue:
         return await self._take(channel)
 
     async def ack(self, job_id: int) -> None:
-        keys = [self.inflight_key, self.keys.crashes]
-        # Sent without waiting for the reply (in order with this process's other Redis work);
-        # a lost ack only means the job is re-queued if this process dies before it lands.
-        if not self._redis.send_script(self._ack, keys, [job_id], f"ack of job {job_id}"):
-            await self._redis.script(self._ack, keys, [job_id])
+        # Awaited, not sent and forgotten: a lost ack leaves the job in flight here, and a restart
+        # would then queue it again — a job that has ended (or waits as a row) running twice.
+        await self._redis.script(self._ack, [self.inflight_key, self.keys.crashes], [job_id])
 
     async def release(self, job_id: int) -> None:
         k = self.keys
@@ -397,12 +404,21 @@ class RedisJobQueue:
         async with trio.open_nursery() as handlers:
             await self._maintain_once(handlers, on_poison, first=True)
             task_status.started()
+            failing = False  # logged once per outage, not at every beat of it
             while True:
                 await trio.sleep(self.lease_ms / 3000)
                 try:
                     await self._maintain_once(handlers, on_poison, first=False)
+                    await self._release_orphans()
                 except (RedisError, OSError) as exc:
-                    log.warning("job queue heartbeat of %s failed (retrying): %s", self.instance_id, exc)
+                    if not failing:
+                        log.warning("job queue heartbeat of %s failed (retrying every %.1f s): %s", self.instance_id,
+                                    self.lease_ms / 3000, exc)
+                    failing = True
+                    continue
+                if failing:
+                    log.warning("job queue heartbeat of %s: Redis answers again", self.instance_id)
+                    failing = False
 
     async def drain_volatile(self) -> list[Ticket]:
         """Redis keeps the queue: nothing dies with this process."""
@@ -435,6 +451,7 @@ class RedisJobQueue:
         if raw is None:
             return None
         ticket = Ticket.decode(raw)
+        self._taken[ticket.job_id] = trio.current_time()
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
         except trio.Cancelled:
@@ -470,6 +487,30 @@ class RedisJobQueue:
                         reaped, requeued, len(poisoned) // 3)
         for i in range(0, len(poisoned), 3):
             handlers.start_soon(self._poison, on_poison, int(poisoned[i]), poisoned[i + 1], int(poisoned[i + 2]))
+
+    async def _release_orphans(self) -> None:
+        """Queue again what is in flight here although no pop here returned it.
+
+        A pop moves the job into this instance's in-flight record inside Redis; if its answer
+        is lost — the connection closed as Redis shut down, or the reply took longer than the pop
+        waits — the job is in flight here with nobody running it, and since this instance stays
+        alive, no reaper ever takes it back: a lost job (a Redis restart under load, in CI). A
+        record no pop returned, still there `orphan_grace_s` later, goes back to its queue."""
+        now = trio.current_time()
+        raw = await self._redis.call(lambda p: p.hkeys(self.inflight_key))
+        in_flight = {int(i) for i in raw}
+        for job_id, at in list(self._taken.items()):
+            if job_id not in in_flight and now - at > self.orphan_grace_s:
+                del self._taken[job_id]  # ended (or went back) since: forget it
+        for job_id in list(self._suspects):
+            if job_id not in in_flight or job_id in self._taken:
+                del self._suspects[job_id]
+        for job_id in in_flight - self._taken.keys():
+            if now - self._suspects.setdefault(job_id, now) >= self.orphan_grace_s:
+                del self._suspects[job_id]
+                await self.release(job_id)
+                log.warning("job %s was in flight here but no pop here had it (its answer was lost); queued again",
+                            job_id)
 
     async def _poison(self, on_poison: PoisonHandler, job_id: int, raw: bytes, crashes: int) -> None:
         """Hand a given-up job to the app; its failure must not stop the heartbeat."""

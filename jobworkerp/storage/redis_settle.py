@@ -54,10 +54,13 @@ class RedisJobSettler:
             if to_worker:
                 keys.append(self._bus.worker_topic(result.data.worker_id.value))
         args = [job_id, "1" if ack else "0", payload, self._bus.result_ttl_ms, "0"]
-        # In order with this process's other Redis work, without waiting for the reply: a job's
-        # earlier status writes always land before its settle.
-        if not self._redis.send_script(self._script, keys, args, f"settle of job {job_id}"):
-            await self._redis.script(self._script, keys, args)
+        # In order with this process's other Redis work (a job's earlier status writes land
+        # before its settle), and awaited: a settle sent and forgotten was lost when Redis went
+        # away under it, leaving the job's status, uniq_key and in-flight record behind, and its
+        # waiters without their result. Awaited, a failure reaches `JobLifecycle.finish`, which
+        # waits the outage out and settles again (the script may then publish twice: a waiter
+        # takes the first).
+        await self._redis.script(self._script, keys, args)
 
     async def settle_orphan(self, job_id: int, result: data.JobResult, *, to_worker: bool) -> bool:
         keys = [*self._fixed_keys, self._bus.result_key(job_id), self._bus.job_topic(job_id)]

@@ -199,3 +199,25 @@ async def test_a_live_worker_keeps_its_jobs(env: RedisEnv) -> None:
         assert await b.queued_ids(["c"]) == {1}
         await a.ack(1)
     assert await b.queued_ids(["c"]) == set()
+
+
+async def test_a_job_whose_pop_answer_was_lost_goes_back_to_its_queue(env: RedisEnv) -> None:
+    """A pop moves the job into this instance's in-flight record inside Redis; when its answer
+    is lost (the connection closed as Redis shut down, or the reply came too late), nobody here
+    runs the job, and the instance stays alive, so no reaper takes it back. Seen as one lost
+    WITH_BACKUP job after a Redis restart under load (tests/chaos/test_redis_outage.py in CI).
+    The instance's own maintenance queues such a record again after a grace period, and leaves
+    alone what its pops did return."""
+    a = env.queue("A", client=env.new_client(), lease_ms=300, orphan_grace_s=0.5)
+    # The same instance's pop, whose answer `a` never sees (as if lost on the way).
+    lost_answer = env.queue("A", client=env.new_client(), lease_ms=300)
+    await a.push("c", job(1))
+    await a.push("c", job(2))
+    assert (await a.pop("c")).job_id == 1  # handed out here: must stay in flight
+    assert (await lost_answer.pop("c")).job_id == 2
+    async with maintaining(a):
+        with trio.fail_after(30):
+            while await a.find(2) is None:  # noqa: ASYNC110 - the maintenance task re-queues it
+                await trio.sleep(0.05)
+        assert await a.held([1]) == {1} and await a.find(1) is None
+        assert (await a.pop("c")).job_id == 2  # and it is handed out like any queued job
