@@ -78,9 +78,10 @@ class ProcessPool:
     ``env`` entries are added to (override) the inherited environment.
     ``kill_grace`` > 0 sends SIGTERM to a host's process group and waits that
     long before SIGKILL when the pool stops a host (the caller never waits).
-    ``max_rss_mb`` kills a host whose resident memory passes that many MiB (Linux; the
-    host's own memory, not its children's): its call fails with :class:`HostCrashed`
-    naming the limit as ``max_rss_name``, and the next call gets a fresh host.
+    ``max_rss_mb`` kills a host whose resident memory — its own plus that of the processes
+    it started, e.g. a command a call runs (Linux) — passes that many MiB: its call fails
+    with :class:`HostCrashed` naming the limit as ``max_rss_name``, and the next call gets
+    a fresh host.
     """
 
     def __init__(
@@ -382,7 +383,7 @@ class ProcessPool:
         while True:
             await trio.sleep(RSS_POLL_SECONDS)
             for host in list(self._hosts):
-                rss = _resident_bytes(host.pid)
+                rss = _tree_resident_bytes(host.pid)
                 if rss is not None and rss > limit and not host.stop_requested:
                     reason = (f"its resident memory reached {rss // (1024 * 1024)} MiB, over the limit of "
                               f"{limit_mb} MiB ({self._max_rss_name})")
@@ -416,14 +417,27 @@ class ProcessPool:
         }
 
 
-def _resident_bytes(pid: int) -> int | None:
-    """A process's resident set size from /proc (a read of kernel memory: it never blocks on
-    I/O, so it is done inline in the trio task); None once the process is gone."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE_SIZE
-    except (OSError, ValueError, IndexError):
-        return None
+_MAX_TREE = 256  # processes looked at under one host, at most
+
+
+def _tree_resident_bytes(pid: int) -> int | None:
+    """Resident memory of a process and its descendants, from /proc (reads of kernel memory:
+    they never block on I/O, so they are done inline in the trio task); None once the process
+    is gone. Shared pages count once per process: an upper bound, which is what a limit wants."""
+    total: int | None = None
+    todo, seen = [pid], 0
+    while todo and seen < _MAX_TREE:
+        current = todo.pop()
+        seen += 1
+        try:
+            with open(f"/proc/{current}/statm", "rb") as statm:
+                rss = int(statm.read().split()[1]) * _PAGE_SIZE
+            with open(f"/proc/{current}/task/{current}/children", "rb") as children:
+                todo.extend(int(child) for child in children.read().split())
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        total = rss if total is None else total + rss
+    return total
 
 
 @asynccontextmanager

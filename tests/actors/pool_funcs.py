@@ -177,3 +177,12 @@ def close_protocol_pipes() -> None:
     """Close every pipe to the parent and keep running (the parent must not wait for a reply)."""
     os.closerange(3, 64)
     time.sleep(600)
+
+
+def allocate_in_a_child(fifo: str) -> None:
+    """Start a process that takes 400 MiB of resident memory (as a command a job runs would),
+    tell the test its pid, and wait for it."""
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import time; hoard = bytearray(400 * 1024 * 1024); time.sleep(600)"])
+    notify(fifo, str(child.pid))
+    child.wait()

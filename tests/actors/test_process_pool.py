@@ -345,3 +345,17 @@ async def test_a_host_that_closes_its_pipes_fails_only_its_call() -> None:
             await pool.run(f.close_protocol_pipes)
         assert await pool.run(f.add, 2, 3) == 5
         assert await pool.run(f.getpid) != old_pid
+
+
+async def test_memory_of_processes_a_call_started_counts_towards_the_limit(inbox: FifoInbox) -> None:
+    async with ProcessPool(1, max_rss_mb=256, max_rss_name="TEST_MAX_RSS") as pool:
+
+        async def call() -> None:
+            with pytest.raises(HostCrashed, match=r"over the limit of 256 MiB \(TEST_MAX_RSS\)"):
+                await pool.run(f.allocate_in_a_child, inbox.path)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call)
+            child = int(await inbox.next_line())
+        await wait_exit(child)  # killed with its host's process group
+        assert await pool.run(f.add, 1, 2) == 3
