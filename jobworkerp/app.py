@@ -64,6 +64,8 @@ class App:
         self.storage = storage
         self.registry = registry if registry is not None else RunnerRegistry()  # built-ins only
         self.ids = SnowflakeGenerator(storage.node_id)
+        if storage.node_lease is not None:
+            storage.node_lease.on_change(self.ids.move_to)
         self.running = RunningJobs()
         self.runners = Runners(storage.repo, self.registry, self.ids)
         self.workers = Workers(storage.repo, self.registry, config)

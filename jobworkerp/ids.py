@@ -59,6 +59,14 @@ class SnowflakeGenerator:
         self._seq = 0
         self._lock = threading.Lock()
 
+    def move_to(self, node_id: int) -> None:
+        """Mint ids of another node from now on (a Scalable process whose node number was taken
+        over: storage/node_lease.py). Ids stay increasing: the time part never goes back."""
+        if not 0 <= node_id <= MAX_NODE:
+            raise ValueError(f"node_id must be in 0..{MAX_NODE}, got {node_id}")
+        with self._lock:
+            self.node_id = node_id
+
     def next_id(self) -> int:
         with self._lock:
             now_ms = int(self._clock() * 1000)

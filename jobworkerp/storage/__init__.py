@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -24,6 +24,9 @@ from jobworkerp.storage.queue import JobQueue
 from jobworkerp.storage.rdb import Repository
 from jobworkerp.storage.settle import JobSettler, MemoryJobSettler
 from jobworkerp.storage.uniq_keys import MemoryUniqKeyGuard, UniqKeyGuard
+
+if TYPE_CHECKING:  # imported where used: Standalone never loads the Redis side
+    from jobworkerp.storage.node_lease import NodeLease
 
 CLOSE_S = 10.0  # longest wait for closing a driver at shutdown
 
@@ -70,6 +73,7 @@ class Storage:
     worker_events: WorkerEvents = field(default_factory=LocalWorkerEvents)
     scalable: bool = False
     node_id: int | None = None  # snowflake node of this process; None = derive from the host
+    node_lease: NodeLease | None = None  # Scalable: keeps node_id unique among live processes
 
 
 def memory_storage(repo: Repository) -> Storage:
@@ -111,11 +115,12 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
 
     Runs the process's shared pub/sub reader for as long as the context is open.
     """
+    from jobworkerp.storage.node_lease import NodeLease
     from jobworkerp.storage.redis_bus import RedisResultBus
     from jobworkerp.storage.redis_pipeline import RedisPipeliner
     from jobworkerp.storage.redis_queue import RedisJobQueue
     from jobworkerp.storage.redis_settle import RedisJobSettler
-    from jobworkerp.storage.redis_state import RedisJobStatusStore, RedisUniqKeyGuard, allocate_node_id
+    from jobworkerp.storage.redis_state import RedisJobStatusStore, RedisUniqKeyGuard
 
     pipeliner = RedisPipeliner(client)
     bus = RedisResultBus(client, prefix, pipeliner, result_ttl_ms)
@@ -123,6 +128,9 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
         async with trio.open_nursery() as nursery:
             await nursery.start(pipeliner.run)
             await nursery.start(bus.run)
+            node_lease = NodeLease(client, prefix)
+            await node_lease.claim()
+            await nursery.start(node_lease.run)
             queue = RedisJobQueue(client, prefix=prefix, instance_id=new_instance_id(), lease_ms=queue_lease_ms,
                                   max_crashes=queue_max_crashes, pipeliner=pipeliner)
             status = RedisJobStatusStore(client, prefix, pipeliner)
@@ -136,7 +144,8 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
                 settler=RedisJobSettler(client, pipeliner, status, uniq_keys, queue, bus),
                 worker_events=bus,
                 scalable=True,
-                node_id=await allocate_node_id(client, prefix),
+                node_id=node_lease.node_id,
+                node_lease=node_lease,
             )
             nursery.cancel_scope.cancel()
     finally:

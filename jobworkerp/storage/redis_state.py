@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from jobworkerp.aio import call_asyncio
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.redis_pipeline import RedisPipeliner
 
@@ -94,11 +93,3 @@ class RedisUniqKeyGuard:
         raw = await self._redis.call(lambda p: p.hkeys(self.keys[1]))
         return [int(i) for i in raw]
 
-
-async def allocate_node_id(client: Any, prefix: str) -> int:
-    """A snowflake node number for this process, unique among up to 1024 live processes.
-
-    Processes on one host share its IPv4 address, so the upstream host-derived node number
-    would make their ids collide; a shared counter hands each process start its own number.
-    """
-    return int(await call_asyncio(client.incr, f"{prefix}SNOWFLAKE_NODE_SEQ")) % 1024

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobworkerp.ids import SnowflakeGenerator, split_id
+from jobworkerp.ids import MAX_NODE, SnowflakeGenerator, split_id
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -26,3 +26,14 @@ def test_ids_stay_increasing_when_sequence_wraps_or_clock_steps_back() -> None:
 def test_node_id_out_of_range_is_rejected() -> None:
     with pytest.raises(ValueError, match="node_id"):
         SnowflakeGenerator(node_id=1024)
+
+
+def test_moving_to_another_node_keeps_ids_increasing() -> None:
+    gen = SnowflakeGenerator(node_id=5, clock=lambda: 1_700_000_000.123)
+    before = gen.next_id()
+    gen.move_to(9)
+    after = gen.next_id()
+    assert after > before
+    assert split_id(after)[1] == 9
+    with pytest.raises(ValueError, match="node_id"):
+        gen.move_to(MAX_NODE + 1)
