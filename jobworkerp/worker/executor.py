@@ -51,15 +51,6 @@ class Outcome:
     items: list[bytes]
 
 
-@dataclass
-class ExecutorContext:
-    """What every job execution needs; shared by all channels of a process."""
-
-    lifecycle: JobLifecycle
-    registry: RunnerRegistry
-    stumbles: Stumbles = field(default_factory=lambda: Stumbles())
-
-
 class Stumbles:
     """How often each job's run failed outside the runner (storage refusing its result, a bug)
     in this process. Such a run goes back to run again, which is right for a passing fault and
@@ -81,6 +72,15 @@ class Stumbles:
     def forget(self, job_id: int) -> None:
         if self._counts:
             self._counts.pop(job_id, None)
+
+
+@dataclass
+class ExecutorContext:
+    """What every job execution needs; shared by all channels of a process."""
+
+    lifecycle: JobLifecycle
+    registry: RunnerRegistry
+    stumbles: Stumbles = field(default_factory=Stumbles)
 
 
 def _error(status: data.ResultStatus, message: str) -> Outcome:
