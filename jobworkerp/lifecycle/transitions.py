@@ -18,9 +18,11 @@ exactly one result visible to its waiters, or stays visibly queued or scheduled:
   job's status or uniq_key, and a crash in between leaves a job that will run again rather than
   a job that is half gone;
 * a re-run is placed (row and queue entry written) before the old queue entry is acknowledged,
-  so a crash in between can run an attempt twice but never lose the job; when it goes back to
-  a queue, push and acknowledgement are one step, because the new copy has the same id and an
-  acknowledgement landing after it was popped again would drop the new copy's in-flight record;
+  so a crash in between never loses the job; the old entry, returned to its queue by the
+  crash, is let go unrun when popped again (`skip_if_stale`). When a re-run goes back to a
+  queue, push and acknowledgement are one step, because the new copy has the same id and an
+  acknowledgement landing after it was popped again would drop the new copy's in-flight
+  record; when it leaves a row for a queue, the row stays (as a backup row) until that run ends;
 * a transition that has begun runs to its end (`_uninterruptible`): a Delete whose caller
   hangs up, or a report cut off by a hard stop, must not stop between storing a job's result
   and deleting its row — the job would have a final result and still run again;
@@ -153,6 +155,14 @@ class JobLifecycle:
         if jd.run_after_time == 0 and needs_rdb_time(wd, queue_type):
             jd.run_after_time = now
         where = route(wd, jd.run_after_time, now, self.fetch_interval_ms, queue_type)
+        if had_row and where is Route.QUEUE:
+            # A re-run leaving its row for a queue keeps the row, as a backup row, until that
+            # run ends. Pushing and then deleting the row left both when the process died in
+            # between: the queued copy ran, and the row — claimed by the dead process, so no
+            # status — ran again once the claim lapsed, or, its worker deleted meanwhile, stayed
+            # forever (soak seed 86872). Rewritten as a backup row first, a death before the push
+            # leaves a stranded backup row (queued again by the orphan sweep or restart recovery).
+            where = Route.RDB_AND_QUEUE
         ticket = Ticket(job, backed=where is Route.RDB_AND_QUEUE, queue_type=queue_type)
         repo = self.storage.repo
         try:
@@ -169,8 +179,6 @@ class JobLifecycle:
                     await repo.upsert_job(row)
             if where.queued:
                 await self.storage.queue.push(channel_of(wd), ticket, ack=ack)
-            if had_row and not where.has_row:
-                await repo.delete_job(job.id.value)  # a re-run that now waits in the queue only
         except BaseException:
             if new:  # refused as a whole: leave nothing of it behind (its caller gets the error)
                 with trio.CancelScope(shield=True):
@@ -220,6 +228,31 @@ class JobLifecycle:
         if row is None or not await repo.claim_job(active.job_id, row.data.grabbed_until_time or 0, lease):
             return False
         active.lease_until = lease
+        return True
+
+    async def skip_if_stale(self, active: ActiveJob) -> bool:
+        """A redelivered queue copy (its holder died) that must not run; True if it was let go.
+
+        The dead holder may have got further than the queue knows: it placed the job's next run
+        as a row (a retry, a periodic run) and died before acknowledging this copy, or that next
+        run has even ended since — no status left. Running this copy would run an attempt twice
+        and could give the job a second final result. Only a copy without a backup row is
+        checked here: a backed copy claims its row before it runs, which settles the same
+        question."""
+        if not active.ticket.redelivered or active.ticket.backed:
+            return False
+        job_id = active.job_id
+        live = await self.storage.status.get(job_id) is not None
+        if live and await self.storage.repo.find_job(job_id) is None:
+            return False  # still waits only in the queue: this copy is the job
+        log.warning("job %s: its redelivered queue copy is stale (the job was placed again, or has ended, "
+                    "since its dead holder took it); not run", job_id)
+        if live and active.deleted:  # a Delete found this copy first and left the job to us
+            await self.let_go(active)
+            return True
+        active.settled = True
+        self.running.remove(active)
+        await _through_outages(lambda: self.storage.queue.ack(job_id), idempotent=True)
         return True
 
     async def mark_running(self, active: ActiveJob) -> None:

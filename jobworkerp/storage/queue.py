@@ -33,6 +33,10 @@ class Ticket:
     job: data.Job
     backed: bool = False  # a backup row (WITH_BACKUP) exists for this job
     queue_type: int = int(data.QueueType.NORMAL)  # the worker's queue type at enqueue
+    # Popped again after the process that had it died (not stored with the job: the queue says
+    # so when it hands the job out). Its run may have been re-placed, or even ended, elsewhere
+    # before that death was noticed, so the executor checks before it runs such a copy.
+    redelivered: bool = False
 
     @property
     def job_id(self) -> int:
@@ -60,7 +64,8 @@ class JobQueue(Protocol):
     async def pop(self, channel: str) -> Ticket:
         """Wait for and take the next job of the channel (highest priority, oldest first);
         it stays in flight for this process until `ack` or `release`. Cancel-safe: a cancelled
-        pop leaves no job in flight."""
+        pop leaves no job in flight. A job that came back from a dead process is handed out
+        `redelivered`."""
 
     async def try_pop(self, channel: str) -> Ticket | None:
         """Take the next job of the channel if there is one, without waiting."""

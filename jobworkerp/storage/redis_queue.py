@@ -24,6 +24,7 @@ per-instance keys from stems passed as arguments, so this needs a single Redis (
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -123,8 +124,10 @@ return 1
 # POP: move the best job of a channel into this instance's in-flight record, refresh the lease
 # (which also registers an instance that pops before its first heartbeat, so every in-flight
 # record belongs to a known instance and can be reaped), and pass the wake-up on if work remains.
-# KEYS: queue:{channel}, jobs, channels, inflight:{instance}, instances, queue-wake:{channel}
-# ARGV: channel, instance id, lease ms.  Returns the job bytes, or nil when the queue is empty.
+# A job with a crash count came back from a dead instance: the reply says so (redelivered).
+# KEYS: queue:{channel}, jobs, channels, inflight:{instance}, instances, queue-wake:{channel}, crashes
+# ARGV: channel, instance id, lease ms.
+# Returns {job bytes, 1 if redelivered else 0}, or nil when the queue is empty.
 POP = _LUA_NOW + _LUA_NOTIFY + _LUA_RECORD + """
 while true do
   local head = redis.call('ZPOPMIN', KEYS[1])
@@ -137,7 +140,7 @@ while true do
     redis.call('HSET', KEYS[4], id, pack(score, ARGV[1], job))
     redis.call('ZADD', KEYS[5], string.format('%d', now_ms() + tonumber(ARGV[3])), ARGV[2])
     if redis.call('ZCARD', KEYS[1]) > 0 then notify(KEYS[6]) end
-    return job
+    return {job, redis.call('HEXISTS', KEYS[7], id)}
   end
 end
 """
@@ -444,13 +447,16 @@ class RedisJobQueue:
         k = self.keys
         with trio.CancelScope(shield=True, deadline=trio.current_time() + _SHIELD_S) as scope:
             raw = await call_asyncio(self._pop, keys=[k.queue(channel), k.jobs, k.channels, self.inflight_key,
-                                                      k.instances, k.wake(channel)],
+                                                      k.instances, k.wake(channel), k.crashes],
                                      args=[channel, self.instance_id, self.lease_ms])
         if scope.cancelled_caught:
             raise TimeoutError(f"Redis did not answer a pop of channel {channel!r} within {_SHIELD_S} s")
         if raw is None:
             return None
-        ticket = Ticket.decode(raw)
+        body, redelivered = raw
+        ticket = Ticket.decode(body)
+        if int(redelivered):
+            ticket = dataclasses.replace(ticket, redelivered=True)
         self._taken[ticket.job_id] = trio.current_time()
         try:
             await trio.lowlevel.checkpoint_if_cancelled()

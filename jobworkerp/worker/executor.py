@@ -157,6 +157,8 @@ async def execute_job(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob)
     """
     life = ctx.lifecycle
     try:
+        if await life.skip_if_stale(active):
+            return
         worker = await life.workers.get(active.ticket.job.data.worker_id.value)
         if worker is None:
             await life.drop(active, Status.FATAL_ERROR,

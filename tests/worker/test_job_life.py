@@ -458,3 +458,38 @@ async def test_a_delete_during_a_retry_never_adds_a_second_final_result(autojump
     assert deleted.is_set()
     finals = [r.data.status for r in results if r.data.status != data.ResultStatus.ERROR_AND_RETRY]
     assert len(finals) == 1, f"final results: {finals}"
+
+
+async def test_a_scheduled_job_whose_retry_is_queued_keeps_no_row_once_the_retry_ends(autojump_clock: Any) -> None:
+    """A scheduled job (a row) fails; its retry is due at once, so it goes to the queue. The
+    process placing it dies right after the push (here: that step does not go on until the
+    test is over), and the queued retry runs to its final result in another slot. Nothing of
+    the job may be left then: the row used to be deleted only after the push, so it stayed —
+    Find still showed a finished job, and in Scalable the row ran a second time once the dead
+    holder's claim lapsed, or, its worker deleted, stayed for good (soak seed 86872)."""
+    policy = data.RetryPolicy(type=data.RetryType.CONSTANT, interval=10, basis=1.0, max_retry=1)
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="2") as s:
+        storage = s.app.storage
+        real_push = storage.queue.push
+        dead, test_over = trio.Event(), trio.Event()
+        job_ids: list[int] = []
+
+        async def push_then_die(channel: str, ticket: Any, *, ack: bool = False) -> None:
+            await real_push(channel, ticket, ack=ack)
+            if ticket.job_id in job_ids and not dead.is_set():
+                dead.set()
+                with trio.CancelScope(shield=True):  # no step of the dead process follows
+                    await test_over.wait()
+
+        storage.queue.push = push_then_die  # type: ignore[method-assign]
+        w = await s.worker("scheduled-retrying", retry_policy=policy, **STORE_ALL)
+        job_ids.append(await s.enqueue(w, b"fail", run_after_time=now_ms() + 2000))
+        final = await s.listen(w, job_ids[0])
+        left = await s.app.jobs.find(job_ids[0])
+        status = await s.app.jobs.status(job_ids[0])
+        runs = [c for c in s.pool.calls if c.args == b"fail"]
+        test_over.set()
+    assert dead.is_set()
+    assert final.data.status == data.ResultStatus.MAX_RETRY and final.data.retried == 1
+    assert len(runs) == 2
+    assert left is None and status is None, f"the job outlived its final result: {left}"
