@@ -98,8 +98,10 @@ async def test_dead_workers_jobs_come_back_in_priority_order(env: RedisEnv) -> N
     b_ticks = record_ticks(env, b, "c")
     async with maintaining(b):
         async with maintaining(a):
-            popped_by_a = [(await a.pop("c")).job_id for _ in range(5)]
+            first_pops = [await a.pop("c") for _ in range(5)]
+            popped_by_a = [t.job_id for t in first_pops]
             assert popped_by_a == expected_order[:5]
+            assert not any(t.redelivered for t in first_pops)
             assert await b.queued_ids(["c"]) == set(range(1, 9))  # in flight counts
             popped_at = await redis_ms(env)
             lease_at_death = int(await env.call(env.client.zscore, a.keys.instances, "A"))  # only grows
@@ -111,7 +113,10 @@ async def test_dead_workers_jobs_come_back_in_priority_order(env: RedisEnv) -> N
         reaping = next(i for i, t in enumerate(later) if t.length == 8)
         assert later[reaping].after_ms >= lease_at_death, (later[reaping], lease_at_death)
         assert all(t.before_ms <= lease_latest for t in later[:reaping]), (later[:reaping + 1], lease_latest)
-        assert [(await b.pop("c")).job_id for _ in range(8)] == expected_order  # old places kept
+        second_pops = [await b.pop("c") for _ in range(8)]
+        assert [t.job_id for t in second_pops] == expected_order  # old places kept
+        # Only what came back from the dead instance is handed out as redelivered.
+        assert {t.job_id for t in second_pops if t.redelivered} == set(popped_by_a)
         for i in popped_by_a:
             assert await crash_count(env, b, i) == 1  # counted once, although B reaped alone
             await b.ack(i)

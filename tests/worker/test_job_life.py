@@ -13,7 +13,9 @@ import pytest
 import trio
 
 from jobworkerp.clock import now_ms
+from jobworkerp.lifecycle.placement import channel_of
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage.queue import Ticket
 from tests.worker.harness import System, running_system
 
 pytestmark = pytest.mark.timeout(30)
@@ -493,3 +495,36 @@ async def test_a_scheduled_job_whose_retry_is_queued_keeps_no_row_once_the_retry
     assert final.data.status == data.ResultStatus.MAX_RETRY and final.data.retried == 1
     assert len(runs) == 2
     assert left is None and status is None, f"the job outlived its final result: {left}"
+
+
+async def test_a_stale_queue_copy_handed_back_after_its_holder_died_does_not_run(autojump_clock: Any) -> None:
+    """A popped job failed; its holder placed the retry as a row and died before acknowledging
+    the popped copy, which a reaper then handed out again (Scalable). That copy must not run:
+    the row is the job now. Nor may a copy run whose job has ended since (no status left).
+    The stores are written here as such a death leaves them (the Redis queue's side — a reaped
+    copy popped as redelivered — is tested in tests/redis_queue)."""
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="2") as s:
+        app, storage = s.app, s.app.storage
+        w = await s.worker("retried-elsewhere", **STORE_ALL)
+        wd = await app.workers.get(w.value)
+        assert wd is not None and wd.data is not None
+
+        def attempt(job_id: int, retried: int, run_after: int) -> data.Job:
+            return data.Job(id=data.JobId(value=job_id), data=data.JobData(
+                worker_id=w, args=f"attempt-{retried}".encode(), retried=retried, run_after_time=run_after,
+                enqueue_time=now_ms(), timeout=60_000))
+
+        replaced, ended = 9_301, 9_302
+        await storage.status.set(replaced, data.JobStatus.PENDING, confirm=True)
+        await storage.repo.create_job(attempt(replaced, 1, now_ms() + 1000))  # the retry, as a row
+        async with storage.bus.listen_job(replaced) as waiter:
+            await storage.queue.push(channel_of(wd.data), Ticket(attempt(replaced, 0, 0), redelivered=True))
+            await storage.queue.push(channel_of(wd.data), Ticket(attempt(ended, 0, 0), redelivered=True))
+            result = await waiter.wait()
+        await trio.sleep(60)
+        results = await app.results.list_by_job_id(replaced)
+        runs = [c.args for c in s.pool.calls]
+        left = [await app.jobs.find(replaced), await app.jobs.find(ended), await storage.queue.held([replaced, ended])]
+    assert runs == [b"attempt-1"], "a stale copy ran"
+    assert result.data.retried == 1 and [r.data.retried for r in results] == [1]
+    assert left == [None, None, set()]
