@@ -2,11 +2,11 @@
 
 A concurrency-2 channel runs 0.5 s jobs (4 a second) while many clients enqueue to it as fast
 as they can, so its queue fills up to JOB_QUEUE_MAX_LENGTH and stays there. Meanwhile a DIRECT
-caller keeps asking for a result on the same channel, and a health probe keeps asking whether
-the server is up. Printed: how many enqueues were accepted and refused (RESOURCE_EXHAUSTED),
-what the DIRECT caller got, health latency (p50 / p99 / max) and the server's resident memory
-(peak, and at the end), so "bounded memory, refusals instead of growth, health stays fast" is
-something you can read off one run.
+caller keeps asking for a result on the same channel, and a health probe (a process of its
+own) keeps asking whether the server is up. Printed: how many enqueues were accepted and
+refused (RESOURCE_EXHAUSTED), what the DIRECT caller got, health latency (p50 / p99 / max)
+and the server's resident memory (peak, and at the end), so "bounded memory, refusals instead
+of growth, health stays fast" is something you can read off one run.
 
     python bench/overload.py                      # 20 000 queued, 50 clients, 30 s
     python bench/overload.py --limit 5000 --clients 20 --seconds 10
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
@@ -92,17 +93,34 @@ async def direct_caller(port: int, worker: data.WorkerId, until: float, seen: Ob
                 seen.direct["client deadline"] += 1
 
 
-async def health_probe(port: int, until: float, seen: Observed) -> None:
+async def probe_health(port: int, seconds: float) -> tuple[list[float], int]:
+    """Check health every 50 ms for `seconds`; the latencies (ms) and how many checks failed."""
+    latencies: list[float] = []
+    errors = 0
+    until = time.monotonic() + seconds
     async with connect(port) as c:
         stub = HealthStub(c.channel)
         while time.monotonic() < until:
             started = time.perf_counter()
             try:
                 await stub.Check(HealthCheckRequest(), timeout=5)
-                seen.health_ms.append((time.perf_counter() - started) * 1000)
+                latencies.append((time.perf_counter() - started) * 1000)
             except Exception:
-                seen.health_errors += 1
+                errors += 1
             await asyncio.sleep(0.05)
+    return latencies, errors
+
+
+async def health_probe(port: int, until: float, seen: Observed) -> None:
+    """The probe runs in a process of its own, as an orchestrator's probe would: inside this
+    one it would also time this process's 50 enqueuers queueing on its own event loop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--probe-health", str(port), "--seconds", str(until - time.monotonic()),
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    report = json.loads(out)
+    seen.health_ms.extend(report["ms"])
+    seen.health_errors += report["errors"]
 
 
 async def memory_probe(pid: int, until: float, seen: Observed) -> None:
@@ -154,7 +172,12 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=20_000, help="JOB_QUEUE_MAX_LENGTH of the server")
     parser.add_argument("--clients", type=int, default=50, help="clients enqueueing as fast as they can")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--probe-health", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe_health:  # the health probe's own process (see health_probe)
+        latencies, errors = asyncio.run(probe_health(args.probe_health, args.seconds))
+        print(json.dumps({"ms": latencies, "errors": errors}))
+        return 0
     with tempfile.TemporaryDirectory(prefix="jwoverload-") as tmp:
         server = ServerProcess(Path(tmp), {
             "WORKER_CHANNELS": CHANNEL, "WORKER_CHANNEL_CONCURRENCIES": "2", "WORKER_DEFAULT_CONCURRENCY": "1",
