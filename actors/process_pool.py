@@ -432,8 +432,10 @@ def _tree_resident_bytes(pid: int) -> int | None:
         try:
             with open(f"/proc/{current}/statm", "rb") as statm:
                 rss = int(statm.read().split()[1]) * _PAGE_SIZE
-            with open(f"/proc/{current}/task/{current}/children", "rb") as children:
-                todo.extend(int(child) for child in children.read().split())
+            # Per thread: a child started from a worker thread is listed under that thread only.
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", "rb") as children:
+                    todo.extend(int(child) for child in children.read().split())
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
         total = rss if total is None else total + rss

@@ -179,10 +179,19 @@ def close_protocol_pipes() -> None:
     time.sleep(600)
 
 
-def allocate_in_a_child(fifo: str) -> None:
+def allocate_in_a_child(fifo: str, from_thread: bool = False) -> None:
     """Start a process that takes 400 MiB of resident memory (as a command a job runs would),
-    tell the test its pid, and wait for it."""
-    child = subprocess.Popen([sys.executable, "-c",
-                              "import time; hoard = bytearray(400 * 1024 * 1024); time.sleep(600)"])
-    notify(fifo, str(child.pid))
-    child.wait()
+    from this thread or from another one, tell the test its pid, and wait for it."""
+
+    def start() -> None:
+        child = subprocess.Popen([sys.executable, "-c",
+                                  "import time; hoard = bytearray(400 * 1024 * 1024); time.sleep(600)"])
+        notify(fifo, str(child.pid))
+        child.wait()
+
+    if not from_thread:
+        start()
+        return
+    starter = threading.Thread(target=start)
+    starter.start()
+    starter.join()

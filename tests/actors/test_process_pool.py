@@ -347,12 +347,16 @@ async def test_a_host_that_closes_its_pipes_fails_only_its_call() -> None:
         assert await pool.run(f.getpid) != old_pid
 
 
-async def test_memory_of_processes_a_call_started_counts_towards_the_limit(inbox: FifoInbox) -> None:
+@pytest.mark.parametrize("from_thread", [False, True], ids=["main-thread", "worker-thread"])
+async def test_memory_of_processes_a_call_started_counts_towards_the_limit(inbox: FifoInbox,
+                                                                         from_thread: bool) -> None:
+    """Also a process started from a thread of the host: Linux lists it as a child of that
+    thread only, and an earlier version that looked at the main thread's children missed it."""
     async with ProcessPool(1, max_rss_mb=256, max_rss_name="TEST_MAX_RSS") as pool:
 
         async def call() -> None:
             with pytest.raises(HostCrashed, match=r"over the limit of 256 MiB \(TEST_MAX_RSS\)"):
-                await pool.run(f.allocate_in_a_child, inbox.path)
+                await pool.run(f.allocate_in_a_child, inbox.path, from_thread)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(call)
