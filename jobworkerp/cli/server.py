@@ -24,7 +24,6 @@ async def _serve_until_signal(config: Config, mode: str) -> None:
     stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(run_server, config, stop, mode)
 
             async def wait_for_signal() -> None:
                 async for signum in signals:
@@ -32,7 +31,11 @@ async def _serve_until_signal(config: Config, mode: str) -> None:
                     stop.set()
                     return
 
+            # Listening before the server has started: a signal during start-up is logged at
+            # once and the server stops as soon as it is up (the front may take jobs before the
+            # workers are up, so start-up is not cut short: its stop keeps what it took).
             nursery.start_soon(wait_for_signal)
+            await nursery.start(run_server, config, stop, mode)
             await stop.wait()
 
 
