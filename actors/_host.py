@@ -109,14 +109,15 @@ class Host:
             self._pidfd = os.pidfd_open(self.pid)
 
     @classmethod
-    async def spawn(cls, command: Sequence[str], env: Mapping[str, str], pool_name: str) -> Host:
-        """Start the process in its own session (= its own process group)."""
+    async def spawn(cls, command: Sequence[str], env: Mapping[str, str], cwd: str, pool_name: str) -> Host:
+        """Start the process in its own session (= its own process group), in ``cwd``."""
         process = await trio.lowlevel.open_process(
             list(command),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=dict(env),
+            cwd=cwd,
             start_new_session=True,
         )
         return cls(process, pool_name)

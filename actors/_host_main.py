@@ -1,4 +1,5 @@
-"""Entry point of a runner host process: ``python -u -m actors._host_main [preload ...]``.
+"""Entry point of a runner host process: ``python -m actors._host_main [preload ...]``, started
+isolated by :func:`actors.isolation.python_command` (which has already set up ``sys.path``).
 
 The host serves calls from its parent pool over stdin/stdout frames, one at a
 time. It deliberately imports neither trio nor the parent's application code
@@ -14,11 +15,6 @@ import os
 import struct
 import sys
 from typing import BinaryIO
-
-# Environment variables set by the parent pool (removed again at start-up, so
-# processes spawned by calls inherit a clean environment).
-SYS_PATH_ENV = "ACTORS_HOST_SYS_PATH"  # the parent's sys.path
-PYTHONPATH_ENV = "ACTORS_HOST_PYTHONPATH"  # PYTHONPATH before the pool prepended itself
 
 
 def _take_protocol_fds() -> tuple[int, int]:
@@ -38,22 +34,6 @@ def _take_protocol_fds() -> tuple[int, int]:
     sys.stdout = sys.stderr
     sys.stdin = open(os.devnull)  # lives as long as the process
     return proto_in, proto_out
-
-
-def _adopt_parent_paths() -> None:
-    """Make the parent's import path visible, so calls pickled by reference resolve.
-
-    Also undo the pool's PYTHONPATH change, which only served to find this module.
-    """
-    extra = os.environ.pop(SYS_PATH_ENV, "")
-    for entry in extra.split(os.pathsep):
-        if entry and entry not in sys.path:
-            sys.path.append(entry)
-    original = os.environ.pop(PYTHONPATH_ENV, None)
-    if original:
-        os.environ["PYTHONPATH"] = original
-    elif original is not None:
-        os.environ.pop("PYTHONPATH", None)
 
 
 def _read_frame(reader: BinaryIO, header: struct.Struct) -> bytes | None:
@@ -88,7 +68,6 @@ def main(argv: list[str]) -> int:
     from actors._host_calls import serve_one
 
     pickling_support.install()
-    _adopt_parent_paths()
     for module_name in argv:
         importlib.import_module(module_name)
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import sys
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import Any, TypeVar
@@ -30,7 +29,7 @@ import trio
 
 from actors import _framing
 from actors._host import Host, HostCrashed, HostEOF
-from actors._host_main import PYTHONPATH_ENV, SYS_PATH_ENV
+from actors.isolation import NEUTRAL_CWD, python_command, python_environment
 
 __all__ = ["HostCrashed", "ProcessPool", "open_process_pool"]
 
@@ -38,7 +37,6 @@ T = TypeVar("T")
 
 logger = logging.getLogger("actors.process_pool")
 
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
 # How often a pool with a memory limit looks at its hosts' resident memory.
@@ -73,9 +71,13 @@ class ProcessPool:
     :func:`open_process_pool`). Functions are pickled with cloudpickle; ones
     defined at module level in importable modules travel by reference (cheap),
     and the host imports their module on first use. The host sees the parent's
-    ``sys.path``. ``preload`` modules are imported when a host starts.
+    ``sys.path`` but not its working directory (:mod:`actors.isolation`). ``preload``
+    modules are imported when a host starts.
 
-    ``env`` entries are added to (override) the inherited environment.
+    Hosts (and whatever their calls start) inherit only the environment variables named in
+    ``env_allowlist`` (default :data:`actors.isolation.DEFAULT_ENV_ALLOWLIST`): the parent's
+    environment may hold secrets that a call could read and return. ``env`` entries are
+    added on top. Hosts run in ``cwd`` (default ``/``), never in the parent's directory.
     ``kill_grace`` > 0 sends SIGTERM to a host's process group and waits that
     long before SIGKILL when the pool stops a host (the caller never waits).
     ``max_rss_mb`` kills a host whose resident memory — its own plus that of the processes
@@ -91,6 +93,8 @@ class ProcessPool:
         name: str = "pool",
         preload: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        env_allowlist: Iterable[str] | None = None,
+        cwd: str = NEUTRAL_CWD,
         startup_timeout: float = 30.0,
         kill_grace: float = 0.0,
         max_rss_mb: int | None = None,
@@ -100,8 +104,9 @@ class ProcessPool:
             raise ValueError("size must be at least 1")
         self.name = name
         self.size = size
-        self._command = [sys.executable, "-u", "-m", "actors._host_main", *preload]
-        self._env = self._host_environment(env)
+        self._command = python_command("actors._host_main", *preload, unbuffered=True)
+        self._env = python_environment(env_allowlist, env)
+        self._cwd = cwd
         self._startup_timeout = startup_timeout
         self._kill_grace = kill_grace
         self._max_rss_mb = max_rss_mb
@@ -127,20 +132,6 @@ class ProcessPool:
         self._crashes = 0
         self._killed = 0
         self._restarts = 0
-
-    @staticmethod
-    def _host_environment(extra: Mapping[str, str] | None) -> dict[str, str]:
-        """Inherited env + overrides, with this package and the parent's sys.path importable."""
-        env = dict(os.environ)
-        if extra:
-            env.update(extra)
-        python_path = env.get("PYTHONPATH", "")
-        # Only so `-m actors._host_main` resolves; the host restores the original.
-        env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + python_path if python_path else "")
-        env[PYTHONPATH_ENV] = python_path
-        parent_path = [os.path.abspath(entry or os.curdir) for entry in sys.path]
-        env[SYS_PATH_ENV] = os.pathsep.join(parent_path)
-        return env
 
     # --------------------------------------------------------------- lifecycle
 
@@ -350,7 +341,7 @@ class ProcessPool:
             self._no_host_tasks = trio.Event()
         self._host_tasks += 1
         try:
-            host = await Host.spawn(self._command, self._env, self.name)
+            host = await Host.spawn(self._command, self._env, self._cwd, self.name)
             self._hosts.add(host)
             if self._closed:
                 host.stop()  # aclose() ran while we were spawning
