@@ -37,6 +37,7 @@ from jobworkerp.lifecycle.orphans import OrphanSweep
 from jobworkerp.lifecycle.recovery import recover_standalone
 from jobworkerp.lifecycle.running import RunningJobs
 from jobworkerp.lifecycle.transitions import JobLifecycle
+from jobworkerp.runners.environment import runner_env_allowlist
 from jobworkerp.runners.registry import RunnerRegistry
 from jobworkerp.storage import Storage, open_storage
 from jobworkerp.usecase.jobs import Jobs
@@ -174,6 +175,7 @@ async def run_server(
             for channel in config.all_channels():
                 pools[channel.name] = await exit_stack.enter_async_context(
                     ProcessPool(channel.concurrency, name=f"runners[{channel.name}]", preload=RUNNER_HOST_PRELOAD,
+                                env_allowlist=runner_env_allowlist(config),
                                 startup_timeout=config.runner_host_startup_timeout,
                                 max_rss_mb=config.runner_host_max_rss_mb or None,
                                 max_rss_name="RUNNER_HOST_MAX_RSS_MB")

@@ -8,6 +8,7 @@ concurrency or the wrong database is worse than one that refuses to start.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -48,6 +49,10 @@ class Config:
     default_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
     channels: tuple[ChannelConfig, ...] = ()
     plugins_runner_dir: tuple[str, ...] = ()
+    # Environment variables runner hosts (and the commands and plugins they run) get on top of a
+    # minimal default set (jobworkerp/runners/environment.py): everything else, the server's secrets
+    # included, stays out of reach of jobs.
+    runner_env_allowlist: tuple[str, ...] = ()
     redis_url: str = "redis://127.0.0.1:6379"
     redis_username: str | None = None
     redis_password: str | None = None
@@ -125,6 +130,18 @@ def _parse_list(raw: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _parse_env_names(var: str, raw: str) -> tuple[str, ...]:
+    """A comma-separated list of environment variable names; a malformed one is named, not ignored."""
+    names = _parse_list(raw)
+    for name in names:
+        if not _ENV_NAME.fullmatch(name):
+            raise ConfigError(var, f"{name!r} is not an environment variable name")
+    return tuple(names)
+
+
 def _parse_channels(env: Mapping[str, str]) -> tuple[ChannelConfig, ...]:
     names = _parse_list(env.get("WORKER_CHANNELS", ""))
     raw_conc = _parse_list(env.get("WORKER_CHANNEL_CONCURRENCIES", ""))
@@ -192,6 +209,7 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         default_concurrency=_get(env, "WORKER_DEFAULT_CONCURRENCY", pos_int, os.cpu_count() or 1),
         channels=_parse_channels(env),
         plugins_runner_dir=tuple(_parse_list(env.get("PLUGINS_RUNNER_DIR", ""))),
+        runner_env_allowlist=_parse_env_names("RUNNER_ENV_ALLOWLIST", env.get("RUNNER_ENV_ALLOWLIST", "")),
         redis_url=_get(env, "REDIS_URL", text, "redis://127.0.0.1:6379"),
         redis_username=_get(env, "REDIS_USERNAME", text, None),
         redis_password=_get(env, "REDIS_PASSWORD", text, None),

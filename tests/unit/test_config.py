@@ -22,6 +22,11 @@ def test_channels_and_concurrencies_pair_up() -> None:
     assert [(c.name, c.concurrency) for c in config.all_channels()] == [(DEFAULT_CHANNEL, 4), ("slow", 1), ("gpu", 3)]
 
 
+def test_runner_env_allowlist_is_a_comma_separated_list_of_names() -> None:
+    assert load_config({}).runner_env_allowlist == ()
+    assert load_config({"RUNNER_ENV_ALLOWLIST": " FOO, http_proxy ,"}).runner_env_allowlist == ("FOO", "http_proxy")
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
@@ -35,6 +40,7 @@ def test_channels_and_concurrencies_pair_up() -> None:
         ({"JOB_QUEUE_FETCH_INTERVAL": "-5"}, "JOB_QUEUE_FETCH_INTERVAL"),
         ({"STORAGE_RESTORE_AT_STARTUP": "maybe"}, "STORAGE_RESTORE_AT_STARTUP"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"RUNNER_ENV_ALLOWLIST": "FOO,BAR=1"}, "RUNNER_ENV_ALLOWLIST"),
     ],
 )
 def test_malformed_value_names_the_variable(env: dict[str, str], variable: str) -> None:
