@@ -8,8 +8,9 @@ owner id: a timed-out job's container, and the static containers of a host that 
 line, the first load in each host also removes containers whose owner process on this machine no
 longer exists (e.g. a watchdog killed too).
 
-The watchdog runs as `python -m jobworkerp.runners.docker_watchdog OWNER_ID DOCKER_HOST`; it needs
-only the engine client, not the runner.
+The watchdog runs as `python -m jobworkerp.runners.docker_watchdog OWNER_ID DOCKER_HOST`, started
+isolated (`actors.isolation`: no working directory on its path, the default environment allowlist,
+in `/`); it needs only the engine client, not the runner, and the engine address comes as an argument.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import threading
 import time
 import uuid
 
+from actors.isolation import NEUTRAL_CWD, python_command, python_environment
 from jobworkerp.runners.docker_api import Engine, EngineError, EngineUnreachable
 
 OWNER_LABEL = "jobworkerp.owner"  # unique id of the runner host process that created the container
@@ -73,13 +75,12 @@ class _Owner:
             watchdog = self._watchdogs.get(docker_host)
             if watchdog is not None and watchdog.poll() is None:
                 return
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
             # Own session: the executor kills the host's whole process group on a timeout.
             # stdout/stderr to /dev/null: holding the host's stderr pipe would keep it open after the host died.
             self._watchdogs[docker_host] = subprocess.Popen(
-                [sys.executable, "-m", "jobworkerp.runners.docker_watchdog", self.id, docker_host],
+                python_command("jobworkerp.runners.docker_watchdog", self.id, docker_host),
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True, env=env,
+                start_new_session=True, env=python_environment(), cwd=NEUTRAL_CWD,
             )
 
     def sweep_once(self, engine: Engine) -> None:

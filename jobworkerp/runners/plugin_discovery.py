@@ -10,8 +10,10 @@ Where plugins come from:
 
 Plugin code never runs in the server process. Discovery imports each candidate in a short-lived
 subprocess (`python -m jobworkerp.runners.plugin_discovery describe KIND TARGET`, the bottom half
-of this module) that reports the runners' names and proto texts, with the compiled settings and
-args messages that worker settings and job args are checked against, so a plugin that raises,
+of this module, started like a runner host: isolated, in `/`, with only the allowlisted environment,
+since the plugin's import-time code is as untrusted as its runs) that reports the runners' names
+and proto texts, with the compiled settings and args messages that worker settings and job args
+are checked against, so a plugin that raises,
 segfaults, exits or hangs on import is logged and skipped without touching the server. Both halves
 live here because they are two ends of one JSON report. The contract a plugin class meets, and how
 a runner host loads it, are in `jobworkerp.runners.plugins`.
@@ -33,6 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
+from actors.isolation import NEUTRAL_CWD, python_command, python_environment
 from jobworkerp.runners.base import describe_exit
 from jobworkerp.runners.plugins import load_module_from_path
 from jobworkerp.runners.proto_text import compile_proto, first_message
@@ -108,13 +111,13 @@ def entry_point_candidates() -> list[Candidate]:
     ]
 
 
-def _describe_candidate(candidate: Candidate, timeout: float) -> tuple[list[PluginSpec], list[str]]:
+def _describe_candidate(candidate: Candidate, timeout: float,
+                        env: dict[str, str]) -> tuple[list[PluginSpec], list[str]]:
     """Import one candidate in a subprocess and turn its report into specs (or problems)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(os.path.abspath(p or os.curdir) for p in sys.path)}
-    command = [sys.executable, "-m", "jobworkerp.runners.plugin_discovery", "describe", candidate.kind,
-               candidate.target]
+    command = python_command("jobworkerp.runners.plugin_discovery", "describe", candidate.kind, candidate.target)
     try:
-        proc = subprocess.run(command, capture_output=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(command, capture_output=True, timeout=timeout, env=env, cwd=NEUTRAL_CWD,
+                              stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return [], [f"plugin {candidate.source}: skipped: importing it took longer than {timeout:g} s"]
     stderr = proc.stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
@@ -145,8 +148,12 @@ def _descriptor(report_entry: dict[str, Any], key: str) -> bytes | None:
 
 
 def discover(dirs: Sequence[str], *, reserved_names: Iterable[str] = (), include_entry_points: bool = True,
-             timeout: float = DISCOVERY_TIMEOUT_S) -> Discovery:
-    """Find, describe and check every plugin; problems are returned (and logged by the caller)."""
+             timeout: float = DISCOVERY_TIMEOUT_S, env_allowlist: Iterable[str] | None = None) -> Discovery:
+    """Find, describe and check every plugin; problems are returned (and logged by the caller).
+
+    The describing subprocesses get only the ``env_allowlist`` variables (default: the generic
+    :data:`actors.isolation.DEFAULT_ENV_ALLOWLIST`), as runner hosts do.
+    """
     problems: list[str] = []
     candidates = dir_candidates(dirs, problems)
     if include_entry_points:
@@ -157,8 +164,9 @@ def discover(dirs: Sequence[str], *, reserved_names: Iterable[str] = (), include
     results: list[tuple[list[PluginSpec], list[str]]] = []
     if candidates:
         workers = min(len(candidates), os.cpu_count() or 1)
+        env = python_environment(env_allowlist)
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="plugin-discovery") as pool:
-            results = list(pool.map(lambda c: _describe_candidate(c, timeout), candidates))
+            results = list(pool.map(lambda c: _describe_candidate(c, timeout, env), candidates))
     taken = {name: "a built-in runner" for name in reserved_names}
     plugins = []
     for specs, found_problems in results:

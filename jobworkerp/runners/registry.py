@@ -234,8 +234,10 @@ class RunnerRegistry:
         A plugin that cannot be imported or described is logged and skipped; it never stops the server.
         """
         from jobworkerp.runners import plugin_discovery
+        from jobworkerp.runners.environment import runner_env_allowlist
 
-        found = plugin_discovery.discover(config.plugins_runner_dir, reserved_names=[s.name for s in BUILTIN_RUNNERS])
+        found = plugin_discovery.discover(config.plugins_runner_dir, reserved_names=[s.name for s in BUILTIN_RUNNERS],
+                                          env_allowlist=runner_env_allowlist(config))
         for problem in found.problems:
             log.error("%s", problem)
         for plugin in found.plugins:
