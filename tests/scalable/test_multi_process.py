@@ -36,9 +36,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         # definition was told about the update (pushed), it did not re-read an expired entry.
         env = {**env, "WORKER_CACHE_TTL_SECONDS": "86400"}
         front = ServerProcess(workdir, env, mode="grpc-front", name="front").start()
-        w1 = ServerProcess(workdir, {**env, "WORKER_TAG": "w1", "WORKER_CHANNELS": "only1",
+        # WORKER_TAG tells the workers apart in job output: it must be let through to runner hosts.
+        tagged = {**env, "RUNNER_ENV_ALLOWLIST": "WORKER_TAG"}
+        w1 = ServerProcess(workdir, {**tagged, "WORKER_TAG": "w1", "WORKER_CHANNELS": "only1",
                                      "WORKER_CHANNEL_CONCURRENCIES": "1"}, mode="worker", name="worker1").start()
-        w2 = ServerProcess(workdir, {**env, "WORKER_TAG": "w2"}, mode="worker", name="worker2").start()
+        w2 = ServerProcess(workdir, {**tagged, "WORKER_TAG": "w2"}, mode="worker", name="worker2").start()
         procs = [front, w1, w2]
         try:
             yield Cluster(front, [w1, w2], workdir)
