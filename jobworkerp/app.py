@@ -13,13 +13,15 @@ Supervision tree (all-in-one; `grpc-front` has no workers side, `worker` has no 
         └── queue upkeep (not restarted: it retries its own Redis errors): heartbeat lease,
             return dead workers' in-flight jobs, fail poisoned ones
 
-Shutdown order: stop fetching jobs -> let running jobs finish and report -> close the front ->
-flush and close storage.
+Shutdown order: stop fetching jobs -> let running jobs finish and report (for at most
+SHUTDOWN_GRACE_MS, or until a second signal: then they are cancelled and released) -> close the
+front -> flush and close storage.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from functools import partial
@@ -83,16 +85,31 @@ class App:
         self.channels: list[ChannelWorker] = []
 
 
+async def _bound_drain(jobs: trio.CancelScope, app: App, hard_stop: trio.Event) -> None:
+    """Cancel the running jobs when the drain has lasted SHUTDOWN_GRACE_MS or `hard_stop` is set
+    (a second signal). A cancelled job is released by its executor, back to where it came from,
+    so it runs again after a restart or on another worker: cut short, never lost."""
+    grace_ms = app.config.shutdown_grace_ms
+    with trio.move_on_after(grace_ms / 1000 if grace_ms else math.inf):
+        await hard_stop.wait()
+    why = "a second stop signal" if hard_stop.is_set() else f"SHUTDOWN_GRACE_MS={grace_ms}"
+    log.warning("shutting down: %s; cancelling %d running job(s), they go back to their queue", why,
+                len(app.running))
+    jobs.cancel()
+
+
 async def serve_workers(
     app: App,
     pool_for: Callable[[ChannelConfig], RunnerPool],
     stop: trio.Event,
     *,
+    hard_stop: trio.Event | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The worker side: a channel worker per channel under one supervisor, plus queue upkeep.
 
-    Returns after `stop` is set and the running jobs have finished.
+    Returns after `stop` is set and the running jobs have finished, or have been cancelled and
+    released after SHUTDOWN_GRACE_MS or once `hard_stop` is set.
     """
     config = app.config
     app.channels = [ChannelWorker(channel, app.executor_context, pool_for(channel), app.workers.ids_on_channel)
@@ -117,6 +134,12 @@ async def serve_workers(
         with sweeping:
             await OrphanSweep(app.lifecycle, app.running, grace_ms=orphan_grace_ms(config)).run()
 
+    bounding = trio.CancelScope()
+
+    async def bounding_drain(jobs: trio.CancelScope) -> None:
+        with bounding:
+            await _bound_drain(jobs, app, hard_stop if hard_stop is not None else trio.Event())
+
     async with trio.open_nursery() as nursery:
         await nursery.start(queue_upkeep)
         if app.storage.scalable:
@@ -128,6 +151,8 @@ async def serve_workers(
             log.info("shutting down: no new jobs; waiting for %d running job(s)", len(app.running))
             for channel in app.channels:
                 channel.stop()
+            nursery.start_soon(bounding_drain, channels.cancel_scope)
+        bounding.cancel()
         with trio.CancelScope(shield=True):
             await app.storage.queue.retire()
         sweeping.cancel()
@@ -154,9 +179,12 @@ async def run_server(
     stop: trio.Event,
     mode: str = "all-in-one",
     *,
+    hard_stop: trio.Event | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until `stop` is set, then shut down gracefully. Reports the bound port (0 for a worker)."""
+    """Serve until `stop` is set, then shut down gracefully; running jobs get SHUTDOWN_GRACE_MS,
+    or less if `hard_stop` is set, before they are cancelled and released. Reports the bound
+    port (0 for a worker)."""
     check_mode(config, mode)
     serves_front = mode in ("all-in-one", "grpc-front")
     serves_jobs = mode in ("all-in-one", "worker")
@@ -190,7 +218,8 @@ async def run_server(
                 ))
             async with trio.open_nursery() as worker_nursery:
                 if serves_jobs:
-                    await worker_nursery.start(serve_workers, app, lambda channel: pools[channel.name], stop)
+                    await worker_nursery.start(partial(serve_workers, app, lambda channel: pools[channel.name],
+                                                      stop, hard_stop=hard_stop))
                 where = f"listening on {config.grpc_host}:{port}" if serves_front else "serving jobs"
                 log.info("jobworkerp %s %s (storage: %s, channels: %s)", mode, where, config.storage_type,
                          ", ".join(f"{c.name}={c.concurrency}" for c in config.all_channels()) if serves_jobs else "-")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 T = TypeVar("T")
 
@@ -36,7 +37,26 @@ class ChannelConfig:
     concurrency: int
 
 
-@dataclass(frozen=True)
+SECRET_FIELDS = frozenset({"auth_token", "redis_password", "mysql_password"})
+REDACTED = "<redacted>"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password in it replaced, for logs and reprs (REDIS_URL may carry one)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        netloc = f"{parts.username or ''}:{REDACTED}@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:  # unparseable: show nothing of it rather than a secret
+        return REDACTED
+
+
+@dataclass(frozen=True, repr=False)
 class Config:
     storage_type: str = STANDALONE
     storage_restore_at_startup: bool = False
@@ -81,6 +101,23 @@ class Config:
     # How long a process may serve a cached worker definition when a change event was missed
     # (Scalable pushes changes to every process; the expiry only bounds a missed push).
     worker_cache_ttl_s: int = 60
+    # How long a stop waits for running jobs before it cancels them; a cancelled job is released
+    # and runs again after a restart (or on another worker). 0 = wait for them without bound.
+    # 20 s leaves a stop room to release, park and close within the 30 s after which Kubernetes
+    # (terminationGracePeriodSeconds) kills the process.
+    shutdown_grace_ms: int = 20_000
+
+    def __repr__(self) -> str:
+        """Every setting, secrets redacted: a Config may be logged or shown in a traceback."""
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = REDACTED
+            elif f.name == "redis_url":
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Config({', '.join(shown)})"
 
     @property
     def grpc_host(self) -> str:
@@ -167,6 +204,13 @@ def _get(env: Mapping[str, str], var: str, parse: Callable[[str, str], T], defau
     return parse(var, raw)
 
 
+def _token(var: str, raw: str) -> str:
+    """A set but blank token would silently turn auth off: refuse it instead."""
+    if raw.strip() == "":
+        raise ConfigError(var, "is set but empty; unset it to serve without auth, or set a token")
+    return raw.strip()
+
+
 def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = ".env") -> Config:
     """Build the Config from `env` (default: os.environ overlaid on the `.env` file).
 
@@ -201,7 +245,7 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         storage_type=storage_type,
         storage_restore_at_startup=_get(env, "STORAGE_RESTORE_AT_STARTUP", _parse_bool, False),
         grpc_addr=_get(env, "GRPC_ADDR", _parse_addr, "127.0.0.1:9000"),
-        auth_token=_get(env, "AUTH_TOKEN", text, None),
+        auth_token=_token("AUTH_TOKEN", env["AUTH_TOKEN"]) if "AUTH_TOKEN" in env else None,
         sqlite_dbname=_get(env, "SQLITE_DBNAME", text, "jobworkerp.sqlite3"),
         job_result_ttl_seconds=_get(env, "JOB_QUEUE_EXPIRE_JOB_RESULT_SECONDS", pos_int, 3600),
         fetch_interval_ms=_get(env, "JOB_QUEUE_FETCH_INTERVAL", pos_int, 1000),
@@ -230,4 +274,5 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         worker_cache_ttl_s=_get(env, "WORKER_CACHE_TTL_SECONDS", pos_int, 60),
         runner_host_max_rss_mb=_get(env, "RUNNER_HOST_MAX_RSS_MB", nonneg_int, 4096),
         job_queue_max_length=_get(env, "JOB_QUEUE_MAX_LENGTH", nonneg_int, 100_000),
+        shutdown_grace_ms=_get(env, "SHUTDOWN_GRACE_MS", nonneg_int, 20_000),
     )

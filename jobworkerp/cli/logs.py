@@ -6,15 +6,30 @@ LOG_FILE_DIR the log also goes to `jobworkerp-<mode>.log` there (stderr keeps ge
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import sys
 from datetime import UTC, datetime
+from typing import cast
 
 from jobworkerp.config import Config
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FILE_MODE = 0o600  # logs name jobs, peers and errors: for the server's owner only
+
+
+class PrivateFileHandler(logging.FileHandler):
+    """A FileHandler whose file, when it creates it, is readable by its owner only (not the
+    umask's usual world-readable mode). An existing file keeps its mode."""
+
+    def _open(self) -> io.TextIOWrapper:
+        def opener(path: str, flags: int) -> int:
+            return os.open(path, flags, LOG_FILE_MODE)
+
+        return cast("io.TextIOWrapper", open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors,  # noqa: SIM115
+                    opener=opener))
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,7 +51,7 @@ def setup_logging(config: Config, mode: str) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if config.log_file_dir:
         os.makedirs(config.log_file_dir, exist_ok=True)
-        handlers.append(logging.FileHandler(os.path.join(config.log_file_dir, f"jobworkerp-{mode}.log")))
+        handlers.append(PrivateFileHandler(os.path.join(config.log_file_dir, f"jobworkerp-{mode}.log")))
     for handler in handlers:
         handler.setFormatter(formatter)
     logging.basicConfig(level=level, handlers=handlers, force=True)

@@ -1,14 +1,18 @@
 """`jobworkerp all-in-one | grpc-front | worker`: start a server process with settings from the
 environment and `.env`.
 
-SIGINT / SIGTERM stop taking jobs, let running jobs finish, then exit 0. A malformed setting
-exits 2 with a message naming the variable.
+SIGINT / SIGTERM stop taking jobs, let running jobs finish (for at most SHUTDOWN_GRACE_MS; then
+they are cancelled and go back to their queue), then exit 0. A second signal cancels the running
+jobs at once (still released, still exit 0); a third exits immediately with 128 + the signal's
+number, skipping the clean-up. A malformed setting (a blank AUTH_TOKEN among them) exits 2 with
+a message naming the variable.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -19,24 +23,37 @@ from jobworkerp.config import Config, ConfigError, load_config
 
 
 async def _serve_until_signal(config: Config, mode: str) -> None:
+    """Serve until a signal. The first stops gracefully (running jobs get SHUTDOWN_GRACE_MS);
+    the second stops at once: running jobs are cancelled and released, so they run again; a
+    third exits on the spot, for a stop that itself hangs (e.g. storage that does not answer)."""
     from jobworkerp.app import run_server
 
+    log = logging.getLogger("jobworkerp")
     stop = trio.Event()
+    hard_stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
-            async def wait_for_signal() -> None:
+            async def wait_for_signals() -> None:
                 async for signum in signals:
-                    logging.getLogger("jobworkerp").info("received %s", signal.Signals(signum).name)
-                    stop.set()
-                    return
+                    name = signal.Signals(signum).name
+                    if not stop.is_set():
+                        log.info("received %s; stopping (a second signal stops at once)", name)
+                        stop.set()
+                    elif not hard_stop.is_set():
+                        log.warning("received %s again; stopping at once (a third signal exits without "
+                                    "cleaning up)", name)
+                        hard_stop.set()
+                    else:
+                        log.error("received %s a third time; exiting without cleaning up", name)
+                        os._exit(128 + signum)
 
             # Listening before the server has started: a signal during start-up is logged at
             # once and the server stops as soon as it is up (the front may take jobs before the
             # workers are up, so start-up is not cut short: its stop keeps what it took).
-            nursery.start_soon(wait_for_signal)
-            await nursery.start(run_server, config, stop, mode)
-            await stop.wait()
+            nursery.start_soon(wait_for_signals)
+            await run_server(config, stop, mode, hard_stop=hard_stop)
+            nursery.cancel_scope.cancel()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,23 +10,34 @@ import trio_asyncio
 from grpclib.events import RecvRequest, listen
 from grpclib.server import Server
 
+from jobworkerp.front.auth import FailureLimiter, TokenCheck
 from jobworkerp.front.decoding import RequestCodec, guard_servable
 
 if TYPE_CHECKING:
     import asyncio
 
 
+def _peer_of(event: RecvRequest) -> str:
+    """The remote address without its port: a client reconnecting gets a new port, not a new count."""
+    addr = event.peer.addr()
+    return str(addr[0]) if addr else "unknown peer"
+
+
 def _require_token(server: Server, token: str, metadata_key: str) -> None:
-    async def check(event: RecvRequest) -> None:
+    """Every call but health checks must carry the token (health stays open for probes)."""
+    check = TokenCheck(token, FailureLimiter())
+
+    async def on_request(event: RecvRequest) -> None:
         from grpclib.const import Status
         from grpclib.exceptions import GRPCError
 
         if event.method_name.startswith("/grpc.health.v1."):
             return
-        if event.metadata.get(metadata_key) != token:
-            raise GRPCError(Status.UNAUTHENTICATED, f"missing or wrong {metadata_key} metadata")
+        refusal = check.refusal(_peer_of(event), event.metadata.get(metadata_key))
+        if refusal is not None:
+            raise GRPCError(Status.UNAUTHENTICATED, f"{metadata_key} metadata: {refusal}")
 
-    listen(server, RecvRequest, check)
+    listen(server, RecvRequest, on_request)
 
 
 async def serve_grpc(

@@ -1,12 +1,15 @@
 """grpclib service classes: translate requests, hop into trio once, map errors to gRPC status.
 
 Every domain error becomes a precise status with a message naming the field; anything
-unexpected is logged and reported as INTERNAL (never a hang or a dropped connection).
+unexpected is logged with its traceback and reported as a generic INTERNAL carrying a
+correlation id that the log line also has (never a hang or a dropped connection, and never the
+exception's text: it may name paths, hosts or data the caller should not see).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -48,8 +51,9 @@ def _to_grpc_error(e: Exception) -> GRPCError:
             return GRPCError(status, str(e))
     if is_outage(e):  # Redis or the database cannot be reached now: the client may retry
         return GRPCError(Status.UNAVAILABLE, f"storage unavailable: {type(e).__name__}: {e}")
-    log.exception("unexpected error while serving a request", exc_info=e)
-    return GRPCError(Status.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+    error_id = uuid.uuid4().hex[:16]
+    log.error("unexpected error while serving a request (error id %s)", error_id, exc_info=e)
+    return GRPCError(Status.INTERNAL, f"internal error (error id {error_id}; details in the server log)")
 
 
 async def _call(fn: Callable[..., Awaitable[T]], *args: Any) -> T:

@@ -18,6 +18,7 @@ Mapping rules that are not obvious from the schema:
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -166,8 +167,26 @@ def _migrate(db: sqlite_utils.Database) -> None:
                        [step.version, step.description])
 
 
+PRIVATE_FILE_MODE = 0o600  # jobs' arguments and results may hold secrets
+
+
+def _create_private(path: str) -> None:
+    """Create the database file readable by its owner only, if it does not exist yet.
+
+    SQLite would create it with the umask's mode (usually world-readable); its -wal and -shm
+    files take the database file's mode, so they are private too. An existing file keeps the
+    mode its operator gave it."""
+    if path in ("", ":memory:"):
+        return
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
+    except OSError:
+        pass  # no such directory, no permission: sqlite3.connect says so in its own words
+
+
 def _connect(path: str) -> sqlite_utils.Database:
     """Open the shared connection, switch to WAL and create the schema and seeds."""
+    _create_private(path)
     conn = sqlite3.connect(path, check_same_thread=False)
     try:
         db = sqlite_utils.Database(conn, execute_plugins=False)
