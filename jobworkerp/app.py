@@ -214,7 +214,8 @@ async def run_server(
             if serves_front:
                 port = await nursery.start(partial(
                     serve_grpc, build_services(app), config.grpc_host, config.grpc_port,
-                    auth_token=config.auth_token, stopping=front_stop,
+                    auth_token=config.auth_token, max_message_bytes=config.grpc_max_message_bytes,
+                    stopping=front_stop,
                 ))
             async with trio.open_nursery() as worker_nursery:
                 if serves_jobs:

@@ -18,6 +18,10 @@ T = TypeVar("T")
 
 STANDALONE = "Standalone"
 SCALABLE = "Scalable"
+# GRPC_MAX_MESSAGE_BYTES bounds: below 64 KiB ordinary worker definitions and job args would be
+# refused; above 2**32 - 1 no gRPC message can be (its length prefix is 4 bytes).
+MIN_MESSAGE_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = 2**32 - 1
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR")
 
 
@@ -98,6 +102,10 @@ class Config:
     # A channel whose queue holds this many jobs refuses new ones with RESOURCE_EXHAUSTED
     # (beyond upstream; approximate, see usecase/queue_limit.py); 0 = no limit.
     job_queue_max_length: int = 100_000
+    # A request message longer than this is refused with RESOURCE_EXHAUSTED from its length
+    # prefix, before it is read (beyond upstream; front/message_limit.py). 8 MiB: room for the
+    # 4 MB job args clients send, far from the gigabytes one unchecked 300 MB request cost.
+    grpc_max_message_bytes: int = 8 * 1024 * 1024
     # How long a process may serve a cached worker definition when a change event was missed
     # (Scalable pushes changes to every process; the expiry only bounds a missed push).
     worker_cache_ttl_s: int = 60
@@ -238,6 +246,12 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
     def nonneg_int(var: str, raw: str) -> int:
         return _parse_int(var, raw, minimum=0)
 
+    def message_bytes(var: str, raw: str) -> int:
+        value = _parse_int(var, raw, minimum=MIN_MESSAGE_BYTES)
+        if value > MAX_MESSAGE_BYTES:
+            raise ConfigError(var, f"must be <= {MAX_MESSAGE_BYTES} (a gRPC length prefix is 4 bytes), got {value}")
+        return value
+
     def text(var: str, raw: str) -> str:
         return raw.strip()
 
@@ -272,6 +286,7 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         log_use_json=_get(env, "LOG_USE_JSON", _parse_bool, False),
         log_file_dir=_get(env, "LOG_FILE_DIR", text, None),
         worker_cache_ttl_s=_get(env, "WORKER_CACHE_TTL_SECONDS", pos_int, 60),
+        grpc_max_message_bytes=_get(env, "GRPC_MAX_MESSAGE_BYTES", message_bytes, 8 * 1024 * 1024),
         runner_host_max_rss_mb=_get(env, "RUNNER_HOST_MAX_RSS_MB", nonneg_int, 4096),
         job_queue_max_length=_get(env, "JOB_QUEUE_MAX_LENGTH", nonneg_int, 100_000),
         shutdown_grace_ms=_get(env, "SHUTDOWN_GRACE_MS", nonneg_int, 20_000),

@@ -9,9 +9,11 @@ any exception there as UNKNOWN. Two hooks keep that from happening:
   descriptors, as worker settings and job args are checked (`jobworkerp/descriptors.py`) —
   because betterproto2 accepts truncated bytes silently and fails on others with whatever
   exception its reader meets (EOFError, KeyError, UnicodeDecodeError, ...);
-- `guard_servable` wraps every handler so that a malformed gRPC frame (a body shorter than its
-  length prefix, a compressed message) or a unary call that sent no message at all is refused
-  as such; the generated handlers would otherwise fail an `assert request is not None`.
+- `guard_servable` wraps every handler so that a request message longer than
+  GRPC_MAX_MESSAGE_BYTES is refused from its length prefix (`message_limit.py`), and a
+  malformed gRPC frame (a body shorter than its length prefix, a compressed message) or a unary
+  call that sent no message at all is refused as such; the generated handlers would otherwise
+  fail an `assert request is not None`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from grpclib.encoding.proto import ProtoCodec
 from grpclib.exceptions import GRPCError
 
 from jobworkerp.descriptors import check_message_bytes
+from jobworkerp.front.message_limit import refuse_oversized
 from jobworkerp.proto.message_pool import default_message_pool
 
 REASON_LIMIT = 200  # characters of the parser's complaint kept in the status message
@@ -94,25 +97,29 @@ class _RequestStream:
         return message
 
 
-def _guard(handler: Handler) -> Handler:
+def _guard(handler: Handler, max_message_bytes: int) -> Handler:
     name = message_name(handler.request_type)
     unary = not handler.cardinality.client_streaming
     func = handler.func
 
     async def guarded(stream: Any) -> None:
+        refuse_oversized(stream, max_message_bytes, name)
         await func(_RequestStream(stream, name, unary))
 
     return handler._replace(func=guarded)
 
 
 class _GuardedServable:
-    def __init__(self, servable: Any) -> None:
+    def __init__(self, servable: Any, max_message_bytes: int) -> None:
         self._servable = servable
+        self._max_message_bytes = max_message_bytes
 
     def __mapping__(self) -> Mapping[str, Handler]:
-        return {path: _guard(handler) for path, handler in self._servable.__mapping__().items()}
+        return {path: _guard(handler, self._max_message_bytes)
+                for path, handler in self._servable.__mapping__().items()}
 
 
-def guard_servable(servable: Any) -> Any:
-    """`servable` with every handler reading its request through `_RequestStream`."""
-    return _GuardedServable(servable)
+def guard_servable(servable: Any, max_message_bytes: int) -> Any:
+    """`servable` with every handler reading its request through `_RequestStream`, refusing a
+    message longer than `max_message_bytes` before reading it (`message_limit.py`)."""
+    return _GuardedServable(servable, max_message_bytes)

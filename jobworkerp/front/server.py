@@ -47,14 +47,16 @@ async def serve_grpc(
     *,
     auth_token: str | None = None,
     auth_metadata_key: str = "jobworkerp-auth",
+    max_message_bytes: int,
     stopping: trio.Event | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled (or `stopping` is set); reports the bound port via task_status.
 
     Every handler reads its request through `guard_servable` and `RequestCodec`, so bytes that are
-    not a request message are answered INVALID_ARGUMENT instead of grpclib's UNKNOWN."""
-    server = Server([guard_servable(h) for h in handlers], codec=RequestCodec())
+    not a request message are answered INVALID_ARGUMENT instead of grpclib's UNKNOWN, and a
+    message longer than `max_message_bytes` RESOURCE_EXHAUSTED before it is read."""
+    server = Server([guard_servable(h, max_message_bytes) for h in handlers], codec=RequestCodec())
     if auth_token:
         _require_token(server, auth_token, auth_metadata_key)
     await trio_asyncio.aio_as_trio(server.start)(host, port)

@@ -76,11 +76,8 @@ async def _stream(agen: AsyncIterator[T]) -> AsyncIterator[T]:
 
 
 def _page(req: svc.FindListRequest) -> tuple[int | None, int | None]:
-    limit = req.limit if req.limit is None or req.limit >= 0 else None
-    offset = req.offset
-    if offset is not None and offset < 0:
-        raise GRPCError(Status.INVALID_ARGUMENT, f"offset: must be >= 0, got {offset}")
-    return limit, offset
+    """As sent: the use cases give an absent limit its default and refuse what is out of range."""
+    return req.limit, req.offset
 
 
 def _limit(limit: int | None) -> int | None:
@@ -182,7 +179,7 @@ class JobRestoreService(svc.JobRestoreServiceBase):
         return svc.SuccessResponse(is_success=True)
 
     async def find_all(self, message: svc.JobRestoreRequest) -> AsyncIterator[data.Job]:
-        for job in await _call(self._app.restorer.candidates, bool(message.include_grabbed), _limit(message.limit)):
+        for job in await _call(self._app.restorer.list_candidates, bool(message.include_grabbed), message.limit):
             yield job
 
 

@@ -25,12 +25,19 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.service import JobRequest
 from jobworkerp.storage import Storage
 from jobworkerp.storage.pubsub import JobResultWaiter
+from jobworkerp.usecase.paging import page
 from jobworkerp.usecase.queue_limit import QueueLimit
 from jobworkerp.usecase.workers import Workers
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_MS = 31_536_000_000  # one year, when the request gives none
+# Time values are stored as signed 64-bit integers (SQLite INTEGER, MySQL BIGINT) and have
+# intervals added to them (a periodic job's next run): a uint64 timeout past 2**63, or a
+# run_after_time near it, failed in storage instead of being refused. The bounds are far past
+# any real use: ten years of timeout, and the last millisecond of the year 9999.
+MAX_TIMEOUT_MS = 10 * DEFAULT_TIMEOUT_MS
+MAX_RUN_AFTER_TIME = 253_402_300_799_999
 DIRECT_WAIT_GRACE_S = 5.0  # beyond the job timeout, for queueing and result hand-off
 _PRIORITIES = {int(p) for p in data.Priority}
 UNIQ_KEY_MAX_CHARS = 128  # job.uniq_key and job_result.uniq_key are VARCHAR(128) (storage/mysql_schema.py)
@@ -57,8 +64,9 @@ class Jobs:
 
     def _build_job(self, req: JobRequest, worker: data.Worker) -> data.Job:
         run_after = req.run_after_time or 0
-        if run_after < 0:
-            raise InvalidArgument("run_after_time", f"must be >= 0, got {run_after}")
+        if not 0 <= run_after <= MAX_RUN_AFTER_TIME:
+            raise InvalidArgument("run_after_time", f"must be an epoch-ms time from 0 to {MAX_RUN_AFTER_TIME} "
+                                                    f"(year 9999), got {run_after}")
         if req.uniq_key is not None and len(req.uniq_key) > UNIQ_KEY_MAX_CHARS:
             raise InvalidArgument("uniq_key", f"must be at most {UNIQ_KEY_MAX_CHARS} characters, "
                                               f"got {len(req.uniq_key)}")
@@ -66,6 +74,9 @@ class Jobs:
         if int(priority) not in _PRIORITIES:
             raise InvalidArgument("priority", f"unknown value {int(priority)}")
         timeout = DEFAULT_TIMEOUT_MS if req.timeout is None else req.timeout
+        if timeout > MAX_TIMEOUT_MS:
+            raise InvalidArgument("timeout", f"must be at most {MAX_TIMEOUT_MS} ms (ten years; 0 = none), "
+                                             f"got {timeout}")
         return data.Job(
             id=data.JobId(value=self._ids.next_id()),
             data=data.JobData(
@@ -151,7 +162,7 @@ class Jobs:
         return None if queued is None else queued.job
 
     async def list(self, limit: int | None, offset: int | None) -> list[data.Job]:
-        return await self._storage.repo.list_jobs(limit, offset)
+        return await self._storage.repo.list_jobs(*page(limit, offset))
 
     async def count(self) -> int:
         return await self._storage.repo.count_jobs()

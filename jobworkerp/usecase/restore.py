@@ -23,6 +23,7 @@ from jobworkerp.config import Config
 from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage import Storage
+from jobworkerp.usecase.paging import page_limit
 from jobworkerp.usecase.workers import Workers
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ class Restorer:
             if limit is not None and len(found) >= limit:
                 return found[:limit]
         return found
+
+    async def list_candidates(self, include_grabbed: bool, limit: int | None) -> list[data.Job]:
+        """FindAll: the candidates, one page of them (`paging.py`); Restore itself takes all."""
+        return await self.candidates(include_grabbed, page_limit(limit))
 
     async def restore(self, include_grabbed: bool, limit: int | None) -> int:
         """Push the candidates back to their channel queues; returns how many."""

@@ -18,6 +18,7 @@ from jobworkerp.lifecycle.results import fill_worker_fields
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.service import ListenRequest, ListenStreamByWorkerRequest
 from jobworkerp.storage import Storage
+from jobworkerp.usecase.paging import page
 from jobworkerp.usecase.workers import Workers
 
 DEFAULT_LISTEN_TIMEOUT_MS = 86_400_000  # one day
@@ -39,7 +40,7 @@ class Results:
         return None if result is None else await self._filled(result)
 
     async def list(self, limit: int | None, offset: int | None) -> list[data.JobResult]:
-        return await self._filled_all(await self._storage.repo.list_results(limit, offset))
+        return await self._filled_all(await self._storage.repo.list_results(*page(limit, offset)))
 
     async def list_by_job_id(self, job_id: int) -> builtins.list[data.JobResult]:  # (`list` is a method here)
         return await self._filled_all(await self._storage.repo.list_results_by_job_id(job_id))

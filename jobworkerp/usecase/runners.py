@@ -10,6 +10,7 @@ from jobworkerp.ids import SnowflakeGenerator
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners.registry import RunnerRegistry
 from jobworkerp.storage.rdb import Repository
+from jobworkerp.usecase.paging import page
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Runners:
         return None if row is None else self._with_protos(row)
 
     async def list(self, limit: int | None, offset: int | None) -> list[data.Runner]:
-        return [self._with_protos(r) for r in await self._repo.list_runners(limit, offset)]
+        return [self._with_protos(r) for r in await self._repo.list_runners(*page(limit, offset))]
 
     async def count(self) -> int:
         return await self._repo.count_runners()

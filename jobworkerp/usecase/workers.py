@@ -16,9 +16,12 @@ import trio
 from jobworkerp.config import STANDALONE, Config
 from jobworkerp.errors import InvalidArgument, NotFound
 from jobworkerp.lifecycle.placement import channel_of
+from jobworkerp.lifecycle.retry import retry_delay_ms
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners.registry import RunnerRegistry
 from jobworkerp.storage.rdb import Repository
+from jobworkerp.usecase.next_workers import check_chains, check_links
+from jobworkerp.usecase.paging import page
 
 _RESPONSE_TYPES = {int(v) for v in data.ResponseType}
 _QUEUE_TYPES = {int(v) for v in data.QueueType}
@@ -31,6 +34,14 @@ CHANNEL_MAX_CHARS = 32
 # lifecycle/retry.py computes interval * basis**retried before max_interval caps it, so the power
 # must stay a finite float (e**709.78 is the largest) for every retry, even a capped one.
 _EXPONENT_LIMIT = math.log(sys.float_info.max) - 1.0
+# A growth factor past this is a typo or an attack: from a 1 ms interval, basis 100 passes a day
+# at the fifth retry. (1e38 was accepted: a float32 holds it.)
+MAX_BASIS = 100.0
+# No retry may wait longer than this. A delay is added to the failure time and stored as an
+# epoch-ms BIGINT: a LINEAR or uncapped EXPONENTIAL policy made delays past 2**63 ms (LINEAR's
+# interval * (retried + 1) with 2**32 - 1 retries, or basis 2 with 64 retries), so placing the
+# retry failed and the attempt ran again, for ever.
+MAX_RETRY_DELAY_MS = 365 * 24 * 3600 * 1000
 
 
 def _check_length(field: str, value: str | None, limit: int) -> None:
@@ -45,15 +56,24 @@ def check_retry_policy(policy: data.RetryPolicy) -> None:
     or not, and with a small interval or cap that is minutes away)."""
     if int(policy.type) not in _RETRY_TYPES:
         raise InvalidArgument("retry_policy.type", f"unknown value {int(policy.type)}")
-    if not math.isfinite(policy.basis) or policy.basis < 1.0:
-        raise InvalidArgument("retry_policy.basis", f"must be a finite number >= 1.0, got {policy.basis}")
-    if policy.type != data.RetryType.EXPONENTIAL or policy.max_retry == 0 or policy.basis == 1.0:
+    if not math.isfinite(policy.basis) or not 1.0 <= policy.basis <= MAX_BASIS:
+        raise InvalidArgument("retry_policy.basis", f"must be a finite number from 1.0 to {MAX_BASIS}, "
+                                                    f"got {policy.basis}")
+    if policy.type == data.RetryType.NONE or policy.max_retry == 0:
         return
     last = policy.max_retry - 1  # the `retried` count of the last retry: its delay is the largest
-    if last * math.log(policy.basis) > _EXPONENT_LIMIT:
+    if policy.type == data.RetryType.EXPONENTIAL and policy.basis > 1.0 \
+            and last * math.log(policy.basis) > _EXPONENT_LIMIT:
         most = int(_EXPONENT_LIMIT / math.log(policy.basis)) + 1
         raise InvalidArgument("retry_policy.max_retry", f"with basis {policy.basis} the delay of retry "
                               f"{policy.max_retry} cannot be computed; at most {most} retries")
+    longest = retry_delay_ms(policy, last)
+    if longest > MAX_RETRY_DELAY_MS:
+        raise InvalidArgument("retry_policy.max_interval", f"retry {policy.max_retry} would wait {longest} ms, more "
+                              f"than {MAX_RETRY_DELAY_MS} ms (a year); set max_interval to cap the delays")
+
+
+_NEW_WORKER = 0  # stands for a worker not yet created in the chain check (stored ids are > 0)
 
 
 async def _ignore_change(worker_id: int) -> None:
@@ -80,7 +100,7 @@ class Workers:
         self.on_deleted: Callable[[int], Awaitable[object]] = _ignore_change
 
     # --- validation ----------------------------------------------------------------
-    async def _validate(self, wd: data.WorkerData) -> None:
+    async def _validate(self, wd: data.WorkerData, worker_id: int | None = None) -> None:
         if not wd.name or not wd.name.strip():
             raise InvalidArgument("name", "must not be empty")
         _check_length("name", wd.name, NAME_MAX_CHARS)
@@ -120,9 +140,15 @@ class Workers:
                 "channel",
                 f"channel {wd.channel!r} is not served by this server (served: {served}; see WORKER_CHANNELS)",
             )
-        for i, nxt in enumerate(wd.next_workers):
-            if nxt.value <= 0:
-                raise InvalidArgument(f"next_workers[{i}]", f"invalid worker id {nxt.value}")
+        check_links(worker_id, [nxt.value for nxt in wd.next_workers])
+
+    async def _check_chains(self, worker_id: int, wd: data.WorkerData) -> None:
+        """The chains through the worker, with `wd` as its definition, against every stored one
+        (`next_workers.py`). Reads every worker: definitions change rarely, and a chain's cost
+        is decided by workers other than this one."""
+        graph = {w.id.value: [n.value for n in w.data.next_workers] for w in await self._repo.list_workers()}
+        graph[worker_id] = [n.value for n in wd.next_workers]
+        check_chains(graph, worker_id)
 
     def check_args(self, worker: data.Worker, args: bytes) -> None:
         """Refuse job args the worker's runner cannot parse, at Enqueue rather than as a failed job.
@@ -140,7 +166,16 @@ class Workers:
     # --- operations ----------------------------------------------------------------
     async def create(self, wd: data.WorkerData) -> int:
         await self._validate(wd)
+        await self._check_chains(_NEW_WORKER, wd)
         worker_id = await self._repo.create_worker(wd)
+        try:
+            # Again with the id it got: a stored worker may already name that id (ids are
+            # sequential, so predictable) and this definition may close a cycle through it.
+            await self._check_chains(worker_id, wd)
+        except InvalidArgument:
+            with trio.CancelScope(shield=True):
+                await self._repo.delete_worker(worker_id)
+            raise
         await self._changed(worker_id)
         return worker_id
 
@@ -152,7 +187,8 @@ class Workers:
             return False
         if await self.get(worker.id.value) is None:
             raise NotFound(f"worker {worker.id.value} does not exist")
-        await self._validate(worker.data)
+        await self._validate(worker.data, worker.id.value)
+        await self._check_chains(worker.id.value, worker.data)
         try:
             return await self._repo.update_worker(worker.id.value, worker.data)
         finally:
@@ -210,7 +246,7 @@ class Workers:
         return await self._repo.find_worker_by_name(name)
 
     async def list(self, limit: int | None, offset: int | None) -> list[data.Worker]:
-        return await self._repo.list_workers(limit, offset)
+        return await self._repo.list_workers(*page(limit, offset))
 
     async def count(self) -> int:
         return await self._repo.count_workers()
