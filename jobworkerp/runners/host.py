@@ -52,7 +52,10 @@ def _static_runner(ref: str, settings: bytes, worker_id: int):
 
 def _check_enabled(ref: str) -> None:
     """Refuse a built-in runner RUNNERS_ENABLED leaves out, even for a worker stored before it
-    was disabled (the server refuses such workers and jobs too; this is the last word)."""
+    was disabled (the server refuses such workers and jobs too; this is the last word). Plugins
+    are not governed by it, and are not imported here twice."""
+    if ref.startswith("plugin:"):
+        return
     try:
         name = getattr(load_runner_class(ref), "name", None)
     except Exception:
