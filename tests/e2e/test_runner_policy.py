@@ -14,7 +14,7 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.testing.server import Client, ServerProcess, connect, run
-from tests.runners.conftest import TEST_IMAGE, docker_unavailable, find_docker_host
+from tests.runners.conftest import CI_DOCKER_SOCKET, TEST_IMAGE, docker_unavailable, find_docker_host
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,8 +98,8 @@ def test_bind_outside_the_allowlist_is_refused_at_worker_create(server: ServerPr
 
 def test_bind_outside_the_allowlist_is_refused_at_enqueue(server: ServerProcess, dirs: dict[str, Path]) -> None:
     run(_create(server.port, docker_worker("docker-binds")))
-    for volumes in ([f"{dirs['outside']}:/host:ro"], ["/scratch", "/:/host"], [f"{DOCKER_HOST or '/x'}:/s"],
-                    ["someones-volume:/v"]):
+    for volumes in ([f"{dirs['outside']}:/host:ro"], ["/scratch", "/:/host"],
+                    [f"{CI_DOCKER_SOCKET}:/var/run/docker.sock"], ["someones-volume:/v"]):
         args = bytes(runner_pb.DockerArgs(cmd=["cat", "/host/marker"], volumes=volumes))
         status, message = refusal(server.port,
                                   lambda c, a=args: c.job.enqueue(svc.JobRequest(worker_name="docker-binds", args=a)))
