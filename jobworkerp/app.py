@@ -40,6 +40,7 @@ from jobworkerp.lifecycle.recovery import recover_standalone
 from jobworkerp.lifecycle.running import RunningJobs
 from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.runners.environment import runner_env_allowlist
+from jobworkerp.runners.policy import host_environment
 from jobworkerp.runners.registry import RunnerRegistry
 from jobworkerp.storage import Storage, open_storage
 from jobworkerp.usecase.jobs import Jobs
@@ -206,7 +207,7 @@ async def run_server(
                                 env_allowlist=runner_env_allowlist(config),
                                 startup_timeout=config.runner_host_startup_timeout,
                                 max_rss_mb=config.runner_host_max_rss_mb or None,
-                                max_rss_name="RUNNER_HOST_MAX_RSS_MB")
+                                max_rss_name="RUNNER_HOST_MAX_RSS_MB", env=host_environment(config))
                 )
         front_stop = trio.Event()
         async with trio.open_nursery() as nursery:

@@ -7,6 +7,7 @@ concurrency or the wrong database is worse than one that refuses to start.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -23,6 +24,16 @@ SCALABLE = "Scalable"
 MIN_MESSAGE_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = 2**32 - 1
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR")
+# The built-in runners RUNNERS_ENABLED may name (runners/registry.py BUILTIN_RUNNERS; a test
+# keeps the two in step). Kept here so a typo is a start-up error, not a silently disabled runner.
+BUILTIN_RUNNER_NAMES = ("COMMAND", "HTTP_REQUEST", "GRPC_UNARY", "DOCKER")
+_VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def default_docker_cpus() -> float:
+    """Half the machine's CPUs (at least one): generous, yet one container cannot take every
+    core. Not more than the machine has: the engine refuses NanoCpus above its CPU count."""
+    return max(1.0, (os.cpu_count() or 2) / 2)
 
 
 class ConfigError(ValueError):
@@ -126,6 +137,20 @@ class Config:
                 value = redact_url(value)
             shown.append(f"{f.name}={value!r}")
         return f"Config({', '.join(shown)})"
+    # Runner policy (beyond upstream; enforced by runners/policy.py at worker create/update, at
+    # Enqueue and again inside the runner host). A client holding the token must not own the host.
+    # Built-in runners this server offers; None = all of them.
+    runners_enabled: tuple[str, ...] | None = None
+    # Executables a COMMAND worker may run (bare names, found on PATH, or absolute paths); None = any.
+    command_allowlist: tuple[str, ...] | None = None
+    # Host directories (absolute) and named volumes (bare names) DOCKER jobs may mount; () = none.
+    docker_allowed_binds: tuple[str, ...] = ()
+    # fnmatch patterns of image references DOCKER jobs may use (and pull); None = any.
+    docker_allowed_images: tuple[str, ...] | None = None
+    # Limits set on every DOCKER container (0 = that limit off).
+    docker_memory_limit_mb: int = 4096
+    docker_pids_limit: int = 4096
+    docker_cpus: float = field(default_factory=default_docker_cpus)
 
     @property
     def grpc_host(self) -> str:
@@ -185,6 +210,51 @@ def _parse_env_names(var: str, raw: str) -> tuple[str, ...]:
         if not _ENV_NAME.fullmatch(name):
             raise ConfigError(var, f"{name!r} is not an environment variable name")
     return tuple(names)
+def _parse_float(var: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(var, f"expected a number, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(var, f"must be a finite number >= 0, got {raw.strip()}")
+    return value
+
+
+def _parse_allowlist(var: str, raw: str) -> tuple[str, ...]:
+    """A set allowlist must list something: "," would otherwise read as an empty list in one
+    process and, handed on as "", as no allowlist at all (anything goes) in the next."""
+    entries = tuple(_parse_list(raw))
+    if not entries:
+        raise ConfigError(var, f"lists nothing ({raw!r}); leave it unset for no restriction")
+    return entries
+
+
+def _parse_runner_names(var: str, raw: str) -> tuple[str, ...]:
+    names = tuple(name.upper() for name in _parse_allowlist(var, raw))
+    unknown = [name for name in names if name not in BUILTIN_RUNNER_NAMES]
+    if unknown:
+        raise ConfigError(var, f"unknown runner(s) {', '.join(unknown)}; expected some of "
+                               f"{', '.join(BUILTIN_RUNNER_NAMES)}")
+    return names
+
+
+def _parse_executables(var: str, raw: str) -> tuple[str, ...]:
+    """Bare names or absolute paths: a relative path would mean whatever the working directory holds."""
+    entries = _parse_allowlist(var, raw)
+    for entry in entries:
+        if "/" in entry and not entry.startswith("/"):
+            raise ConfigError(var, f"{entry!r}: expected a bare executable name or an absolute path")
+    return entries
+
+
+def _parse_binds(var: str, raw: str) -> tuple[str, ...]:
+    """Absolute host paths or named volumes; a relative path would be resolved against whatever
+    directory the checking process happens to run in."""
+    entries = tuple(_parse_list(raw))
+    for entry in entries:
+        if not entry.startswith("/") and not _VOLUME_NAME.fullmatch(entry):
+            raise ConfigError(var, f"{entry!r}: expected an absolute host path or a volume name")
+    return entries
 
 
 def _parse_channels(env: Mapping[str, str]) -> tuple[ChannelConfig, ...]:
@@ -290,4 +360,11 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         runner_host_max_rss_mb=_get(env, "RUNNER_HOST_MAX_RSS_MB", nonneg_int, 4096),
         job_queue_max_length=_get(env, "JOB_QUEUE_MAX_LENGTH", nonneg_int, 100_000),
         shutdown_grace_ms=_get(env, "SHUTDOWN_GRACE_MS", nonneg_int, 20_000),
+        runners_enabled=_get(env, "RUNNERS_ENABLED", _parse_runner_names, None),
+        command_allowlist=_get(env, "COMMAND_ALLOWLIST", _parse_executables, None),
+        docker_allowed_binds=_get(env, "DOCKER_ALLOWED_BINDS", _parse_binds, ()),
+        docker_allowed_images=_get(env, "DOCKER_ALLOWED_IMAGES", _parse_allowlist, None),
+        docker_memory_limit_mb=_get(env, "DOCKER_MEMORY_LIMIT_MB", nonneg_int, 4096),
+        docker_pids_limit=_get(env, "DOCKER_PIDS_LIMIT", nonneg_int, 4096),
+        docker_cpus=_get(env, "DOCKER_CPUS", _parse_float, default_docker_cpus()),
     )

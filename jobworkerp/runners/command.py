@@ -9,9 +9,11 @@ from __future__ import annotations
 import subprocess
 from typing import ClassVar
 
+from jobworkerp.config import ConfigError
 from jobworkerp.proto.jobworkerp.data import RunnerType
 from jobworkerp.proto.jobworkerp.runner import CommandArgs, CommandRunnerSettings
-from jobworkerp.runners.base import OtherError, RetryableError, RunnerLoadError, describe_exit
+from jobworkerp.runners.base import FatalError, OtherError, RetryableError, RunnerLoadError, describe_exit
+from jobworkerp.runners.policy import PolicyViolation, RunnerPolicy
 
 SETTINGS_PROTO = """syntax = "proto3";
 package jobworkerp.runner;
@@ -30,8 +32,6 @@ message CommandArgs {
 """
 
 STDERR_LIMIT = 64 * 1024
-
-
 
 
 class CommandRunner:
@@ -59,6 +59,12 @@ class CommandRunner:
             argv = CommandArgs.parse(args).args
         except Exception as e:
             raise OtherError(f"args: not a CommandArgs message: {e}") from None
+        try:
+            # Whatever the server checked: a worker stored before the allowlist was set, or by a
+            # process with a looser config, must not get past the runner that execs.
+            RunnerPolicy.from_environment().check_command(self._command, "runner_settings.name")
+        except (PolicyViolation, ConfigError) as e:
+            raise FatalError(str(e)) from None
         try:
             self._proc = subprocess.Popen(
                 [self._command, *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 from typing import Any, ClassVar
 
+from jobworkerp.config import ConfigError
 from jobworkerp.descriptors import check_message_bytes
 from jobworkerp.proto.jobworkerp.data import RunnerType
 from jobworkerp.proto.jobworkerp.runner import DockerArgs, DockerRunnerSettings
@@ -27,6 +28,7 @@ from jobworkerp.runners.base import OtherError, RetryableError, RunnerError, Run
 from jobworkerp.runners.docker_api import Engine, EngineError, EngineUnreachable, docker_host_from_env, engine_for
 from jobworkerp.runners.docker_config import ImageSource, container_config, exec_config, static_container_config
 from jobworkerp.runners.docker_watchdog import owner
+from jobworkerp.runners.policy import PolicyViolation, RunnerPolicy
 from jobworkerp.runners.registry import DOCKER_ARGS_PROTO, DOCKER_SETTINGS_PROTO
 
 OUTPUT_LIMIT = 64 * 1024  # stderr kept in a failure's output
@@ -54,12 +56,20 @@ class DockerRunner:
         self._engine: Engine | None = None
         self._static_container: str | None = None
         self._running: str | None = None  # the container of the job in progress (for cancel)
+        self._policy = RunnerPolicy()  # replaced at load by the host's (runners/policy.py)
 
     def load(self, settings: bytes) -> None:
         try:
             self._settings = DockerRunnerSettings.parse(settings)
         except Exception as e:
             raise RunnerLoadError(f"runner_settings: not a DockerRunnerSettings message: {e}") from None
+        try:
+            # Before any pull: the server checked too, but a worker stored before the policy was
+            # tightened (or by a process with a looser one) must not get past the runner.
+            self._policy = RunnerPolicy.from_environment()
+            self._policy.check_docker_settings(self._settings)
+        except (PolicyViolation, ConfigError) as e:
+            raise RunnerLoadError(f"DOCKER runner: {e}") from None
         try:
             self._source = ImageSource.from_settings(self._settings)
             self._engine = engine_for(docker_host_from_env())
@@ -98,6 +108,10 @@ class DockerRunner:
         except Exception as e:
             raise OtherError(f"args: not a DockerArgs message: {e}") from None
         try:
+            self._policy.check_docker_args(parsed)
+        except PolicyViolation as e:
+            raise OtherError(str(e)) from None
+        try:
             return self._run_static(parsed) if self._is_static() else self._run_once(parsed)
         except EngineUnreachable as e:
             raise RetryableError(str(e)) from None
@@ -113,6 +127,7 @@ class DockerRunner:
         self._ensure_image(image, self._source.pull if image == self._source.ref else None)
         owner().ensure_watchdog(engine.docker_host)
         config = container_config(self._settings, args, image, owner().labels)
+        config.setdefault("HostConfig", {}).update(self._policy.docker_limits())
         container_id = engine.create(config, self._settings.platform)
         self._running = container_id
         try:
@@ -157,6 +172,7 @@ class DockerRunner:
         info = self._ensure_image(self._source.ref, self._source.pull)
         owner().ensure_watchdog(engine.docker_host)
         config = static_container_config(self._settings, self._source.ref, info, owner().labels)
+        config.setdefault("HostConfig", {}).update(self._policy.docker_limits())
         container_id = engine.create(config, self._settings.platform)
         try:
             engine.start(container_id)

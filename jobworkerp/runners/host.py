@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from jobworkerp.runners.base import Runner, RunnerError, RunnerLoadError
+from jobworkerp.config import ConfigError
+from jobworkerp.runners.base import FatalError, Runner, RunnerError, RunnerLoadError
+from jobworkerp.runners.policy import PolicyViolation, RunnerPolicy
 from jobworkerp.runners.registry import load_runner_class
 
 # Loaded static runners of this host, least recently used first.
@@ -48,8 +50,27 @@ def _static_runner(ref: str, settings: bytes, worker_id: int):
     return runner
 
 
+def _check_enabled(ref: str) -> None:
+    """Refuse a built-in runner RUNNERS_ENABLED leaves out, even for a worker stored before it
+    was disabled (the server refuses such workers and jobs too; this is the last word). Plugins
+    are not governed by it, and are not imported here twice."""
+    if ref.startswith("plugin:"):
+        return
+    try:
+        name = getattr(load_runner_class(ref), "name", None)
+    except Exception:
+        return  # a runner that cannot be loaded fails in _new_runner, with its reason
+    if not isinstance(name, str):
+        return
+    try:
+        RunnerPolicy.from_environment().check_runner(name)
+    except (PolicyViolation, ConfigError) as e:
+        raise FatalError(str(e)) from None
+
+
 def run_job(ref: str, settings: bytes, args: bytes, worker_id: int, use_static: bool) -> list[bytes]:
     """Run one job in this host and return its output items (raises RunnerError subclasses)."""
+    _check_enabled(ref)
     if use_static:
         runner = _static_runner(ref, settings, worker_id)
     else:

@@ -18,6 +18,7 @@ from jobworkerp.errors import InvalidArgument, NotFound
 from jobworkerp.lifecycle.placement import channel_of
 from jobworkerp.lifecycle.retry import retry_delay_ms
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.runners.policy import PolicyViolation, RunnerPolicy
 from jobworkerp.runners.registry import RunnerRegistry
 from jobworkerp.storage.rdb import Repository
 from jobworkerp.usecase.next_workers import check_chains, check_links
@@ -85,6 +86,7 @@ class Workers:
         self._repo = repo
         self._registry = registry
         self._config = config
+        self._policy = RunnerPolicy.from_config(config)
         self._served_channels = {c.name for c in config.all_channels()}
         # Cached workers and when each entry expires (trio time). Writes and other processes'
         # change events drop entries at once; the expiry bounds staleness if an event is missed.
@@ -114,6 +116,10 @@ class Workers:
             spec.check_settings(wd.runner_settings)
         except ValueError as e:
             raise InvalidArgument("runner_settings", f"is not a valid {spec.settings_type}: {e}") from None
+        try:
+            self._policy.check_worker(spec.name, wd.runner_settings)
+        except PolicyViolation as e:
+            raise InvalidArgument(e.field, e.message) from None
         if int(wd.response_type) not in _RESPONSE_TYPES:
             raise InvalidArgument("response_type", f"unknown value {int(wd.response_type)}")
         if int(wd.queue_type) not in _QUEUE_TYPES:
@@ -151,7 +157,9 @@ class Workers:
         check_chains(graph, worker_id)
 
     def check_args(self, worker: data.Worker, args: bytes) -> None:
-        """Refuse job args the worker's runner cannot parse, at Enqueue rather than as a failed job.
+        """Refuse job args the worker's runner cannot parse, or that the runner policy forbids
+        (as it may the worker itself, if it was stored before the policy was tightened), at
+        Enqueue rather than as a failed job.
 
         A runner this process does not know (a plugin no longer installed) is left for the run to report.
         """
@@ -162,6 +170,10 @@ class Workers:
             spec.check_args(args)
         except ValueError as e:
             raise InvalidArgument("args", f"is not a valid {spec.args_type}: {e}") from None
+        try:
+            self._policy.check_job(spec.name, worker.data.runner_settings, args)
+        except PolicyViolation as e:
+            raise InvalidArgument(e.field, e.message) from None
 
     # --- operations ----------------------------------------------------------------
     async def create(self, wd: data.WorkerData) -> int:
