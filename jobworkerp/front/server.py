@@ -1,4 +1,5 @@
-"""Serve the gRPC services on GRPC_ADDR (through the asyncio bridge), with the optional auth token."""
+"""Serve the gRPC services on GRPC_ADDR (through the asyncio bridge), with the optional auth token
+and TLS."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from jobworkerp.front.decoding import RequestCodec, guard_servable
 
 if TYPE_CHECKING:
     import asyncio
+    import ssl
 
 
 def _require_token(server: Server, token: str, metadata_key: str) -> None:
@@ -36,17 +38,19 @@ async def serve_grpc(
     *,
     auth_token: str | None = None,
     auth_metadata_key: str = "jobworkerp-auth",
+    ssl_context: ssl.SSLContext | None = None,
     stopping: trio.Event | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled (or `stopping` is set); reports the bound port via task_status.
 
     Every handler reads its request through `guard_servable` and `RequestCodec`, so bytes that are
-    not a request message are answered INVALID_ARGUMENT instead of grpclib's UNKNOWN."""
+    not a request message are answered INVALID_ARGUMENT instead of grpclib's UNKNOWN. With
+    `ssl_context` the listener speaks only TLS (front/tls.py builds it)."""
     server = Server([guard_servable(h) for h in handlers], codec=RequestCodec())
     if auth_token:
         _require_token(server, auth_token, auth_metadata_key)
-    await trio_asyncio.aio_as_trio(server.start)(host, port)
+    await trio_asyncio.aio_as_trio(server.start)(host, port, ssl=ssl_context)
     try:
         listener = cast("asyncio.Server | None", server._server)  # grpclib types it as AbstractServer
         bound_port = listener.sockets[0].getsockname()[1] if listener else port
