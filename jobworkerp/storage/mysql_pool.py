@@ -105,7 +105,7 @@ class MysqlTls:
         return context
 
 
-class _TlsOnlyConnection(trio_mysql.Connection):  # type: ignore[misc]
+class _TlsOnlyConnection(trio_mysql.Connection):
     """A connection that refuses a server without TLS before it sends any credentials.
 
     trio-mysql, asked for TLS, silently goes on in plaintext when the server does not offer it;
