@@ -146,8 +146,14 @@ async def run_redis_pipeline(client: Any, ops: Sequence[Callable[[Any], Any]]) -
 
 
 def open_redis(url: str, *, username: str | None = None, password: str | None = None, max_connections: int = 10,
-               db: int | None = None) -> Any:
-    """A redis.asyncio client (connections open lazily on the asyncio loop; close with `close_redis`)."""
+               db: int | None = None, tls_ca_cert: str | None = None, tls_cert: str | None = None,
+               tls_key: str | None = None) -> Any:
+    """A redis.asyncio client (connections open lazily on the asyncio loop; close with `close_redis`).
+
+    A `rediss://` URL connects over TLS, verifying the server's certificate and name (redis-py's
+    defaults) against `tls_ca_cert` or the system store; `tls_cert`/`tls_key` are a client
+    certificate for servers that require one. The TLS options are only for rediss:// URLs
+    (config.py refuses them otherwise), since a plain connection would not accept them."""
     import redis.asyncio
     from redis.maint_notifications import MaintNotificationsConfig
 
@@ -164,6 +170,11 @@ def open_redis(url: str, *, username: str | None = None, password: str | None = 
         options["password"] = password
     if db is not None:
         options["db"] = db
+    if tls_ca_cert:
+        options["ssl_ca_certs"] = tls_ca_cert
+    if tls_cert:
+        options["ssl_certfile"] = tls_cert
+        options["ssl_keyfile"] = tls_key
     pool = redis.asyncio.BlockingConnectionPool.from_url(url, **options)
     return redis.asyncio.Redis(connection_pool=pool)
 

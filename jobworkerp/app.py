@@ -31,9 +31,10 @@ import trio
 from actors.process_pool import ProcessPool
 from actors.supervisor import ChildSpec, Supervisor
 from jobworkerp.aio import open_asyncio_bridge, wait_for_bridged_calls
-from jobworkerp.config import STANDALONE, ChannelConfig, Config, ConfigError
+from jobworkerp.config import STANDALONE, ChannelConfig, Config, ConfigError, check_grpc_exposure
 from jobworkerp.front.server import serve_grpc
 from jobworkerp.front.services import build_services
+from jobworkerp.front.tls import server_ssl_context
 from jobworkerp.ids import SnowflakeGenerator
 from jobworkerp.lifecycle.orphans import OrphanSweep
 from jobworkerp.lifecycle.recovery import recover_standalone
@@ -54,6 +55,7 @@ from jobworkerp.worker.executor import ExecutorContext, RunnerPool
 log = logging.getLogger(__name__)
 
 MODES = ("all-in-one", "grpc-front", "worker")
+FRONT_MODES = ("all-in-one", "grpc-front")
 
 # Modules a runner host imports at start, so the first job does not pay for them.
 REQUEST_DRAIN_S = 15.0  # how long a stop waits for requests to finish their storage work
@@ -173,6 +175,9 @@ def check_mode(config: Config, mode: str) -> None:
     if config.storage_type == STANDALONE and mode != "all-in-one":
         raise ConfigError("STORAGE_TYPE", f"Standalone keeps queues in memory, so it runs only as all-in-one, "
                                           f"not {mode}; set STORAGE_TYPE=Scalable for separate processes")
+    if mode in FRONT_MODES:
+        check_grpc_exposure(config)
+        server_ssl_context(config)  # a certificate that does not load stops start-up here
 
 
 async def run_server(
@@ -187,7 +192,7 @@ async def run_server(
     or less if `hard_stop` is set, before they are cancelled and released. Reports the bound
     port (0 for a worker)."""
     check_mode(config, mode)
-    serves_front = mode in ("all-in-one", "grpc-front")
+    serves_front = mode in FRONT_MODES
     serves_jobs = mode in ("all-in-one", "worker")
     # Plugin discovery imports each candidate in a subprocess: keep that off the event loop.
     registry = await trio.to_thread.run_sync(RunnerRegistry.from_config, config)
@@ -213,16 +218,20 @@ async def run_server(
         async with trio.open_nursery() as nursery:
             port = 0
             if serves_front:
+                exposure_warning = check_grpc_exposure(config)
+                if exposure_warning:
+                    log.warning("%s", exposure_warning)
                 port = await nursery.start(partial(
                     serve_grpc, build_services(app), config.grpc_host, config.grpc_port,
                     auth_token=config.auth_token, max_message_bytes=config.grpc_max_message_bytes,
-                    stopping=front_stop,
+                    ssl_context=server_ssl_context(config), stopping=front_stop,
                 ))
             async with trio.open_nursery() as worker_nursery:
                 if serves_jobs:
                     await worker_nursery.start(partial(serve_workers, app, lambda channel: pools[channel.name],
                                                       stop, hard_stop=hard_stop))
-                where = f"listening on {config.grpc_host}:{port}" if serves_front else "serving jobs"
+                tls = " (TLS)" if config.grpc_tls else ""
+                where = f"listening on {config.grpc_host}:{port}{tls}" if serves_front else "serving jobs"
                 log.info("jobworkerp %s %s (storage: %s, channels: %s)", mode, where, config.storage_type,
                          ", ".join(f"{c.name}={c.concurrency}" for c in config.all_channels()) if serves_jobs else "-")
                 task_status.started(port)

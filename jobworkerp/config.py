@@ -7,6 +7,7 @@ concurrency or the wrong database is worse than one that refuses to start.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -77,6 +78,14 @@ class Config:
     storage_restore_at_startup: bool = False
     grpc_addr: str = "127.0.0.1:9000"
     auth_token: str | None = None
+    # TLS on the gRPC listener (PEM paths; both or neither). With a client CA, every client must
+    # present a certificate it signed (mutual TLS).
+    grpc_tls_cert: str | None = None
+    grpc_tls_key: str | None = None
+    grpc_tls_client_ca: str | None = None
+    # A non-loopback GRPC_ADDR with neither TLS nor AUTH_TOKEN is refused unless this is set
+    # (e.g. a private network already encrypted below the process).
+    allow_insecure_bind: bool = False
     sqlite_dbname: str = "jobworkerp.sqlite3"
     job_result_ttl_seconds: int = 3600
     fetch_interval_ms: int = 1000
@@ -93,6 +102,10 @@ class Config:
     redis_password: str | None = None
     redis_pool_size: int = 10
     redis_key_prefix: str = "jw:"
+    # For rediss:// URLs: a private CA to trust, and a client certificate (both or neither).
+    redis_tls_ca_cert: str | None = None
+    redis_tls_cert: str | None = None
+    redis_tls_key: str | None = None
     queue_lease_ms: int = 5000
     queue_max_crashes: int = 3
     mysql_host: str = "127.0.0.1"
@@ -102,6 +115,13 @@ class Config:
     mysql_dbname: str = "jobworkerp"
     mysql_max_connections: int = 10
     mysql_unix_socket: str | None = None
+    # TLS to MySQL: on when MYSQL_SSL is true or a CA is given. The server certificate is always
+    # verified (against MYSQL_SSL_CA, else the system store), its name too unless turned off.
+    mysql_ssl: bool = False
+    mysql_ssl_ca: str | None = None
+    mysql_ssl_cert: str | None = None
+    mysql_ssl_key: str | None = None
+    mysql_ssl_verify_identity: bool = True
     log_level: str = "INFO"
     log_use_json: bool = False
     log_file_dir: str | None = None
@@ -160,6 +180,10 @@ class Config:
     def grpc_port(self) -> int:
         return int(self.grpc_addr.rsplit(":", 1)[1])
 
+    @property
+    def grpc_tls(self) -> bool:
+        return self.grpc_tls_cert is not None
+
     def all_channels(self) -> tuple[ChannelConfig, ...]:
         """The default channel plus every extra channel, as served by this process."""
         from jobworkerp.storage.rdb import DEFAULT_CHANNEL
@@ -194,6 +218,61 @@ def _parse_addr(var: str, raw: str) -> str:
     if int(port) > 65535:
         raise ConfigError(var, f"port must be <= 65535, got {port}")
     return raw.strip()
+
+
+def _parse_readable_file(var: str, raw: str) -> str:
+    """A path that can be opened now: a missing or unreadable certificate is a start-up error
+    naming its variable, not a failure on the first connection."""
+    path = raw.strip()
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise ConfigError(var, f"cannot read {path!r}: {e.strerror or e}") from None
+    return path
+
+
+def _check_pair(first: tuple[str, str | None], second: tuple[str, str | None]) -> None:
+    """Certificate and key come together: one alone would silently not do what was meant."""
+    (first_var, first_value), (second_var, second_value) = first, second
+    if (first_value is None) != (second_value is None):
+        missing, given = (second_var, first_var) if second_value is None else (first_var, second_var)
+        raise ConfigError(missing, f"must be set together with {given}")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for a bind address only this machine can reach: 127.0.0.0/8, ::1 or `localhost`.
+
+    Anything else, including the wildcards 0.0.0.0 and ::, and any other name, may be reachable
+    from outside."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def check_grpc_exposure(config: Config) -> str | None:
+    """Refuse (ConfigError naming GRPC_ADDR) a listener reachable from outside with neither TLS
+    nor AUTH_TOKEN; return a warning when a token would travel in plaintext to such a listener.
+
+    Called only for processes that listen (a worker never binds GRPC_ADDR)."""
+    if config.grpc_tls or is_loopback_host(config.grpc_host):
+        return None
+    if config.auth_token:
+        return (f"GRPC_ADDR {config.grpc_addr} is not a loopback address and TLS is off: "
+                "AUTH_TOKEN travels in plaintext (set GRPC_TLS_CERT and GRPC_TLS_KEY)")
+    if config.allow_insecure_bind:
+        return (f"GRPC_ADDR {config.grpc_addr} is not a loopback address and has neither TLS nor "
+                "AUTH_TOKEN (allowed by ALLOW_INSECURE_BIND)")
+    raise ConfigError("GRPC_ADDR", f"{config.grpc_addr} is reachable from other machines but has neither TLS "
+                                   "(GRPC_TLS_CERT/GRPC_TLS_KEY) nor AUTH_TOKEN; bind 127.0.0.1, set one of them, "
+                                   "or set ALLOW_INSECURE_BIND=true")
 
 
 def _parse_list(raw: str) -> list[str]:
@@ -325,11 +404,34 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
     def text(var: str, raw: str) -> str:
         return raw.strip()
 
+    redis_url = _get(env, "REDIS_URL", text, "redis://127.0.0.1:6379")
+    redis_tls = {var: _get(env, var, _parse_readable_file, None)
+                 for var in ("REDIS_TLS_CA_CERT", "REDIS_TLS_CERT", "REDIS_TLS_KEY")}
+    _check_pair(("REDIS_TLS_CERT", redis_tls["REDIS_TLS_CERT"]), ("REDIS_TLS_KEY", redis_tls["REDIS_TLS_KEY"]))
+    for var, value in redis_tls.items():
+        if value is not None and not redis_url.startswith("rediss://"):
+            raise ConfigError(var, "applies only to a TLS connection: REDIS_URL must start with rediss://")
+    grpc_tls_cert = _get(env, "GRPC_TLS_CERT", _parse_readable_file, None)
+    grpc_tls_key = _get(env, "GRPC_TLS_KEY", _parse_readable_file, None)
+    _check_pair(("GRPC_TLS_CERT", grpc_tls_cert), ("GRPC_TLS_KEY", grpc_tls_key))
+    grpc_tls_client_ca = _get(env, "GRPC_TLS_CLIENT_CA", _parse_readable_file, None)
+    if grpc_tls_client_ca is not None and grpc_tls_cert is None:
+        raise ConfigError("GRPC_TLS_CLIENT_CA", "needs GRPC_TLS_CERT and GRPC_TLS_KEY (client certificates "
+                                                "are checked only on a TLS listener)")
+    mysql_ssl_cert = _get(env, "MYSQL_SSL_CERT", _parse_readable_file, None)
+    mysql_ssl_key = _get(env, "MYSQL_SSL_KEY", _parse_readable_file, None)
+    _check_pair(("MYSQL_SSL_CERT", mysql_ssl_cert), ("MYSQL_SSL_KEY", mysql_ssl_key))
+    mysql_ssl_ca = _get(env, "MYSQL_SSL_CA", _parse_readable_file, None)
+
     return Config(
         storage_type=storage_type,
         storage_restore_at_startup=_get(env, "STORAGE_RESTORE_AT_STARTUP", _parse_bool, False),
         grpc_addr=_get(env, "GRPC_ADDR", _parse_addr, "127.0.0.1:9000"),
         auth_token=_token("AUTH_TOKEN", env["AUTH_TOKEN"]) if "AUTH_TOKEN" in env else None,
+        grpc_tls_cert=grpc_tls_cert,
+        grpc_tls_key=grpc_tls_key,
+        grpc_tls_client_ca=grpc_tls_client_ca,
+        allow_insecure_bind=_get(env, "ALLOW_INSECURE_BIND", _parse_bool, False),
         sqlite_dbname=_get(env, "SQLITE_DBNAME", text, "jobworkerp.sqlite3"),
         job_result_ttl_seconds=_get(env, "JOB_QUEUE_EXPIRE_JOB_RESULT_SECONDS", pos_int, 3600),
         fetch_interval_ms=_get(env, "JOB_QUEUE_FETCH_INTERVAL", pos_int, 1000),
@@ -338,7 +440,10 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         channels=_parse_channels(env),
         plugins_runner_dir=tuple(_parse_list(env.get("PLUGINS_RUNNER_DIR", ""))),
         runner_env_allowlist=_parse_env_names("RUNNER_ENV_ALLOWLIST", env.get("RUNNER_ENV_ALLOWLIST", "")),
-        redis_url=_get(env, "REDIS_URL", text, "redis://127.0.0.1:6379"),
+        redis_url=redis_url,
+        redis_tls_ca_cert=redis_tls["REDIS_TLS_CA_CERT"],
+        redis_tls_cert=redis_tls["REDIS_TLS_CERT"],
+        redis_tls_key=redis_tls["REDIS_TLS_KEY"],
         redis_username=_get(env, "REDIS_USERNAME", text, None),
         redis_password=_get(env, "REDIS_PASSWORD", text, None),
         redis_pool_size=_get(env, "REDIS_POOL_SIZE", pos_int, 10),
@@ -352,6 +457,11 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         mysql_dbname=_get(env, "MYSQL_DBNAME", text, "jobworkerp"),
         mysql_max_connections=_get(env, "MYSQL_MAX_CONNECTIONS", pos_int, 10),
         mysql_unix_socket=_get(env, "MYSQL_UNIX_SOCKET", text, None),
+        mysql_ssl=_get(env, "MYSQL_SSL", _parse_bool, False) or mysql_ssl_ca is not None or mysql_ssl_cert is not None,
+        mysql_ssl_ca=mysql_ssl_ca,
+        mysql_ssl_cert=mysql_ssl_cert,
+        mysql_ssl_key=mysql_ssl_key,
+        mysql_ssl_verify_identity=_get(env, "MYSQL_SSL_VERIFY_IDENTITY", _parse_bool, True),
         log_level=log_level,
         log_use_json=_get(env, "LOG_USE_JSON", _parse_bool, False),
         log_file_dir=_get(env, "LOG_FILE_DIR", text, None),

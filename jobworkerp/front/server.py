@@ -1,4 +1,5 @@
-"""Serve the gRPC services on GRPC_ADDR (through the asyncio bridge), with the optional auth token."""
+"""Serve the gRPC services on GRPC_ADDR (through the asyncio bridge), with the optional auth token
+and TLS."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from jobworkerp.front.decoding import RequestCodec, guard_servable
 
 if TYPE_CHECKING:
     import asyncio
+    import ssl
 
 
 def _peer_of(event: RecvRequest) -> str:
@@ -48,6 +50,7 @@ async def serve_grpc(
     auth_token: str | None = None,
     auth_metadata_key: str = "jobworkerp-auth",
     max_message_bytes: int,
+    ssl_context: ssl.SSLContext | None = None,
     stopping: trio.Event | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -55,11 +58,12 @@ async def serve_grpc(
 
     Every handler reads its request through `guard_servable` and `RequestCodec`, so bytes that are
     not a request message are answered INVALID_ARGUMENT instead of grpclib's UNKNOWN, and a
-    message longer than `max_message_bytes` RESOURCE_EXHAUSTED before it is read."""
+    message longer than `max_message_bytes` RESOURCE_EXHAUSTED before it is read. With
+    `ssl_context` the listener speaks only TLS (front/tls.py builds it)."""
     server = Server([guard_servable(h, max_message_bytes) for h in handlers], codec=RequestCodec())
     if auth_token:
         _require_token(server, auth_token, auth_metadata_key)
-    await trio_asyncio.aio_as_trio(server.start)(host, port)
+    await trio_asyncio.aio_as_trio(server.start)(host, port, ssl=ssl_context)
     try:
         listener = cast("asyncio.Server | None", server._server)  # grpclib types it as AbstractServer
         bound_port = listener.sockets[0].getsockname()[1] if listener else port

@@ -157,12 +157,15 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
 async def _open_scalable(config: Config) -> AsyncIterator[Storage]:
     from jobworkerp.aio import close_redis, open_redis
     from jobworkerp.storage.mysql import MysqlRepository
+    from jobworkerp.storage.mysql_pool import MysqlTls
 
     client = open_redis(config.redis_url, username=config.redis_username, password=config.redis_password,
-                        max_connections=config.redis_pool_size + 8)
+                        max_connections=config.redis_pool_size + 8, tls_ca_cert=config.redis_tls_ca_cert,
+                        tls_cert=config.redis_tls_cert, tls_key=config.redis_tls_key)
     repo = MysqlRepository(host=config.mysql_host, port=config.mysql_port, user=config.mysql_user,
                            password=config.mysql_password, database=config.mysql_dbname,
-                           unix_socket=config.mysql_unix_socket, max_connections=config.mysql_max_connections)
+                           unix_socket=config.mysql_unix_socket, max_connections=config.mysql_max_connections,
+                           tls=MysqlTls.from_config(config))
     try:
         await repo.open()
         async with redis_storage(client, config.redis_key_prefix, repo, queue_lease_ms=config.queue_lease_ms,

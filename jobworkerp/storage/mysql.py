@@ -34,7 +34,7 @@ import trio_mysql
 from jobworkerp.errors import AlreadyExists, InvalidArgument, Unavailable
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.migrations import MigrationError, migrate
-from jobworkerp.storage.mysql_pool import MysqlParams, MysqlPool, Session
+from jobworkerp.storage.mysql_pool import MysqlParams, MysqlPool, MysqlTls, Session
 from jobworkerp.storage.mysql_schema import (
     JOB_COLUMNS,
     JOB_RESULT_COLUMNS,
@@ -244,6 +244,7 @@ class MysqlRepository:
         unix_socket: str | None = None,
         max_connections: int = 10,
         connect_timeout: int = 10,
+        tls: MysqlTls | None = None,
     ) -> None:
         params = MysqlParams(
             host=host,
@@ -253,6 +254,7 @@ class MysqlRepository:
             database=database,
             unix_socket=unix_socket,
             connect_timeout=connect_timeout,
+            tls=tls,
         )
         self._pool = MysqlPool(params, max_connections)
         self._where = f"{params.describe()}, database {database!r}"

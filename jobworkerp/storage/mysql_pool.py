@@ -24,6 +24,7 @@ edges are handled in one place:
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import trio_mysql
 import trio_mysql.cursors
 from trio_mysql.constants import CLIENT, SERVER_STATUS
 
+from jobworkerp.config import Config
 from jobworkerp.errors import Unavailable
 
 T = TypeVar("T")
@@ -72,6 +74,51 @@ class _QuietCursor(trio_mysql.cursors.Cursor):
 
 
 @dataclass(frozen=True)
+class MysqlTls:
+    """TLS to the server (MYSQL_SSL, MYSQL_SSL_CA, MYSQL_SSL_CERT/KEY, MYSQL_SSL_VERIFY_IDENTITY).
+
+    We build the SSLContext ourselves instead of passing trio-mysql's ``ssl_ca`` & co: given only
+    a CA, trio-mysql does not verify the server certificate at all (``verify_mode`` CERT_NONE
+    unless ``ssl_verify_cert`` is also set), which is TLS that any interceptor can answer."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    verify_identity: bool = True
+
+    @classmethod
+    def from_config(cls, config: Config) -> MysqlTls | None:
+        if not config.mysql_ssl:
+            return None
+        return cls(config.mysql_ssl_ca, config.mysql_ssl_cert, config.mysql_ssl_key,
+                   config.mysql_ssl_verify_identity)
+
+    def context(self) -> ssl.SSLContext:
+        """Always verifies the certificate chain (against ``ca``, else the system store); checks
+        the host name unless ``verify_identity`` is off (a server reached by an address its
+        certificate does not name)."""
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = self.verify_identity
+        if self.cert:
+            context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+class _TlsOnlyConnection(trio_mysql.Connection):
+    """A connection that refuses a server without TLS before it sends any credentials.
+
+    trio-mysql, asked for TLS, silently goes on in plaintext when the server does not offer it;
+    a downgrade by whoever sits on the path would then go unnoticed."""
+
+    async def _request_authentication(self) -> None:
+        if not self.server_capabilities & CLIENT.SSL:
+            raise trio_mysql.err.OperationalError(
+                2026, f"MySQL at {self.host}:{self.port} does not offer TLS, which MYSQL_SSL* asks for")
+        await super()._request_authentication()
+
+
+@dataclass(frozen=True)
 class MysqlParams:
     """Where and as whom to connect; ``unix_socket`` wins over host/port when set."""
 
@@ -82,6 +129,7 @@ class MysqlParams:
     database: str | None = None
     unix_socket: str | None = None
     connect_timeout: int = 10
+    tls: MysqlTls | None = None
 
     def describe(self) -> str:
         """Human-readable address for error messages (never includes the password)."""
@@ -89,8 +137,11 @@ class MysqlParams:
         return f"MySQL at {where} as {self.user!r}"
 
     def connection(self) -> trio_mysql.Connection:
-        """An unconnected trio-mysql connection with the safety settings forced."""
-        return trio_mysql.connect(
+        """An unconnected trio-mysql connection with the safety settings forced (and TLS when
+        configured)."""
+        connection_class = _TlsOnlyConnection if self.tls else trio_mysql.Connection
+        return connection_class(
+            ssl=self.tls.context() if self.tls else None,
             host=self.host,
             port=self.port,
             user=self.user,
@@ -132,8 +183,10 @@ class _Pooled:
 
 
 def _raw_socket(conn: trio_mysql.Connection) -> Any:
-    """The trio socket under a connection's stream (trio-mysql keeps no other handle)."""
+    """The trio socket under a connection's stream (trio-mysql keeps no other handle); under
+    TLS the stream is an SSLStream over the SocketStream."""
     stream = getattr(conn, "_sock", None)
+    stream = getattr(stream, "transport_stream", stream)
     return getattr(stream, "socket", stream)
 
 

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any, TypeVar
 
 from grpclib.client import Channel
@@ -37,14 +38,16 @@ class ServerProcess:
     """One `python -m jobworkerp MODE` with its own SQLite file (Standalone) and port."""
 
     def __init__(self, workdir: Path, env: Mapping[str, str] | None = None, mode: str = "all-in-one",
-                 name: str = "server") -> None:
+                 name: str = "server", host: str = "127.0.0.1") -> None:
+        """`host` is the bind address (GRPC_ADDR's host); readiness is probed on 127.0.0.1, so a
+        wildcard bind works too."""
         self.workdir = workdir
         self.mode = mode
         self.port = free_port()
         self.log_path = workdir / f"{name}.log"
         self.env = {
             **os.environ,
-            "GRPC_ADDR": f"127.0.0.1:{self.port}",
+            "GRPC_ADDR": f"{host}:{self.port}",
             "SQLITE_DBNAME": str(workdir / "jobworkerp.sqlite3"),
             "WORKER_DEFAULT_CONCURRENCY": "4",
             "LOG_LEVEL": "INFO",
@@ -120,8 +123,10 @@ class Client:
 
 
 @asynccontextmanager
-async def connect(port: int) -> AsyncIterator[Client]:
-    channel = Channel("127.0.0.1", port)
+async def connect(port: int, ssl: SSLContext | None = None) -> AsyncIterator[Client]:
+    """Stubs over one connection to 127.0.0.1:`port`; TLS with `ssl` (the context must offer
+    ALPN h2, as grpclib's own default does)."""
+    channel = Channel("127.0.0.1", port, ssl=ssl)
     try:
         yield Client(
             channel,

@@ -1,7 +1,9 @@
 """One gRPC connection to the server, with the stubs every command uses.
 
 The global `--timeout` and `--auth-token` are applied once, at the stub level, so every call a
-command makes carries the same deadline and `jobworkerp-auth` metadata without repeating it.
+command makes carries the same deadline and `jobworkerp-auth` metadata without repeating it. An
+`https://` address connects over TLS, verifying the server against `--ca-cert` (a private CA) or
+the system store, and presenting `--client-cert`/`--client-key` when the server asks for one.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    import ssl
+
     from grpclib.client import Channel
 
     from jobworkerp.proto.jobworkerp import service as svc
@@ -50,6 +54,45 @@ def parse_address(text: str) -> Address:
     return Address(text, parts.hostname, port or (443 if tls else 80), tls)
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS connection: a CA to trust instead of the system store, and a client
+    certificate with its key (mutual TLS)."""
+
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+
+def client_ssl_context(address: Address, files: TlsFiles) -> ssl.SSLContext | None:
+    """The TLS context for `address`, or None for plaintext.
+
+    TLS options with a plaintext address are an error rather than ignored: the user meant the
+    connection to be protected, and sending the auth token in the clear instead would be worse
+    than not connecting."""
+    given = [flag for flag, value in (("--ca-cert", files.ca_cert), ("--client-cert", files.client_cert),
+                                      ("--client-key", files.client_key)) if value]
+    if not address.tls:
+        if given:
+            raise AddressError(f"{given[0]} needs an https:// address, not {address.text!r}")
+        return None
+    if (files.client_cert is None) != (files.client_key is None):
+        raise AddressError("--client-cert and --client-key must be given together")
+    import ssl
+
+    try:
+        # Without --ca-cert: the system store (as grpclib's own default, minus certifi).
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=files.ca_cert)
+        if files.client_cert:
+            context.load_cert_chain(files.client_cert, files.client_key)
+    except (OSError, ssl.SSLError) as e:
+        raise AddressError(f"cannot load TLS files: {e}") from None
+    # HTTP/2 needs TLS >= 1.2 and ALPN h2; grpclib refuses a connection that does not select it.
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
 @dataclass
 class Services:
     """The service stubs over one HTTP/2 connection."""
@@ -63,13 +106,14 @@ class Services:
 
 
 @asynccontextmanager
-async def open_services(address: Address, timeout_ms: int | None, auth_token: str | None) -> AsyncIterator[Services]:
+async def open_services(address: Address, timeout_ms: int | None, auth_token: str | None,
+                        tls_files: TlsFiles | None = None) -> AsyncIterator[Services]:
     """Connect lazily (grpclib dials on the first call) and close the connection on exit."""
     from grpclib.client import Channel
 
     from jobworkerp.proto.jobworkerp import service as svc
 
-    channel = Channel(address.host, address.port, ssl=True if address.tls else None)
+    channel = Channel(address.host, address.port, ssl=client_ssl_context(address, tls_files or TlsFiles()))
     options: dict[str, Any] = {
         "timeout": timeout_ms / 1000 if timeout_ms else None,
         "metadata": {AUTH_METADATA_KEY: auth_token} if auth_token else None,

@@ -33,6 +33,8 @@ class BadInputError(CliError):
 
 def describe(exc: BaseException, address: str, deadline_ms: int | None = None) -> tuple[str, int]:
     """Map any failure to (one-line message, exit code); `deadline_ms` is the global --timeout."""
+    import ssl
+
     from jobworkerp.cli.client.connection import AddressError
     from jobworkerp.cli.client.protocodec import CodecError
 
@@ -45,6 +47,9 @@ def describe(exc: BaseException, address: str, deadline_ms: int | None = None) -
         return grpc
     if isinstance(exc, TimeoutError) and deadline_ms:
         return f"DEADLINE_EXCEEDED: no answer within the --timeout of {deadline_ms} ms", EXIT_SERVER_ERROR
+    if isinstance(exc, ssl.SSLError):
+        # Before OSError (SSLError is one): "not reachable" would hide a certificate problem.
+        return _one_line(f"TLS with {address} failed: {exc}"), EXIT_UNREACHABLE
     if isinstance(exc, OSError):
         reason = exc.strerror or str(exc) or ("timed out" if isinstance(exc, TimeoutError) else type(exc).__name__)
         return f"server not reachable at {address} ({reason})", EXIT_UNREACHABLE

@@ -218,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="deadline for every gRPC call in ms (default: none)")
     parser.add_argument("--auth-token", default=os.environ.get(AUTH_ENV) or None,
                         help=f"sent as `jobworkerp-auth` metadata (default: ${AUTH_ENV})")
+    parser.add_argument("--ca-cert", metavar="FILE",
+                        help="https:// only: trust the server certificate if this PEM CA signed it "
+                             "(default: the system CA store)")
+    parser.add_argument("--client-cert", metavar="FILE",
+                        help="https:// only: PEM client certificate for servers that require one (with --client-key)")
+    parser.add_argument("--client-key", metavar="FILE", help="https:// only: PEM key of --client-cert")
     parser.add_argument("--json", action="store_true", default=False,
                         help="print one JSON object per line instead of tables")
     from jobworkerp import __version__
