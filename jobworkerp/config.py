@@ -24,6 +24,9 @@ SCALABLE = "Scalable"
 # refused; above 2**32 - 1 no gRPC message can be (its length prefix is 4 bytes).
 MIN_MESSAGE_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = 2**32 - 1
+# JOB_OUTPUT_MAX_BYTES floor: below 1 KiB even a short error-free output would be refused.
+MIN_OUTPUT_BYTES = 1024
+MAX_CONCURRENT_STREAMS = 2**31 - 1
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR")
 # The built-in runners RUNNERS_ENABLED may name (runners/registry.py BUILTIN_RUNNERS; a test
 # keeps the two in step). Kept here so a typo is a start-up error, not a silently disabled runner.
@@ -137,6 +140,19 @@ class Config:
     # prefix, before it is read (beyond upstream; front/message_limit.py). 8 MiB: room for the
     # 4 MB job args clients send, far from the gigabytes one unchecked 300 MB request cost.
     grpc_max_message_bytes: int = 8 * 1024 * 1024
+    # Streams one HTTP/2 connection may have open at once (beyond upstream; front/stream_limit.py).
+    # 100 is h2's own default, which this server always had: a client that opens more waits
+    # (grpclib and grpc clients queue at the advertised limit) or has its connection refused.
+    grpc_max_concurrent_streams: int = 100
+    # The largest output a job may produce: its output items together (stdout, an HTTP body,
+    # container logs, a plugin's items). Runners stop reading at this and the job fails with
+    # OTHER_ERROR naming the setting (beyond upstream; runners/output_limit.py). 8 MiB: room for
+    # the 4 MB outputs clients round-trip, and a result still fits a default gRPC message.
+    job_output_max_bytes: int = 8 * 1024 * 1024
+    # How far one ListenStreamByWorker subscriber may fall behind (results, and their output
+    # bytes) before its stream ends with RESOURCE_EXHAUSTED (storage/worker_stream.py).
+    listen_stream_max_buffered: int = 1000
+    listen_stream_max_buffered_bytes: int = 64 * 1024 * 1024
     # How long a process may serve a cached worker definition when a change event was missed
     # (Scalable pushes changes to every process; the expiry only bounds a missed push).
     worker_cache_ttl_s: int = 60
@@ -401,6 +417,19 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
             raise ConfigError(var, f"must be <= {MAX_MESSAGE_BYTES} (a gRPC length prefix is 4 bytes), got {value}")
         return value
 
+    def concurrent_streams(var: str, raw: str) -> int:
+        value = _parse_int(var, raw, minimum=1)
+        if value > MAX_CONCURRENT_STREAMS:
+            raise ConfigError(var, f"must be <= {MAX_CONCURRENT_STREAMS} (an HTTP/2 setting is 31 bits), got {value}")
+        return value
+
+    def output_bytes(var: str, raw: str) -> int:
+        value = _parse_int(var, raw, minimum=MIN_OUTPUT_BYTES)
+        if value > MAX_MESSAGE_BYTES:
+            raise ConfigError(var, f"must be <= {MAX_MESSAGE_BYTES} (a larger result fits no gRPC message), "
+                                   f"got {value}")
+        return value
+
     def text(var: str, raw: str) -> str:
         return raw.strip()
 
@@ -467,6 +496,10 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         log_file_dir=_get(env, "LOG_FILE_DIR", text, None),
         worker_cache_ttl_s=_get(env, "WORKER_CACHE_TTL_SECONDS", pos_int, 60),
         grpc_max_message_bytes=_get(env, "GRPC_MAX_MESSAGE_BYTES", message_bytes, 8 * 1024 * 1024),
+        grpc_max_concurrent_streams=_get(env, "GRPC_MAX_CONCURRENT_STREAMS", concurrent_streams, 100),
+        job_output_max_bytes=_get(env, "JOB_OUTPUT_MAX_BYTES", output_bytes, 8 * 1024 * 1024),
+        listen_stream_max_buffered=_get(env, "LISTEN_STREAM_MAX_BUFFERED", pos_int, 1000),
+        listen_stream_max_buffered_bytes=_get(env, "LISTEN_STREAM_MAX_BUFFERED_BYTES", pos_int, 64 * 1024 * 1024),
         runner_host_max_rss_mb=_get(env, "RUNNER_HOST_MAX_RSS_MB", nonneg_int, 4096),
         job_queue_max_length=_get(env, "JOB_QUEUE_MAX_LENGTH", nonneg_int, 100_000),
         shutdown_grace_ms=_get(env, "SHUTDOWN_GRACE_MS", nonneg_int, 20_000),
