@@ -1,11 +1,15 @@
 """COMMAND runner: run an executable directly (no shell) with the job's arguments.
 
 Departure from upstream: a non-zero exit code is a failure (ERROR_AND_RETRY) whose output is
-the exit status and stderr; on success the output is stdout.
+the exit status and stderr; on success the output is stdout. Stdout is read as it comes and the
+command is killed once it passes JOB_OUTPUT_MAX_BYTES (the job fails, `output_limit`); of stderr
+only the last STDERR_LIMIT bytes are kept, so neither can fill the runner host's memory.
 """
 
 from __future__ import annotations
 
+import os
+import selectors
 import subprocess
 from typing import ClassVar
 
@@ -13,6 +17,7 @@ from jobworkerp.config import ConfigError
 from jobworkerp.proto.jobworkerp.data import RunnerType
 from jobworkerp.proto.jobworkerp.runner import CommandArgs, CommandRunnerSettings
 from jobworkerp.runners.base import FatalError, OtherError, RetryableError, RunnerLoadError, describe_exit
+from jobworkerp.runners.output_limit import CappedBuffer, output_limit
 from jobworkerp.runners.policy import PolicyViolation, RunnerPolicy
 
 SETTINGS_PROTO = """syntax = "proto3";
@@ -32,6 +37,31 @@ message CommandArgs {
 """
 
 STDERR_LIMIT = 64 * 1024
+READ_CHUNK = 64 * 1024
+
+
+def read_output(proc: subprocess.Popen[bytes], stdout: CappedBuffer) -> bytes:
+    """Read the process's stdout into `stdout` and its stderr, both until they close; returns the
+    last STDERR_LIMIT bytes of stderr. Raises OutputTooLarge (the process still running) as soon
+    as stdout passes its limit. Both pipes are read together, so a command that fills one while
+    we wait on the other never blocks."""
+    assert proc.stdout is not None and proc.stderr is not None
+    stderr = bytearray()
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        selector.register(proc.stderr, selectors.EVENT_READ)
+        while selector.get_map():
+            for key, _ in selector.select():
+                chunk = os.read(key.fd, READ_CHUNK)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                elif key.fileobj is proc.stdout:
+                    stdout.add(chunk)
+                else:
+                    stderr += chunk
+                    if len(stderr) > 2 * STDERR_LIMIT:
+                        del stderr[:-STDERR_LIMIT]
+    return bytes(stderr[-STDERR_LIMIT:])
 
 
 class CommandRunner:
@@ -65,21 +95,29 @@ class CommandRunner:
             RunnerPolicy.from_environment().check_command(self._command, "runner_settings.name")
         except (PolicyViolation, ConfigError) as e:
             raise FatalError(str(e)) from None
+        stdout = CappedBuffer(output_limit(), f"the stdout of command {self._command!r}")
         try:
             self._proc = subprocess.Popen(
                 [self._command, *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
         except OSError as e:
             raise RetryableError(f"cannot start command {self._command!r}: {e}") from None
+        proc = self._proc
         try:
-            stdout, stderr = self._proc.communicate()
+            stderr = read_output(proc, stdout)
+        except BaseException:
+            proc.kill()  # over the limit (or the host is going away): nothing more is read
+            raise
         finally:
-            returncode = self._proc.wait()
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+            returncode = proc.wait()
             self._proc = None
         if returncode != 0:
-            tail = stderr[-STDERR_LIMIT:].decode("utf-8", "replace")
+            tail = stderr.decode("utf-8", "replace")
             raise RetryableError(f"command {self._command!r} failed: {describe_exit(returncode)}\n{tail}")
-        return [stdout]
+        return [bytes(stdout.data)]
 
     def cancel(self) -> None:
         proc = self._proc

@@ -4,7 +4,8 @@ Per job (a non-static worker): make sure the image is present (checked locally f
 imported per the settings only when missing), create a labelled container, start it, wait for it
 to exit, read its stdout and stderr, remove it. A non-zero exit is a failure (ERROR_AND_RETRY,
 a deliberate difference from upstream) whose output carries the exit code and stderr; on success
-the output is stdout.
+the output is stdout. Logs are read as they stream in: stdout past JOB_OUTPUT_MAX_BYTES fails the
+job (`output_limit`), and only the last OUTPUT_LIMIT bytes of stderr are kept.
 
 use_static: one long-lived container per runner (per host and worker), created from the settings,
 and every job is an `exec` in it.
@@ -25,9 +26,17 @@ from jobworkerp.descriptors import check_message_bytes
 from jobworkerp.proto.jobworkerp.data import RunnerType
 from jobworkerp.proto.jobworkerp.runner import DockerArgs, DockerRunnerSettings
 from jobworkerp.runners.base import OtherError, RetryableError, RunnerError, RunnerLoadError
-from jobworkerp.runners.docker_api import Engine, EngineError, EngineUnreachable, docker_host_from_env, engine_for
+from jobworkerp.runners.docker_api import (
+    Demuxer,
+    Engine,
+    EngineError,
+    EngineUnreachable,
+    docker_host_from_env,
+    engine_for,
+)
 from jobworkerp.runners.docker_config import ImageSource, container_config, exec_config, static_container_config
 from jobworkerp.runners.docker_watchdog import owner
+from jobworkerp.runners.output_limit import CappedBuffer, OutputTooLarge, output_limit
 from jobworkerp.runners.policy import PolicyViolation, RunnerPolicy
 from jobworkerp.runners.registry import DOCKER_ARGS_PROTO, DOCKER_SETTINGS_PROTO
 
@@ -37,6 +46,11 @@ OUTPUT_LIMIT = 64 * 1024  # stderr kept in a failure's output
 def _failure(what: str, exit_code: int, stderr: bytes) -> RetryableError:
     tail = stderr[-OUTPUT_LIMIT:].decode("utf-8", "replace")
     return RetryableError(f"{what} exited with code {exit_code}\n{tail}")
+
+
+def _demuxer(what: str) -> Demuxer:
+    """Where one job's logs go: stdout up to JOB_OUTPUT_MAX_BYTES, the tail of stderr."""
+    return Demuxer(CappedBuffer(output_limit(), f"the stdout of {what}"), OUTPUT_LIMIT)
 
 
 class DockerRunner:
@@ -130,16 +144,18 @@ class DockerRunner:
         config.setdefault("HostConfig", {}).update(self._policy.docker_limits())
         container_id = engine.create(config, self._settings.platform)
         self._running = container_id
+        what = f"container {container_id[:12]} ({image})"
+        logs = _demuxer(what)
         try:
             engine.start(container_id)
             exit_code = engine.wait(container_id)
-            stdout, stderr = engine.logs(container_id)
+            engine.logs(container_id, logs)
         finally:
             self._running = None
             engine.remove(container_id)
         if exit_code != 0:
-            raise _failure(f"container {container_id[:12]} ({image})", exit_code, stderr)
-        return [stdout]
+            raise _failure(what, exit_code, logs.stderr)
+        return [bytes(logs.stdout.data)]
 
     def _run_static(self, args: DockerArgs) -> list[bytes]:
         engine = self._engine
@@ -148,14 +164,22 @@ class DockerRunner:
             raise OtherError(f"args.image {args.image!r}: a use_static worker runs every job in its own "
                              f"container of {self._source.ref!r}; leave args.image empty")
         container_id = self._container()
+        what = f"exec in container {container_id[:12]}"
+        logs = _demuxer(what)
         self._running = container_id
         try:
-            exit_code, stdout, stderr = engine.exec(container_id, exec_config(args))
+            exit_code = engine.exec(container_id, exec_config(args), logs)
+        except OutputTooLarge:
+            try:
+                self.cancel()  # the exec may still be writing: the next job gets a fresh container
+            except RunnerError:
+                pass  # the limit is what this job failed of; a stale container is found by the next job
+            raise
         finally:
             self._running = None
         if exit_code != 0:
-            raise _failure(f"exec in container {container_id[:12]}", exit_code, stderr)
-        return [stdout]
+            raise _failure(what, exit_code, logs.stderr)
+        return [bytes(logs.stdout.data)]
 
     def _container(self) -> str:
         """The static container, (re)created if it is missing or has stopped."""

@@ -24,6 +24,8 @@ from urllib.parse import quote
 
 import httpx
 
+from jobworkerp.runners.output_limit import CappedBuffer
+
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 API_VERSION = (1, 41)  # the version this runner was tested with; newer engines are asked for it
 
@@ -62,16 +64,48 @@ def _parse_version(text: str) -> tuple[int, int]:
     return int(major), int(minor or 0)
 
 
-def demux(stream: bytes) -> tuple[bytes, bytes]:
-    """Split the engine's multiplexed stream (8-byte header: stream id, 3 zero bytes, length) into stdout, stderr."""
-    out, err = bytearray(), bytearray()
-    pos = 0
-    while pos + 8 <= len(stream):
-        kind, length = stream[pos], struct.unpack(">I", stream[pos + 4:pos + 8])[0]
-        payload = stream[pos + 8:pos + 8 + length]
-        (err if kind == 2 else out).extend(payload)
-        pos += 8 + length
-    return bytes(out), bytes(err)
+class Demuxer:
+    """Splits the engine's multiplexed stream (frames of an 8-byte header: stream id, 3 zero bytes,
+    big-endian length; then the payload) into stdout and stderr as it arrives.
+
+    Stdout goes into a CappedBuffer, which raises OutputTooLarge once it passes the job's
+    JOB_OUTPUT_MAX_BYTES; of stderr only the last `stderr_keep` bytes are kept (a failure's
+    message). So container logs never fill the runner host's memory, however much they hold.
+    """
+
+    def __init__(self, stdout: CappedBuffer, stderr_keep: int) -> None:
+        self.stdout = stdout
+        self._stderr = bytearray()
+        self._stderr_keep = stderr_keep
+        self._header = bytearray()
+        self._kind = 0
+        self._left = 0  # payload bytes of the current frame still to come
+
+    @property
+    def stderr(self) -> bytes:
+        return bytes(self._stderr[-self._stderr_keep:]) if self._stderr_keep else b""
+
+    def feed(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            if self._left == 0:
+                need = 8 - len(self._header)
+                self._header += view[:need]
+                view = view[need:]
+                if len(self._header) < 8:
+                    return
+                self._kind = self._header[0]
+                self._left = struct.unpack(">I", self._header[4:8])[0]
+                self._header.clear()
+                continue
+            payload, view = view[:self._left], view[self._left:]
+            self._left -= len(payload)
+            if self._kind == 2:
+                self._stderr += payload
+                if len(self._stderr) > 2 * self._stderr_keep:
+                    del self._stderr[:-self._stderr_keep]
+            else:
+                self.stdout.add(payload)
 
 
 class Engine:
@@ -158,10 +192,26 @@ class Engine:
             raise EngineError(500, f"waiting for the container failed: {body['Error']['Message']}")
         return int(body["StatusCode"])
 
-    def logs(self, container_id: str) -> tuple[bytes, bytes]:
-        response = self._send("GET", f"/containers/{container_id}/logs", params={"stdout": 1, "stderr": 1},
-                              timeout=httpx.Timeout(None, connect=10.0))
-        return demux(response.content)
+    def logs(self, container_id: str, demuxer: Demuxer) -> None:
+        """Feed the container's stdout and stderr to `demuxer` (which stops at its limit)."""
+        self._stream_into("GET", f"/containers/{container_id}/logs", demuxer, params={"stdout": 1, "stderr": 1})
+
+    def _stream_into(self, method: str, path: str, demuxer: Demuxer, **kwargs: Any) -> None:
+        """A streamed call whose body goes to `demuxer` as it arrives (errors as in `_send`)."""
+        try:
+            with self._client.stream(method, f"{self._api_prefix()}{path}", timeout=httpx.Timeout(None, connect=10.0),
+                                     **kwargs) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    try:
+                        message = response.json().get("message", response.text)
+                    except ValueError:
+                        message = response.text
+                    raise EngineError(response.status_code, message.strip())
+                for chunk in response.iter_bytes():
+                    demuxer.feed(chunk)
+        except httpx.TransportError as e:
+            raise EngineUnreachable(self._describe_unreachable(e)) from None
 
     def inspect(self, container_id: str) -> dict[str, Any] | None:
         try:
@@ -185,17 +235,15 @@ class Engine:
         return self._send("GET", "/containers/json", params={"all": 1, "filters": filters}).json()
 
     # exec
-    def exec(self, container_id: str, config: dict[str, Any]) -> tuple[int, bytes, bytes]:
-        """Run a command in a running container: (exit code, stdout, stderr)."""
+    def exec(self, container_id: str, config: dict[str, Any], demuxer: Demuxer) -> int:
+        """Run a command in a running container, its output fed to `demuxer`; its exit code."""
         exec_id = self._send("POST", f"/containers/{container_id}/exec", json=config).json()["Id"]
         # The engine hijacks the connection and streams the output until the command ends.
-        response = self._send("POST", f"/exec/{exec_id}/start", json={"Detach": False, "Tty": False},
-                              timeout=httpx.Timeout(None, connect=10.0))
-        stdout, stderr = demux(response.content)
+        self._stream_into("POST", f"/exec/{exec_id}/start", demuxer, json={"Detach": False, "Tty": False})
         for _ in range(100):  # the exit code is recorded a moment after the stream ends
             state = self._send("GET", f"/exec/{exec_id}/json").json()
             if not state.get("Running") and state.get("ExitCode") is not None:
-                return int(state["ExitCode"]), stdout, stderr
+                return int(state["ExitCode"])
             time.sleep(0.02)
         raise EngineError(500, f"exec {exec_id} did not report an exit code")
 

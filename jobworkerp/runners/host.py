@@ -11,6 +11,7 @@ from collections import OrderedDict
 
 from jobworkerp.config import ConfigError
 from jobworkerp.runners.base import FatalError, Runner, RunnerError, RunnerLoadError
+from jobworkerp.runners.output_limit import check_output, output_limit
 from jobworkerp.runners.policy import PolicyViolation, RunnerPolicy
 from jobworkerp.runners.registry import load_runner_class
 
@@ -69,10 +70,17 @@ def _check_enabled(ref: str) -> None:
 
 
 def run_job(ref: str, settings: bytes, args: bytes, worker_id: int, use_static: bool) -> list[bytes]:
-    """Run one job in this host and return its output items (raises RunnerError subclasses)."""
+    """Run one job in this host and return its output items (raises RunnerError subclasses).
+
+    Items that pass JOB_OUTPUT_MAX_BYTES together fail the job here, before they are pickled
+    to the server: the runners that read as output comes stop earlier, this covers the others
+    (plugins, GRPC_UNARY)."""
     _check_enabled(ref)
+    limit = output_limit()
     if use_static:
         runner = _static_runner(ref, settings, worker_id)
     else:
         runner = _new_runner(ref, settings, use_static=False)
-    return runner.run(args)
+    items = runner.run(args)
+    check_output(items, limit, f"the output of runner {ref}")
+    return items

@@ -7,6 +7,9 @@ made at all (connection refused, DNS failure, bad URL, invalid header) is OTHER_
 repeating it unchanged would fail the same way.
 
 The httpx client lives in the runner instance, so a use_static worker reuses its connections.
+The body is read as it arrives (decompressed, so a small compressed bomb counts at its real size)
+and the job fails once it passes JOB_OUTPUT_MAX_BYTES (`output_limit`); of a 5xx body only the
+first ERROR_BODY_LIMIT bytes are read.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from jobworkerp.proto.jobworkerp.runner import (
     HttpRequestRunnerSettings,
 )
 from jobworkerp.runners.base import OtherError, RetryableError, RunnerLoadError
+from jobworkerp.runners.output_limit import CappedBuffer, output_limit
 from jobworkerp.runners.registry import HTTP_ARGS_PROTO, HTTP_RESULT_PROTO, HTTP_SETTINGS_PROTO
 
 CONNECT_TIMEOUT_S = 10.0
@@ -43,12 +47,27 @@ def _append_query(url: httpx.URL, queries: list[tuple[str, str]]) -> httpx.URL:
     return url.copy_with(query=(f"{existing}&{extra}" if existing else extra).encode("ascii"))
 
 
-def _result(response: httpx.Response) -> bytes:
+def _result(response: httpx.Response, body: bytes) -> bytes:
     return bytes(HttpRequestResult(
         status_code=response.status_code,
         headers=[HttpRequestResultKeyValue(key=k, value=v) for k, v in response.headers.multi_items()],
-        content=response.text,
+        content=_text(response, body),
     ))
+
+
+def _text(response: httpx.Response, body: bytes) -> str:
+    """The body as text, as `response.text` would decode it (charset, else UTF-8; errors replaced)."""
+    return body.decode(response.encoding or "utf-8", errors="replace")
+
+
+def _head(response: httpx.Response, limit: int) -> bytes:
+    """At most the first `limit` bytes of the body; the rest is never read."""
+    head = bytearray()
+    for chunk in response.iter_bytes():
+        head += chunk
+        if len(head) >= limit:
+            break
+    return bytes(head[:limit])
 
 
 class HttpRequestRunner:
@@ -110,17 +129,23 @@ class HttpRequestRunner:
             raise OtherError(f"args: not an HttpRequestArgs message: {e}") from None
         request = self._build(parsed)
         assert self._client is not None
+        body = CappedBuffer(output_limit(), f"the body of {request.method} {request.url}")
         try:
-            response = self._client.send(request)
+            response = self._client.send(request, stream=True)
+            try:
+                if response.status_code >= 500:
+                    text = _text(response, _head(response, ERROR_BODY_LIMIT))
+                    raise RetryableError(f"{request.method} {request.url}: HTTP {response.status_code} "
+                                         f"{response.reason_phrase}\n{text}")
+                for chunk in response.iter_bytes():
+                    body.add(chunk)
+            finally:
+                response.close()
         except httpx.TimeoutException as e:
             raise RetryableError(f"{request.method} {request.url}: timed out: {type(e).__name__}") from None
         except (httpx.HTTPError, httpx.InvalidURL) as e:
             raise OtherError(f"{request.method} {request.url}: {type(e).__name__}: {e}") from None
-        if response.status_code >= 500:
-            body = response.text[:ERROR_BODY_LIMIT]
-            raise RetryableError(
-                f"{request.method} {request.url}: HTTP {response.status_code} {response.reason_phrase}\n{body}")
-        return [_result(response)]
+        return [_result(response, bytes(body.data))]
 
     def cancel(self) -> None:
         """Nothing to reset between jobs; a timed-out request dies with its runner host."""

@@ -183,7 +183,8 @@ class RunnerPolicy:
 
 def host_environment(config: Config) -> dict[str, str]:
     """The policy variables as this server resolved them (real environment, `.env`, defaults),
-    for its runner hosts' environment: what `RunnerPolicy.from_environment` reads back there."""
+    for its runner hosts' environment: what `RunnerPolicy.from_environment` reads back there,
+    and JOB_OUTPUT_MAX_BYTES, which the runners enforce there (`output_limit`)."""
     def joined(values: tuple[str, ...] | None) -> str:
         return ",".join(values) if values is not None else ""  # "" reads back as unset
 
@@ -195,4 +196,5 @@ def host_environment(config: Config) -> dict[str, str]:
         "DOCKER_MEMORY_LIMIT_MB": str(config.docker_memory_limit_mb),
         "DOCKER_PIDS_LIMIT": str(config.docker_pids_limit),
         "DOCKER_CPUS": repr(config.docker_cpus),
+        "JOB_OUTPUT_MAX_BYTES": str(config.job_output_max_bytes),
     }

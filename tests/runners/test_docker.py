@@ -17,9 +17,10 @@ from jobworkerp.proto.jobworkerp.data import ResultStatus
 from jobworkerp.proto.jobworkerp.runner import DockerArgs, DockerRunnerSettings
 from jobworkerp.runners.base import OtherError, RetryableError, RunnerLoadError
 from jobworkerp.runners.docker import DockerRunner
-from jobworkerp.runners.docker_api import Engine, demux, engine_transport
+from jobworkerp.runners.docker_api import Demuxer, Engine, engine_transport
 from jobworkerp.runners.docker_config import ImageSource, container_config, image_ref
 from jobworkerp.runners.docker_watchdog import NODE_LABEL, OWNER_LABEL, PID_LABEL, PID_START_LABEL, _process_alive
+from jobworkerp.runners.output_limit import CappedBuffer, OutputTooLarge
 from tests.runners.conftest import TEST_IMAGE
 
 pytestmark = pytest.mark.timeout(60)
@@ -28,9 +29,25 @@ SETTINGS = DockerRunnerSettings(from_image="local/busybox", tag="test")
 
 # --- helpers (no engine) ---------------------------------------------------------------------
 
+STREAM = b"\x02\0\0\0\0\0\0\x05oops\n\x01\0\0\0\0\0\0\x03hi\n\x01\0\0\0\0\0\0\x02!\n"
+
+
 def test_demux_splits_stdout_and_stderr() -> None:
-    stream = b"\x02\0\0\0\0\0\0\x05oops\n\x01\0\0\0\0\0\0\x03hi\n\x01\0\0\0\0\0\0\x02!\n"
-    assert demux(stream) == (b"hi\n!\n", b"oops\n")
+    whole = Demuxer(CappedBuffer(1024, "stdout"), 1024)
+    whole.feed(STREAM)
+    assert (bytes(whole.stdout.data), whole.stderr) == (b"hi\n!\n", b"oops\n")
+    bytewise = Demuxer(CappedBuffer(1024, "stdout"), 1024)  # frames split anywhere, headers included
+    for i in range(len(STREAM)):
+        bytewise.feed(STREAM[i:i + 1])
+    assert (bytes(bytewise.stdout.data), bytewise.stderr) == (b"hi\n!\n", b"oops\n")
+
+
+def test_demux_stops_at_the_output_limit_and_keeps_the_tail_of_stderr() -> None:
+    capped = Demuxer(CappedBuffer(4, "the stdout of a container"), 3)
+    capped.feed(STREAM[:13])  # stderr "oops\n": its last 3 bytes are kept
+    assert capped.stderr == b"ps\n"
+    with pytest.raises(OutputTooLarge, match="JOB_OUTPUT_MAX_BYTES \\(4 bytes\\)"):
+        capped.feed(STREAM[13:])  # stdout "hi\n!\n" is 5 bytes
 
 
 def test_image_ref_and_source() -> None:
