@@ -83,8 +83,19 @@ class ExecutorContext:
     stumbles: Stumbles = field(default_factory=Stumbles)
 
 
+# The longest failure message a result keeps. Runners bound their own (stderr tails, 5xx bodies),
+# but a plugin may raise with any text: the stored result must stay small whatever it says.
+ERROR_MESSAGE_LIMIT = 64 * 1024
+
+
 def _error(status: data.ResultStatus, message: str) -> Outcome:
-    return Outcome(status, [message.encode("utf-8", "replace")])
+    """A failed outcome; a message longer than ERROR_MESSAGE_LIMIT keeps its start, marked as cut
+    (a message is for a human to read, unlike output, which is refused rather than cut)."""
+    encoded = message.encode("utf-8", "replace")
+    if len(encoded) > ERROR_MESSAGE_LIMIT:
+        marker = f"\n... ({len(encoded) - ERROR_MESSAGE_LIMIT} more bytes of this message cut)".encode()
+        encoded = encoded[:ERROR_MESSAGE_LIMIT] + marker
+    return Outcome(status, [encoded])
 
 
 async def _perform(pool: RunnerPool, ref: str | None, runner_name: str, worker: data.Worker,

@@ -17,7 +17,7 @@ from jobworkerp.clock import now_ms
 from jobworkerp.config import load_config
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import service as svc
-from jobworkerp.runners.base import RetryableError
+from jobworkerp.runners.base import OtherError, RetryableError
 from jobworkerp.storage import memory_storage
 from jobworkerp.storage.memory_rdb import MemoryRepository
 
@@ -31,7 +31,8 @@ class Call:
 
 @dataclass
 class StubPool:
-    """Runs jobs in-process by what their args say: `fail`, `sleep:SECONDS`, anything else echoes `args+`."""
+    """Runs jobs in-process by what their args say: `fail`, `sleep:SECONDS`, `babble:BYTES` (an
+    OtherError with a message that long), anything else echoes `args+`."""
 
     calls: list[Call] = field(default_factory=list)
 
@@ -40,6 +41,8 @@ class StubPool:
         text = args.decode()
         if text == "fail":
             raise RetryableError("failed on purpose")
+        if text.startswith("babble:"):
+            raise OtherError("e" * int(text.removeprefix("babble:")))
         if text.startswith("sleep:"):
             await trio.sleep(float(text.removeprefix("sleep:")))
             return [b"slept"]
