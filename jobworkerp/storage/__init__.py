@@ -24,6 +24,7 @@ from jobworkerp.storage.queue import JobQueue
 from jobworkerp.storage.rdb import Repository
 from jobworkerp.storage.settle import JobSettler, MemoryJobSettler
 from jobworkerp.storage.uniq_keys import MemoryUniqKeyGuard, UniqKeyGuard
+from jobworkerp.storage.worker_stream import StreamBounds
 
 if TYPE_CHECKING:  # imported where used: Standalone never loads the Redis side
     from jobworkerp.storage.node_lease import NodeLease
@@ -76,9 +77,15 @@ class Storage:
     node_lease: NodeLease | None = None  # Scalable: keeps node_id unique among live processes
 
 
-def memory_storage(repo: Repository) -> Storage:
+def stream_bounds(config: Config) -> StreamBounds:
+    """How far one ListenStreamByWorker subscriber may fall behind (storage/worker_stream.py)."""
+    return StreamBounds(config.listen_stream_max_buffered, config.listen_stream_max_buffered_bytes)
+
+
+def memory_storage(repo: Repository, bounds: StreamBounds | None = None) -> Storage:
     """In-process queues and notifications around a repository (Standalone, and tests)."""
-    queue, status, bus, uniq_keys = MemoryJobQueue(), MemoryJobStatusStore(), MemoryResultBus(), MemoryUniqKeyGuard()
+    queue, status, uniq_keys = MemoryJobQueue(), MemoryJobStatusStore(), MemoryUniqKeyGuard()
+    bus = MemoryResultBus(bounds)
     return Storage(repo=repo, queue=queue, status=status, bus=bus, uniq_keys=uniq_keys,
                    settler=MemoryJobSettler(status, uniq_keys, queue, bus))
 
@@ -100,7 +107,7 @@ async def open_storage(config: Config) -> AsyncIterator[Storage]:
         repo = SqliteRepository(config.sqlite_dbname)
         await repo.open()
         try:
-            yield memory_storage(repo)
+            yield memory_storage(repo, stream_bounds(config))
         finally:
             await repo.aclose()
         return
@@ -110,7 +117,8 @@ async def open_storage(config: Config) -> AsyncIterator[Storage]:
 
 @asynccontextmanager
 async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lease_ms: int = 5000,
-                        queue_max_crashes: int = 3, result_ttl_ms: int = 3_600_000) -> AsyncIterator[Storage]:
+                        queue_max_crashes: int = 3, result_ttl_ms: int = 3_600_000,
+                        bounds: StreamBounds | None = None) -> AsyncIterator[Storage]:
     """Redis queues, status, uniq keys and pub/sub around an opened repository (Scalable).
 
     Runs the process's shared pub/sub reader for as long as the context is open.
@@ -123,7 +131,7 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
     from jobworkerp.storage.redis_state import RedisJobStatusStore, RedisUniqKeyGuard
 
     pipeliner = RedisPipeliner(client)
-    bus = RedisResultBus(client, prefix, pipeliner, result_ttl_ms)
+    bus = RedisResultBus(client, prefix, pipeliner, result_ttl_ms, bounds)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(pipeliner.run)
@@ -170,7 +178,8 @@ async def _open_scalable(config: Config) -> AsyncIterator[Storage]:
         await repo.open()
         async with redis_storage(client, config.redis_key_prefix, repo, queue_lease_ms=config.queue_lease_ms,
                                  queue_max_crashes=config.queue_max_crashes,
-                                 result_ttl_ms=config.job_result_ttl_seconds * 1000) as storage:
+                                 result_ttl_ms=config.job_result_ttl_seconds * 1000,
+                                 bounds=stream_bounds(config)) as storage:
             yield storage
     finally:
         # Shielded so a cancelled start-up still closes them, but bounded: a stop must not hang on

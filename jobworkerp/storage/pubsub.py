@@ -15,11 +15,9 @@ from typing import Protocol
 import trio
 
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage.worker_stream import StreamBounds, WorkerResultStream
 
 log = logging.getLogger(__name__)
-
-# How many results a slow worker-stream subscriber may fall behind before it is cut off.
-WORKER_STREAM_BUFFER = 10_000
 
 
 class JobResultWaiter:
@@ -43,18 +41,28 @@ class JobResultWaiter:
 class ResultBus(Protocol):
     def listen_job(self, job_id: int) -> AbstractAsyncContextManager[JobResultWaiter]: ...
 
-    def listen_worker(self, worker_id: int) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[data.JobResult]]:
-        ...
+    def listen_worker(self, worker_id: int) -> AbstractAsyncContextManager[WorkerResultStream]: ...
 
     async def publish(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None: ...
+
+
+def deliver_to_streams(streams: set[WorkerResultStream], result: data.JobResult, topic: object) -> None:
+    """Offer `result` to every subscriber of one worker; drop those cut off (too far behind: their
+    stream ends with RESOURCE_EXHAUSTED, `worker_stream`) or gone."""
+    for stream in list(streams):
+        if not stream.offer(result):
+            streams.discard(stream)
+            if stream.overflow is not None:
+                log.warning("result stream of %s: a subscriber fell too far behind and was cut off", topic)
 
 
 class MemoryResultBus:
     """In-process fan-out of final results to job waiters and worker streams."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream_bounds: StreamBounds | None = None) -> None:
         self._job_waiters: dict[int, set[JobResultWaiter]] = {}
-        self._worker_streams: dict[int, set[trio.MemorySendChannel[data.JobResult]]] = {}
+        self._worker_streams: dict[int, set[WorkerResultStream]] = {}
+        self._stream_bounds = stream_bounds or StreamBounds()
 
     @asynccontextmanager
     async def listen_job(self, job_id: int) -> AsyncIterator[JobResultWaiter]:
@@ -70,19 +78,18 @@ class MemoryResultBus:
                     del self._job_waiters[job_id]
 
     @asynccontextmanager
-    async def listen_worker(self, worker_id: int) -> AsyncIterator[trio.MemoryReceiveChannel[data.JobResult]]:
-        send, receive = trio.open_memory_channel[data.JobResult](WORKER_STREAM_BUFFER)
-        self._worker_streams.setdefault(worker_id, set()).add(send)
+    async def listen_worker(self, worker_id: int) -> AsyncIterator[WorkerResultStream]:
+        stream = WorkerResultStream(worker_id, self._stream_bounds)
+        self._worker_streams.setdefault(worker_id, set()).add(stream)
         try:
-            yield receive
+            yield stream
         finally:
             streams = self._worker_streams.get(worker_id)
             if streams is not None:
-                streams.discard(send)
+                streams.discard(stream)
                 if not streams:
                     del self._worker_streams[worker_id]
-            send.close()
-            receive.close()
+            stream.close()
             log.debug("worker %s result stream unsubscribed", worker_id)
 
     async def publish(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None:
@@ -94,13 +101,6 @@ class MemoryResultBus:
             for waiter in self._job_waiters.get(rd.job_id.value, ()):
                 waiter.deliver(result)
         if to_worker:
-            for send in list(self._worker_streams.get(rd.worker_id.value, ())):
-                try:
-                    send.send_nowait(result)
-                except trio.WouldBlock:
-                    log.warning("worker %s result stream subscriber is %d results behind; closing it",
-                                rd.worker_id.value, WORKER_STREAM_BUFFER)
-                    send.close()
-                    self._worker_streams[rd.worker_id.value].discard(send)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self._worker_streams[rd.worker_id.value].discard(send)
+            streams = self._worker_streams.get(rd.worker_id.value)
+            if streams:
+                deliver_to_streams(streams, result, f"worker {rd.worker_id.value}")

@@ -24,8 +24,9 @@ import trio
 from jobworkerp.aio import RedisSubscription, call_asyncio
 from jobworkerp.errors import is_outage
 from jobworkerp.proto.jobworkerp import data
-from jobworkerp.storage.pubsub import WORKER_STREAM_BUFFER, JobResultWaiter
+from jobworkerp.storage.pubsub import JobResultWaiter, deliver_to_streams
 from jobworkerp.storage.redis_pipeline import RedisPipeliner
+from jobworkerp.storage.worker_stream import StreamBounds, WorkerResultStream
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class _RedisJobWaiter(JobResultWaiter):
 
 class RedisResultBus:
     def __init__(self, client: Any, prefix: str, pipeliner: RedisPipeliner | None = None,
-                 result_ttl_ms: int = 3_600_000) -> None:
+                 result_ttl_ms: int = 3_600_000, stream_bounds: StreamBounds | None = None) -> None:
         self._client = client
         self.result_ttl_ms = result_ttl_ms
         self._redis = pipeliner or RedisPipeliner(client)
@@ -77,7 +78,8 @@ class RedisResultBus:
         self._subscription = RedisSubscription(client)
         self._refcount: dict[str, int] = {}
         self._job_waiters: dict[str, set[JobResultWaiter]] = {}
-        self._worker_streams: dict[str, set[trio.MemorySendChannel[data.JobResult]]] = {}
+        self._worker_streams: dict[str, set[WorkerResultStream]] = {}
+        self._stream_bounds = stream_bounds or StreamBounds()
         self._worker_changed: list[Callable[[int], None]] = []
         self._job_cancel: list[Callable[[int], object]] = []
         self._lock = trio.Lock()  # subscribe / unsubscribe in order
@@ -225,15 +227,8 @@ class RedisResultBus:
         result = data.JobResult.parse(payload)
         for waiter in waiters or ():
             waiter.deliver(result)
-        for send in list(streams or ()):
-            try:
-                send.send_nowait(result)
-            except trio.WouldBlock:
-                log.warning("result stream of %s is %d results behind; closing it", topic, WORKER_STREAM_BUFFER)
-                send.close()
-                streams.discard(send)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                streams.discard(send)
+        if streams:
+            deliver_to_streams(streams, result, topic)
 
     # --- ResultBus ---------------------------------------------------------------------
     @asynccontextmanager
@@ -252,21 +247,20 @@ class RedisResultBus:
                     del self._job_waiters[topic]
 
     @asynccontextmanager
-    async def listen_worker(self, worker_id: int) -> AsyncIterator[trio.MemoryReceiveChannel[data.JobResult]]:
+    async def listen_worker(self, worker_id: int) -> AsyncIterator[WorkerResultStream]:
         topic = self.worker_topic(worker_id)
-        send, receive = trio.open_memory_channel[data.JobResult](WORKER_STREAM_BUFFER)
-        self._worker_streams.setdefault(topic, set()).add(send)
+        stream = WorkerResultStream(worker_id, self._stream_bounds)
+        self._worker_streams.setdefault(topic, set()).add(stream)
         try:
             async with self._held(topic):
-                yield receive
+                yield stream
         finally:
             streams = self._worker_streams.get(topic)
             if streams is not None:
-                streams.discard(send)
+                streams.discard(stream)
                 if not streams:
                     del self._worker_streams[topic]
-            send.close()
-            receive.close()
+            stream.close()
 
     async def publish(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None:
         job_id = result.data.job_id.value
