@@ -13,6 +13,7 @@ from grpclib.server import Server
 
 from jobworkerp.front.auth import FailureLimiter, TokenCheck
 from jobworkerp.front.decoding import RequestCodec, guard_servable
+from jobworkerp.front.stream_limit import StreamCappedServer
 
 if TYPE_CHECKING:
     import asyncio
@@ -50,6 +51,7 @@ async def serve_grpc(
     auth_token: str | None = None,
     auth_metadata_key: str = "jobworkerp-auth",
     max_message_bytes: int,
+    max_concurrent_streams: int = 100,
     ssl_context: ssl.SSLContext | None = None,
     stopping: trio.Event | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
@@ -59,8 +61,10 @@ async def serve_grpc(
     Every handler reads its request through `guard_servable` and `RequestCodec`, so bytes that are
     not a request message are answered INVALID_ARGUMENT instead of grpclib's UNKNOWN, and a
     message longer than `max_message_bytes` RESOURCE_EXHAUSTED before it is read. With
-    `ssl_context` the listener speaks only TLS (front/tls.py builds it)."""
-    server = Server([guard_servable(h, max_message_bytes) for h in handlers], codec=RequestCodec())
+    `ssl_context` the listener speaks only TLS (front/tls.py builds it). A connection may have at
+    most `max_concurrent_streams` streams open at once (front/stream_limit.py)."""
+    server = StreamCappedServer([guard_servable(h, max_message_bytes) for h in handlers], codec=RequestCodec(),
+                                max_concurrent_streams=max_concurrent_streams)
     if auth_token:
         _require_token(server, auth_token, auth_metadata_key)
     await trio_asyncio.aio_as_trio(server.start)(host, port, ssl=ssl_context)

@@ -1,0 +1,57 @@
+"""GRPC_MAX_CONCURRENT_STREAMS: how many streams one HTTP/2 connection may have open at once.
+
+Why: every open stream holds a handler task, and a ListenStreamByWorker or Listen stream stays
+open as long as the client likes; without a cap one connection could open streams until the
+server's memory ran out. h2 already refuses more than 100 inbound streams (its own default, which
+this server always had); this makes the cap explicit and settable.
+
+The server advertises the cap in its SETTINGS, so well-behaved clients (grpclib, grpc) queue
+their calls at it rather than exceed it; h2 refuses a stream past it, which for h2 ends the
+offending connection (TooManyStreamsError, a connection error) -- only that client's.
+
+grpclib's Server takes no HTTP/2 settings, so this subclasses it: the one override is the
+(private) protocol factory, which builds the same protocol with the cap applied as each
+connection is made.
+"""
+
+from __future__ import annotations
+
+from asyncio import BaseTransport
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
+from grpclib.protocol import H2Protocol
+from grpclib.server import Server
+from h2.settings import SettingCodes
+
+if TYPE_CHECKING:
+    from grpclib._typing import IServable
+
+
+class _CappedProtocol(H2Protocol):
+    """grpclib's HTTP/2 protocol, with MAX_CONCURRENT_STREAMS set as the connection starts.
+
+    The change goes out right after grpclib's initial SETTINGS and applies once the client acks
+    it; a client acks before it opens streams past the initial value, since it must read the
+    SETTINGS first."""
+
+    def __init__(self, protocol: H2Protocol, max_concurrent_streams: int) -> None:
+        super().__init__(protocol.handler, protocol.config, protocol.h2_config)
+        self._max_concurrent_streams = max_concurrent_streams
+
+    def connection_made(self, transport: BaseTransport) -> None:
+        super().connection_made(transport)
+        h2_conn = self.connection._connection
+        h2_conn.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self._max_concurrent_streams})
+        self.connection.flush()
+
+
+class StreamCappedServer(Server):
+    """A grpclib Server whose connections each allow at most `max_concurrent_streams` open streams."""
+
+    def __init__(self, handlers: Collection[IServable], *, max_concurrent_streams: int, **kwargs: Any) -> None:
+        super().__init__(handlers, **kwargs)
+        self._max_concurrent_streams = max_concurrent_streams
+
+    def _protocol_factory(self) -> H2Protocol:
+        return _CappedProtocol(super()._protocol_factory(), self._max_concurrent_streams)

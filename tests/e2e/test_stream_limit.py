@@ -1,0 +1,85 @@
+"""GRPC_MAX_CONCURRENT_STREAMS against a real server (front/stream_limit.py): the server advertises
+it, a client that ignores it is refused past it, and a grpclib client queues its calls at it, so
+more concurrent calls than the cap still all complete."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import pytest
+
+from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp import runner as runner_pb
+from jobworkerp.proto.jobworkerp import service as svc
+from jobworkerp.testing.server import ServerProcess, connect, run
+
+pytestmark = pytest.mark.timeout(120)
+CAP = 3
+HANG_S = 60  # hang guard only
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = ServerProcess(tmp_path_factory.mktemp("streams"), {"GRPC_MAX_CONCURRENT_STREAMS": str(CAP)}).start()
+    yield proc
+    assert proc.stop() == 0, proc.log()
+
+
+def _listen_headers(port: int) -> list[tuple[str, str]]:
+    return [(":method", "POST"), (":scheme", "http"), (":authority", f"127.0.0.1:{port}"),
+            (":path", "/jobworkerp.service.JobResultService/ListenStreamByWorker"),
+            ("content-type", "application/grpc"), ("te", "trailers")]
+
+
+def _events(sock: socket.socket, conn: h2.connection.H2Connection) -> list[h2.events.Event]:
+    chunk = sock.recv(65536)
+    events = conn.receive_data(chunk) if chunk else [h2.events.ConnectionTerminated()]
+    sock.sendall(conn.data_to_send())
+    return events
+
+
+def test_the_cap_is_advertised_and_a_client_past_it_is_refused(server: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=HANG_S) as sock:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        advertised = None
+        while advertised != CAP:  # the server's SETTINGS (h2's 100 first, then the cap), each acked
+            for event in _events(sock, conn):
+                if isinstance(event, h2.events.RemoteSettingsChanged):
+                    changed = event.changed_settings.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS)
+                    advertised = changed.new_value if changed else advertised
+                assert not isinstance(event, h2.events.ConnectionTerminated)
+        # A client that ignores the cap (here: forgets it) opens one stream more than it allows.
+        conn.remote_settings = h2.settings.Settings(client=False)
+        for _ in range(CAP + 1):
+            conn.send_headers(conn.get_next_available_stream_id(), _listen_headers(server.port))
+        sock.sendall(conn.data_to_send())
+        refused = None
+        while refused is None:
+            for event in _events(sock, conn):
+                if isinstance(event, (h2.events.ConnectionTerminated, h2.events.StreamReset)):
+                    refused = event
+        assert isinstance(refused, h2.events.ConnectionTerminated) or refused.stream_id == 2 * CAP + 1, refused
+
+
+def test_more_calls_than_the_cap_on_one_connection_all_complete(server: ServerProcess) -> None:
+    """grpclib waits for a free stream: 4 x CAP concurrent calls are served, CAP at a time."""
+    async def scenario() -> list[int]:
+        async with connect(server.port) as c:
+            await c.worker.create(data.WorkerData(name="w", runner_id=data.RunnerId(value=1),
+                                                  runner_settings=bytes(runner_pb.CommandRunnerSettings(name="true"))))
+
+            async def find() -> int:
+                return (await c.worker.find_by_name(svc.WorkerNameRequest(name="w"), timeout=HANG_S)).data.id.value
+
+            return await asyncio.gather(*(find() for _ in range(4 * CAP)))
+
+    ids = run(scenario(), timeout=HANG_S)
+    assert len(ids) == 4 * CAP and len(set(ids)) == 1
