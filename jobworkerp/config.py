@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 T = TypeVar("T")
 
 STANDALONE = "Standalone"
+DEFAULT_JOB_TIMEOUT_MS = 3_600_000
+MAX_JOB_TIMEOUT_MS = 315_360_000_000  # ten years: what a job's own `timeout` may be at most
 SCALABLE = "Scalable"
 # GRPC_MAX_MESSAGE_BYTES bounds: below 64 KiB ordinary worker definitions and job args would be
 # refused; above 2**32 - 1 no gRPC message can be (its length prefix is 4 bytes).
@@ -161,6 +163,9 @@ class Config:
     # 20 s leaves a stop room to release, park and close within the 30 s after which Kubernetes
     # (terminationGracePeriodSeconds) kills the process.
     shutdown_grace_ms: int = 20_000
+    # A job whose request gives no `timeout` gets this one (0 = none). Upstream's one year let a
+    # hung job hold its slot for good; an hour ends it (as a retryable timeout) the same day.
+    job_default_timeout_ms: int = DEFAULT_JOB_TIMEOUT_MS
 
     def __repr__(self) -> str:
         """Every setting, secrets redacted: a Config may be logged or shown in a traceback."""
@@ -430,6 +435,12 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
                                    f"got {value}")
         return value
 
+    def job_timeout(var: str, raw: str) -> int:
+        value = _parse_int(var, raw, minimum=0)
+        if value > MAX_JOB_TIMEOUT_MS:
+            raise ConfigError(var, f"must be at most {MAX_JOB_TIMEOUT_MS} ms (ten years; 0 = none), got {value}")
+        return value
+
     def text(var: str, raw: str) -> str:
         return raw.strip()
 
@@ -503,6 +514,7 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         runner_host_max_rss_mb=_get(env, "RUNNER_HOST_MAX_RSS_MB", nonneg_int, 4096),
         job_queue_max_length=_get(env, "JOB_QUEUE_MAX_LENGTH", nonneg_int, 100_000),
         shutdown_grace_ms=_get(env, "SHUTDOWN_GRACE_MS", nonneg_int, 20_000),
+        job_default_timeout_ms=_get(env, "JOB_DEFAULT_TIMEOUT_MS", job_timeout, DEFAULT_JOB_TIMEOUT_MS),
         runners_enabled=_get(env, "RUNNERS_ENABLED", _parse_runner_names, None),
         command_allowlist=_get(env, "COMMAND_ALLOWLIST", _parse_executables, None),
         docker_allowed_binds=_get(env, "DOCKER_ALLOWED_BINDS", _parse_binds, ()),

@@ -15,7 +15,7 @@ from collections.abc import Awaitable
 import trio
 
 from jobworkerp.clock import now_ms
-from jobworkerp.config import Config
+from jobworkerp.config import MAX_JOB_TIMEOUT_MS, Config
 from jobworkerp.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, Unavailable
 from jobworkerp.ids import SnowflakeGenerator
 from jobworkerp.lifecycle import retry
@@ -31,12 +31,11 @@ from jobworkerp.usecase.workers import Workers
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_MS = 31_536_000_000  # one year, when the request gives none
 # Time values are stored as signed 64-bit integers (SQLite INTEGER, MySQL BIGINT) and have
 # intervals added to them (a periodic job's next run): a uint64 timeout past 2**63, or a
 # run_after_time near it, failed in storage instead of being refused. The bounds are far past
 # any real use: ten years of timeout, and the last millisecond of the year 9999.
-MAX_TIMEOUT_MS = 10 * DEFAULT_TIMEOUT_MS
+MAX_TIMEOUT_MS = MAX_JOB_TIMEOUT_MS
 MAX_RUN_AFTER_TIME = 253_402_300_799_999
 DIRECT_WAIT_GRACE_S = 5.0  # beyond the job timeout, for queueing and result hand-off
 _PRIORITIES = {int(p) for p in data.Priority}
@@ -73,7 +72,7 @@ class Jobs:
         priority = data.Priority.MEDIUM if req.priority is None else req.priority
         if int(priority) not in _PRIORITIES:
             raise InvalidArgument("priority", f"unknown value {int(priority)}")
-        timeout = DEFAULT_TIMEOUT_MS if req.timeout is None else req.timeout
+        timeout = self._config.job_default_timeout_ms if req.timeout is None else req.timeout
         if timeout > MAX_TIMEOUT_MS:
             raise InvalidArgument("timeout", f"must be at most {MAX_TIMEOUT_MS} ms (ten years; 0 = none), "
                                              f"got {timeout}")

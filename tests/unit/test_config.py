@@ -41,6 +41,8 @@ def test_runner_env_allowlist_is_a_comma_separated_list_of_names() -> None:
         ({"STORAGE_RESTORE_AT_STARTUP": "maybe"}, "STORAGE_RESTORE_AT_STARTUP"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"RUNNER_ENV_ALLOWLIST": "FOO,BAR=1"}, "RUNNER_ENV_ALLOWLIST"),
+        ({"JOB_DEFAULT_TIMEOUT_MS": "-1"}, "JOB_DEFAULT_TIMEOUT_MS"),
+        ({"JOB_DEFAULT_TIMEOUT_MS": "315360000001"}, "JOB_DEFAULT_TIMEOUT_MS"),
     ],
 )
 def test_malformed_value_names_the_variable(env: dict[str, str], variable: str) -> None:

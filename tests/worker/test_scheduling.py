@@ -164,3 +164,16 @@ async def test_forced_rdb_and_with_backup_jobs_run_and_leave_no_row(autojump_clo
         assert await s.app.jobs.find(f_id) is None and await s.app.jobs.find(b_id) is None
     assert f_res.data.output.items == [b"f+"] and b_res.data.output.items == [b"b+"]
     assert len(s.pool.calls) == 2  # the backup row's claim keeps the scheduler from running it twice
+
+
+async def test_a_job_without_a_timeout_gets_the_servers_default(autojump_clock: object) -> None:
+    """JOB_DEFAULT_TIMEOUT_MS stops a job whose request set no timeout (upstream's one year let a
+    hung job hold its slot for good); a job's own timeout still wins."""
+    async with running_system(JOB_DEFAULT_TIMEOUT_MS="1000") as s:
+        w = await s.worker("hangs", store_success=True, store_failure=True)
+        hung = await s.enqueue(w, b"sleep:3600")
+        own = await s.enqueue(w, b"sleep:2", timeout=5000)
+        stopped = await s.listen(w, hung)
+        finished = await s.listen(w, own)
+    assert b"timed out after 1000 ms" in stopped.data.output.items[0]
+    assert finished.data.status == data.ResultStatus.SUCCESS

@@ -152,7 +152,8 @@ def _enqueue_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--priority", type=v.priority, metavar="high|medium|low",
                    help="queue priority (default medium)")
     p.add_argument("-t", "--timeout", dest="job_timeout", type=v.non_negative_ms, metavar="MS",
-                   help="job run timeout in ms; 0 = none (omitted: server default, one year)")
+                   help="job run timeout in ms; 0 = none (omitted: the server's JOB_DEFAULT_TIMEOUT_MS, "
+                        "one hour unless set)")
 
 
 def _job_group(groups: argparse._SubParsersAction) -> None:
