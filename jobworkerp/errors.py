@@ -34,6 +34,12 @@ class Unavailable(JobworkerpError):
     """Storage or a dependency cannot serve the request now (gRPC UNAVAILABLE)."""
 
 
+class StorageClosed(Unavailable):
+    """This process has closed its storage (it is stopping): unlike an outage, waiting does not
+    help, so loops that wait outages out give up at once (a request that slipped in after the
+    front stopped retried against a closed database for a minute, keeping the process up)."""
+
+
 class ResourceExhausted(JobworkerpError):
     """A limit is reached, e.g. a channel's queue is full (gRPC RESOURCE_EXHAUSTED)."""
 
@@ -45,4 +51,6 @@ class DeadlineExceeded(JobworkerpError):
 def is_outage(error: BaseException) -> bool:
     """A failure to reach storage — Redis or the database restarting, unreachable or cut off —
     as opposed to a wrong request or a bug: loops wait it out, the front answers UNAVAILABLE."""
+    if isinstance(error, StorageClosed):
+        return False
     return isinstance(error, (Unavailable, OSError, RedisConnectionError, RedisTimeoutError))

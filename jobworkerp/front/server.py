@@ -43,6 +43,25 @@ def _require_token(server: Server, token: str, metadata_key: str) -> None:
     listen(server, RecvRequest, on_request)
 
 
+class _Closing:
+    """Refuses requests once the front has stopped. grpclib's `Server.close` stops the listener
+    and cancels running handlers, but a connection that is already open stays open and its new
+    requests are still handled — after the server has closed its storage: a Delete that arrived
+    so retried against a closed database for a minute, and the stopping server outlived its
+    supervisor's patience (soak seeds 655119, 829754)."""
+
+    def __init__(self, server: Server) -> None:
+        self.closed = False
+        listen(server, RecvRequest, self._on_request)
+
+    async def _on_request(self, event: RecvRequest) -> None:
+        if self.closed:
+            from grpclib.const import Status
+            from grpclib.exceptions import GRPCError
+
+            raise GRPCError(Status.UNAVAILABLE, "the server is stopping; retry against a running server")
+
+
 async def serve_grpc(
     handlers: Sequence[Any],
     host: str,
@@ -65,6 +84,7 @@ async def serve_grpc(
     most `max_concurrent_streams` streams open at once (front/stream_limit.py)."""
     server = StreamCappedServer([guard_servable(h, max_message_bytes) for h in handlers], codec=RequestCodec(),
                                 max_concurrent_streams=max_concurrent_streams)
+    closing = _Closing(server)  # listens first: a stopping server refuses before checking tokens
     if auth_token:
         _require_token(server, auth_token, auth_metadata_key)
     await trio_asyncio.aio_as_trio(server.start)(host, port, ssl=ssl_context)
@@ -78,5 +98,6 @@ async def serve_grpc(
             await stopping.wait()
     finally:
         with trio.CancelScope(shield=True):
+            closing.closed = True
             server.close()
             await trio_asyncio.aio_as_trio(server.wait_closed)()

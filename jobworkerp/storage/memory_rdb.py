@@ -13,7 +13,7 @@ from typing import TypeVar, cast
 
 import trio
 
-from jobworkerp.errors import AlreadyExists, InvalidArgument, Unavailable
+from jobworkerp.errors import AlreadyExists, InvalidArgument, StorageClosed
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.rdb import DEFAULT_CHANNEL
 
@@ -70,7 +70,7 @@ class MemoryRepository:
     async def _op(self, fn: Callable[[], T]) -> T:
         await trio.lowlevel.checkpoint()
         if not self._open:
-            raise Unavailable("repository is closed")
+            raise StorageClosed("repository is closed")
         return fn()
 
     async def open(self) -> None:

@@ -36,7 +36,7 @@ import trio_mysql.cursors
 from trio_mysql.constants import CLIENT, SERVER_STATUS
 
 from jobworkerp.config import Config
-from jobworkerp.errors import Unavailable
+from jobworkerp.errors import StorageClosed
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -377,10 +377,10 @@ class MysqlPool:
         connection is then idle and clean, unless a transaction is open, which check-in sees.
         """
         if not self._open:
-            raise Unavailable(f"{self.params.describe()}: repository is closed")
+            raise StorageClosed(f"{self.params.describe()}: repository is closed")
         async with self._slots:
             if not self._open:
-                raise Unavailable(f"{self.params.describe()}: repository is closed")
+                raise StorageClosed(f"{self.params.describe()}: repository is closed")
             pooled = await self._checkout()
             session = Session(pooled)
             self.in_use += 1

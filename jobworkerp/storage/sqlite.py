@@ -27,7 +27,7 @@ from typing import Any, TypeVar, cast
 import sqlite_utils
 import trio
 
-from jobworkerp.errors import AlreadyExists, Unavailable
+from jobworkerp.errors import AlreadyExists, StorageClosed, Unavailable
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.migrations import pending
 from jobworkerp.storage.rows import (
@@ -226,7 +226,7 @@ class SqliteRepository:
         def call() -> T:
             db = self._db
             if db is None:
-                raise Unavailable(f"sqlite repository {self._path!r} is not open")
+                raise StorageClosed(f"sqlite repository {self._path!r} is not open")
             try:
                 return fn(db)
             except sqlite3.Error as err:

@@ -13,7 +13,9 @@ import pytest
 import trio
 
 from jobworkerp.clock import now_ms
+from jobworkerp.errors import StorageClosed
 from jobworkerp.lifecycle.placement import channel_of
+from jobworkerp.lifecycle.transitions import TRANSITION_LIMIT_S
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.queue import Ticket
 from tests.worker.harness import System, running_system
@@ -528,3 +530,24 @@ async def test_a_stale_queue_copy_handed_back_after_its_holder_died_does_not_run
     assert runs == [b"attempt-1"], "a stale copy ran"
     assert result.data.retried == 1 and [r.data.retried for r in results] == [1]
     assert left == [None, None, set()]
+
+
+async def test_a_transition_on_closed_storage_gives_up_instead_of_waiting_it_out(autojump_clock: Any) -> None:
+    """Storage this process has closed (it is stopping) does not come back: a transition that
+    meets it fails at once instead of retrying with backoff for TRANSITION_LIMIT_S, which kept
+    a stopping server up past its supervisor's patience (soak seed 829754)."""
+    async with running_system() as s:
+        life, repo = s.app.lifecycle, s.app.storage.repo
+        w = await s.worker("closing", **STORE_ALL)
+        worker = await s.app.workers.get(w.value)
+        job = data.Job(id=data.JobId(value=9_401), data=data.JobData(worker_id=w, args=b"x"))
+        result = life.result_of(job, worker, SUCCESS, [b"x+"], now_ms())
+        await repo.aclose()
+        started = trio.current_time()
+        try:
+            with pytest.raises(StorageClosed):
+                await life.finish(result, worker, delete_row=True)
+            waited = trio.current_time() - started
+        finally:
+            await repo.open()
+    assert waited < TRANSITION_LIMIT_S / 10, f"waited {waited:.1f} s (virtual) for storage that was closed"
