@@ -18,6 +18,7 @@ any exception there as UNKNOWN. Two hooks keep that from happening:
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 from grpclib.const import Handler, Status
 from grpclib.encoding.proto import ProtoCodec
 from grpclib.exceptions import GRPCError
+from h2.exceptions import StreamClosedError
 
 from jobworkerp.descriptors import check_message_bytes
 from jobworkerp.front.message_limit import refuse_oversized
@@ -104,7 +106,14 @@ def _guard(handler: Handler, max_message_bytes: int) -> Handler:
 
     async def guarded(stream: Any) -> None:
         refuse_oversized(stream, max_message_bytes, name)
-        await func(_RequestStream(stream, name, unary))
+        try:
+            await func(_RequestStream(stream, name, unary))
+        except StreamClosedError:
+            # The client went away (connection lost, stream reset) just as the answer was
+            # sent: h2 refuses the write before grpclib's cancellation reaches the handler.
+            # grpclib expects CancelledError for a client gone and logs anything else as
+            # "ERROR Failed to handle cancellation" (seen in CI under load).
+            raise asyncio.CancelledError() from None
 
     return handler._replace(func=guarded)
 
