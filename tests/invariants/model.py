@@ -137,13 +137,20 @@ class Ledger:
         stop = float("inf") if end is None else end
         return any(r.start <= stop and (r.end is None or r.end >= start) for r in self.restarts)
 
+    # A restart is recorded when the harness decides on it (`start`), and the signal lands some
+    # time before `end` (the stop goes through a thread, and the new process starts after it): a
+    # job sent after `start` may still have been accepted by the process then killed — soak seed
+    # 305084 flagged such a job, lost with its memory queue, as vanished. So "stopped after the
+    # job was sent" means the restart had not finished by then.
+
     def killed_after(self, start: float, before: float | None) -> bool:
-        """A SIGKILL between `start` and `before` (None: any time later)."""
+        """A SIGKILL that may have landed between `start` and `before` (None: any time later)."""
         limit = float("inf") if before is None else before
-        return any(r.kill and start <= r.start <= limit for r in self.restarts)
+        return any(r.kill and (r.end is None or r.end >= start) and r.start <= limit for r in self.restarts)
 
     def stopped_after(self, start: float) -> bool:
-        return any(r.start >= start for r in self.restarts)
+        """A stop or kill that may have landed after `start`."""
+        return any(r.end is None or r.end >= start for r in self.restarts)
 
 
 @dataclass
