@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import pytest
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError
 
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
-from jobworkerp.testing.server import Client, ServerProcess, connect, run
+from jobworkerp.testing.server import ServerProcess, connect, run
+from tests.e2e.refusals import status_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,15 +21,6 @@ def worker(name: str = "w", **kwargs) -> data.WorkerData:
     return data.WorkerData(name=name, **fields)
 
 
-def status_of(port: int, call: Callable[[Client], Awaitable[object]]) -> tuple[Status, str]:
-    """Run `call` against the server and return the gRPC status it failed with."""
-    async def scenario() -> None:
-        async with connect(port) as c:
-            await call(c)
-
-    with pytest.raises(GRPCError) as info:
-        run(scenario())
-    return info.value.status, info.value.message or ""
 
 
 @pytest.mark.parametrize(

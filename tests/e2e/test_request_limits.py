@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError
 
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
@@ -16,6 +15,7 @@ from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.testing.server import Client, ServerProcess, connect, run
 from tests.chaos.protowire import LEN, MB, record
 from tests.chaos.raw_grpc import Method, RawBody, Reply, call_raw, raw_channel, served_methods
+from tests.e2e.refusals import status_of
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -30,18 +30,10 @@ def worker(name: str, next_workers: list[int] | None = None, **kwargs: object) -
                            next_workers=[data.WorkerId(value=n) for n in next_workers or []], **kwargs)
 
 
-def refusal(port: int, call: Callable[[Client], Awaitable[object]]) -> tuple[Status, str]:
-    async def scenario() -> None:
-        async with connect(port) as c:
-            await call(c)
-
-    with pytest.raises(GRPCError) as info:
-        run(scenario())
-    return info.value.status, info.value.message or ""
 
 
 def invalid(port: int, call: Callable[[Client], Awaitable[object]], field: str) -> str:
-    status, message = refusal(port, call)
+    status, message = status_of(port, call)
     assert status == Status.INVALID_ARGUMENT and message.startswith(field), (status, message)
     return message
 

@@ -3,17 +3,17 @@ to the host (runners/policy.py). Standalone: the checks do not depend on the sto
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError
 
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.testing.server import Client, ServerProcess, connect, run
+from tests.e2e.refusals import status_of
 from tests.runners.conftest import CI_DOCKER_SOCKET, TEST_IMAGE, docker_unavailable, find_docker_host
 
 pytestmark = pytest.mark.timeout(120)
@@ -58,15 +58,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, dirs: dict[str, Path]) -> I
     assert proc.stop() == 0, proc.log()
 
 
-def refusal(port: int, call: Callable[[Client], Awaitable[object]]) -> tuple[Status, str]:
-    """The gRPC status and message `call` is refused with."""
-    async def scenario() -> None:
-        async with connect(port) as c:
-            await call(c)
-
-    with pytest.raises(GRPCError) as info:
-        run(scenario())
-    return info.value.status, info.value.message or ""
 
 
 def docker_worker(name: str, settings: runner_pb.DockerRunnerSettings = BUSYBOX) -> data.WorkerData:
@@ -91,7 +82,8 @@ def test_bind_outside_the_allowlist_is_refused_at_worker_create(server: ServerPr
     for i, host_path in enumerate([dirs["outside"], dirs["allowed"] / "escape", dirs["allowed"] / ".." / "outside",
                                    Path("/")]):
         settings = runner_pb.DockerRunnerSettings(from_image="local/busybox", tag="test", volumes=[f"{host_path}:/h"])
-        status, message = refusal(server.port, lambda c, s=settings, i=i: c.worker.create(docker_worker(f"bad{i}", s)))
+        status, message = status_of(server.port,
+                                    lambda c, s=settings, i=i: c.worker.create(docker_worker(f"bad{i}", s)))
         assert status == Status.INVALID_ARGUMENT
         assert message.startswith("runner_settings.volumes[0]: bind mount of host path"), message
 
@@ -101,7 +93,7 @@ def test_bind_outside_the_allowlist_is_refused_at_enqueue(server: ServerProcess,
     for volumes in ([f"{dirs['outside']}:/host:ro"], ["/scratch", "/:/host"],
                     [f"{CI_DOCKER_SOCKET}:/var/run/docker.sock"], ["someones-volume:/v"]):
         args = bytes(runner_pb.DockerArgs(cmd=["cat", "/host/marker"], volumes=volumes))
-        status, message = refusal(server.port,
+        status, message = status_of(server.port,
                                   lambda c, a=args: c.job.enqueue(svc.JobRequest(worker_name="docker-binds", args=a)))
         assert status == Status.INVALID_ARGUMENT
         assert message.startswith(f"args.volumes[{len(volumes) - 1}]: "), message
@@ -123,11 +115,11 @@ def test_bind_inside_the_allowlist_works(server: ServerProcess, dirs: dict[str, 
 
 def test_image_outside_the_allowlist_is_refused(server: ServerProcess) -> None:
     settings = runner_pb.DockerRunnerSettings(from_image="busybox", tag="latest")
-    status, message = refusal(server.port, lambda c: c.worker.create(docker_worker("docker-hub", settings)))
+    status, message = status_of(server.port, lambda c: c.worker.create(docker_worker("docker-hub", settings)))
     assert status == Status.INVALID_ARGUMENT and message.startswith("runner_settings.from_image: image"), message
     run(_create(server.port, docker_worker("docker-images")))
     args = bytes(runner_pb.DockerArgs(image="alpine:3", cmd=["true"]))
-    status, message = refusal(server.port,
+    status, message = status_of(server.port,
                               lambda c: c.job.enqueue(svc.JobRequest(worker_name="docker-images", args=args)))
     assert status == Status.INVALID_ARGUMENT and message.startswith("args.image: image 'alpine:3'"), message
 
@@ -148,7 +140,7 @@ def test_containers_run_with_the_memory_and_pids_limits(server: ServerProcess) -
 # --- COMMAND ------------------------------------------------------------------------------------------
 
 def test_command_off_the_allowlist_is_refused_and_listed_one_runs(server: ServerProcess) -> None:
-    status, message = refusal(server.port, lambda c: c.worker.create(command_worker("cat", "cat")))
+    status, message = status_of(server.port, lambda c: c.worker.create(command_worker("cat", "cat")))
     assert status == Status.INVALID_ARGUMENT
     assert message.startswith("runner_settings.name: 'cat' is not an allowed executable"), message
 
@@ -193,7 +185,7 @@ def test_workers_stored_before_the_policy_are_refused_after_it(tmp_path: Path) -
             ("old-cat", bytes(runner_pb.CommandArgs(args=["/etc/hostname"])), "worker.runner_settings.name",
              "'cat' is not an allowed executable"),
         ]:
-            status, message = refusal(after.port, lambda c, w=worker_name, a=args: c.job.enqueue(
+            status, message = status_of(after.port, lambda c, w=worker_name, a=args: c.job.enqueue(
                 svc.JobRequest(worker_name=w, args=a)))
             assert status == Status.INVALID_ARGUMENT and message.startswith(f"{field}: {text}"), message
 
@@ -201,9 +193,9 @@ def test_workers_stored_before_the_policy_are_refused_after_it(tmp_path: Path) -
             stored = await c.worker.find_by_name(svc.WorkerNameRequest(name="old-cat"))
             await c.worker.update(stored.data)
 
-        status, message = refusal(after.port, update_cat)
+        status, message = status_of(after.port, update_cat)
         assert status == Status.INVALID_ARGUMENT and message.startswith("runner_settings.name: 'cat'"), message
-        status, message = refusal(after.port, lambda c: c.worker.create(docker_worker("new-docker")))
+        status, message = status_of(after.port, lambda c: c.worker.create(docker_worker("new-docker")))
         assert status == Status.INVALID_ARGUMENT and message.startswith("runner_id: runner DOCKER is disabled"), message
     finally:
         assert after.stop() == 0, after.log()
