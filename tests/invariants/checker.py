@@ -72,6 +72,7 @@ DELETE_SETTLE_S = 60.0
 ORPHAN_SWEEP_S = 30.0
 PAGE = 500
 _JOB_IN_MESSAGE = re.compile(r"job (\d+)")
+_ERROR_ID = re.compile(r"error id ([0-9a-f]+)")  # how an INTERNAL answer names its line in the server log
 _WITHIN_IN_MESSAGE = re.compile(r"no result within (\d+) ms")
 DEBUG = os.environ.get("JWTEST_DEBUG") == "1"  # print why quiescence is not reached yet
 
@@ -113,6 +114,22 @@ class Checker:
 
     def flag(self, invariant: int, kind: str, subject: str, detail: str, job_id: int | None = None) -> None:
         self.violations.append(Violation(invariant, kind, subject, detail, job_id))
+
+    def _injected(self, error: str) -> bool:
+        """Whether a failed call failed on an injected fault. An unexpected error is answered
+        INTERNAL with only an error id (the exception stays in the server log), so the log line
+        with that id is read: its traceback names InjectedFault when the fault was ours."""
+        if "injected fault" in error:
+            return True
+        match = _ERROR_ID.search(error)
+        if match is None:
+            return False
+        try:
+            log = self.driver.server.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+        at = log.find(f"error id {match.group(1)}")
+        return at >= 0 and "InjectedFault" in log[at:at + 20_000].split("\n20", 1)[0]
 
     # --- looking at the server -------------------------------------------------------------
     async def observe(self, *, results: bool = True) -> Observation:
@@ -455,7 +472,7 @@ class Checker:
             self.flag(1, "waiter-unanswered", f"j{record.ref}({record.worker_sym} {record.action} DIRECT)",
                       "the DIRECT enqueue never returned")
         elif call.error and call.error.startswith(("transport", "UNAVAILABLE", "UNKNOWN", "INTERNAL")):
-            injected = "injected fault" in call.error  # the storage failed on purpose: refusing is right
+            injected = self._injected(call.error)  # the storage failed on purpose: refusing is right
             if not injected and not self.ledger.restarted_during(call.sent_at, call.done_at):
                 self.flag(1, "enqueue-failed", f"j{record.ref}({record.worker_sym} {record.action})",
                           f"enqueue failed without a restart: {call.error}")
@@ -655,7 +672,7 @@ class Checker:
         try:
             reply = await self.driver.call(lambda c: c.job.enqueue(request, timeout=CALL_TIMEOUT_S))
         except GRPCError as e:
-            if "injected fault" in (e.message or ""):  # a fault the sequence armed and never used up
+            if self._injected(e.message or ""):  # a fault the sequence armed and never used up
                 return False if not last else await self._probe_once(probe, key, live_holders, when, request,
                                                                       obs, last=True)
             if e.status != Status.ALREADY_EXISTS or live_holders:
