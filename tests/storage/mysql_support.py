@@ -43,7 +43,8 @@ def socket_path() -> str:
     return os.environ.get("JWTEST_MYSQL_SOCKET", "/run/mysqld/mysqld.sock")
 
 
-async def _try_connect(params: MysqlParams) -> None:
+async def try_connect(params: MysqlParams) -> None:
+    """Open a one-connection pool with `params`, run one query, close it."""
     pool = MysqlPool(params, 1)
     pool.open()
     try:
@@ -57,7 +58,7 @@ async def _probe_server() -> MysqlParams | str:
     """Connection settings that log in, or the failure message for the tests."""
     tcp = _tcp_params()
     try:
-        await _try_connect(tcp)
+        await try_connect(tcp)
         return tcp
     except (trio_mysql.err.MySQLError, trio.TooSlowError, OSError) as err:
         tcp_error = err
@@ -65,7 +66,7 @@ async def _probe_server() -> MysqlParams | str:
     if code in _ACCESS_DENIED and await trio.Path(socket_path()).exists():
         via_socket = replace(tcp, unix_socket=socket_path())
         try:
-            await _try_connect(via_socket)
+            await try_connect(via_socket)
             return via_socket
         except (trio_mysql.err.MySQLError, trio.TooSlowError, OSError) as err:
             return f"MariaDB refused {tcp.user!r} over TCP ({tcp_error}) and over {socket_path()} ({err})"

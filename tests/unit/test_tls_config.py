@@ -15,8 +15,9 @@ import trio
 from jobworkerp.aio import open_redis
 from jobworkerp.config import ConfigError, load_config
 from jobworkerp.front.tls import server_ssl_context
-from jobworkerp.storage.mysql_pool import MysqlParams, MysqlPool, MysqlTls
+from jobworkerp.storage.mysql_pool import MysqlParams, MysqlTls
 from tests.certs import Pki, make_pki
+from tests.storage.mysql_support import try_connect
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -121,13 +122,7 @@ def test_mysql_without_tls_is_refused_when_tls_is_asked_for(pki: Pki) -> None:
     import trio_mysql
 
     async def attempt() -> None:
-        pool = MysqlPool(MysqlParams(tls=MysqlTls(str(pki.ca_cert)), connect_timeout=5), 1)
-        pool.open()
-        try:
-            async with pool.session() as session:
-                await session.fetch_one("SELECT 1")
-        finally:
-            await pool.aclose()
+        await try_connect(MysqlParams(tls=MysqlTls(str(pki.ca_cert)), connect_timeout=5))
 
     with pytest.raises(trio_mysql.err.OperationalError, match="does not offer TLS"):
         trio.run(attempt)
