@@ -52,3 +52,37 @@ async def test_removed_job_is_never_popped() -> None:
     assert await q.remove(1) is None
     assert await q.length("c") == 1
     assert (await q.pop("c")).job_id == 2
+
+
+async def test_length_counts_each_queued_job_once() -> None:
+    """The count JOB_QUEUE_MAX_LENGTH compares with follows removes, re-pushes (a job moved to
+    another channel or pushed again while queued), pops, releases and drains."""
+    q = MemoryJobQueue()
+    for i in range(1, 5):
+        await q.push("c", job(i))
+    await q.remove(2)
+    await q.push("c", job(3))  # again while queued: still one job
+    await q.push("d", job(4))  # moved to another channel
+    assert (await q.length("c"), await q.length("d")) == (2, 1)
+    assert (await q.pop("c")).job_id == 1
+    assert await q.length("c") == 1
+    await q.release(1)
+    assert await q.length("c") == 2
+    assert [t.job_id for t in await q.drain_volatile()] == [1, 3, 4]
+    assert (await q.length("c"), await q.length("d")) == (0, 0)
+
+
+async def test_a_queued_job_comes_back_with_every_field() -> None:
+    """Queued jobs are kept packed into plain tuples; a field the packing forgot (say, one added
+    to JobData) would be silently dropped, so every field of Job and JobData is set here."""
+    full = data.Job(id=data.JobId(value=9), data=data.JobData(
+        worker_id=data.WorkerId(value=4), args=b"\x00\xff", uniq_key="u", enqueue_time=11, grabbed_until_time=12,
+        run_after_time=13, retried=2, priority=data.Priority.HIGH, timeout=14))
+    assert {f.name for f in data.Job.__dataclass_fields__.values()} == {"id", "data"}
+    assert all(getattr(full.data, name) not in (None, 0, b"", "")
+               for name in data.JobData.__dataclass_fields__)
+    q = MemoryJobQueue()
+    await q.push("c", Ticket(full, backed=True, queue_type=int(data.QueueType.WITH_BACKUP)))
+    found = await q.find(9)
+    popped = await q.pop("c")
+    assert found == popped == Ticket(full, backed=True, queue_type=int(data.QueueType.WITH_BACKUP))
