@@ -18,6 +18,7 @@ import sys
 
 import trio
 
+from jobworkerp.cli.heap import settle_heap
 from jobworkerp.cli.logs import setup_logging
 from jobworkerp.config import Config, ConfigError, load_config
 
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jobworkerp: configuration error: {e}", file=sys.stderr)
         return 2
     setup_logging(config, args.mode)
+    settle_heap()  # after check_mode imported jobworkerp.app, i.e. what a server runs on
     trio.run(_serve_until_signal, config, args.mode)
     return 0
 
