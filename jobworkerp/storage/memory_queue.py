@@ -25,8 +25,8 @@ _PRIORITIES = (data.Priority.HIGH, data.Priority.MEDIUM, data.Priority.LOW)
 
 
 # (job id, worker id, args, uniq_key, enqueue_time, grabbed_until_time, run_after_time, retried,
-#  priority, timeout, backed, queue_type)
-_Packed = tuple[int, "int | None", bytes, "str | None", int, "int | None", int, int, int, int, bool, int]
+#  priority, timeout, backed, queue_type, redelivered)
+_Packed = tuple[int, "int | None", bytes, "str | None", int, "int | None", int, int, int, int, bool, int, bool]
 
 
 def _pack(ticket: Ticket) -> _Packed:
@@ -34,16 +34,17 @@ def _pack(ticket: Ticket) -> _Packed:
     d = job.data or data.JobData()
     return (job.id.value if job.id else 0, d.worker_id.value if d.worker_id else None, d.args, d.uniq_key,
             d.enqueue_time, d.grabbed_until_time, d.run_after_time, d.retried, int(d.priority), d.timeout,
-            ticket.backed, ticket.queue_type)
+            ticket.backed, ticket.queue_type, ticket.redelivered)
 
 
 def _unpack(p: _Packed) -> Ticket:
     job_id, worker_id, args, uniq_key, enqueue_time, grabbed_until, run_after, retried, priority, timeout, \
-        backed, queue_type = p
+        backed, queue_type, redelivered = p
     return Ticket(data.Job(id=data.JobId(value=job_id), data=data.JobData(
         worker_id=None if worker_id is None else data.WorkerId(value=worker_id), args=args, uniq_key=uniq_key,
         enqueue_time=enqueue_time, grabbed_until_time=grabbed_until, run_after_time=run_after, retried=retried,
-        priority=data.Priority(priority), timeout=timeout)), backed=backed, queue_type=queue_type)
+        priority=data.Priority(priority), timeout=timeout)),
+        backed=backed, queue_type=queue_type, redelivered=redelivered)
 
 
 class _Channel:

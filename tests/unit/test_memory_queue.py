@@ -81,8 +81,10 @@ async def test_a_queued_job_comes_back_with_every_field() -> None:
     assert {f.name for f in data.Job.__dataclass_fields__.values()} == {"id", "data"}
     assert all(getattr(full.data, name) not in (None, 0, b"", "")
                for name in data.JobData.__dataclass_fields__)
+    ticket = Ticket(full, backed=True, queue_type=int(data.QueueType.WITH_BACKUP), redelivered=True)
+    assert {f for f in Ticket.__dataclass_fields__} == {"job", "backed", "queue_type", "redelivered"}
     q = MemoryJobQueue()
-    await q.push("c", Ticket(full, backed=True, queue_type=int(data.QueueType.WITH_BACKUP)))
+    await q.push("c", ticket)
     found = await q.find(9)
     popped = await q.pop("c")
-    assert found == popped == Ticket(full, backed=True, queue_type=int(data.QueueType.WITH_BACKUP))
+    assert found == popped == ticket
