@@ -32,6 +32,7 @@ _RETRY_TYPES = {int(v) for v in data.RetryType}
 # Standalone accepts must not be refused by Scalable storage, and a name is no place for megabytes.
 NAME_MAX_CHARS = 128
 CHANNEL_MAX_CHARS = 32
+NAME_CACHE_MAX = 10_000  # worker names remembered for enqueue by name (only names of stored workers)
 # lifecycle/retry.py computes interval * basis**retried before max_interval caps it, so the power
 # must stay a finite float (e**709.78 is the largest) for every retry, even a capped one.
 _EXPONENT_LIMIT = math.log(sys.float_info.max) - 1.0
@@ -91,6 +92,9 @@ class Workers:
         # Cached workers and when each entry expires (trio time). Writes and other processes'
         # change events drop entries at once; the expiry bounds staleness if an event is missed.
         self._by_id: dict[int, tuple[data.Worker, float]] = {}
+        # Enqueue by worker_name is the common call: name -> id, so it is served by the cache
+        # above instead of a database read per job (invalidated with the id's entry).
+        self._id_by_name: dict[str, int] = {}
         # Bumped by every change: a read that started before a change must not cache what it
         # read after the change dropped the cache (it would stay stale for a whole TTL).
         self._generation = 0
@@ -219,6 +223,8 @@ class Workers:
         """Drop cached views of a worker (after a local write, or another process's)."""
         self._generation += 1
         self._by_id.pop(worker_id, None)
+        for name in [n for n, i in self._id_by_name.items() if i == worker_id]:
+            del self._id_by_name[name]
         self._ids_by_channel = None
 
     async def _changed(self, worker_id: int) -> None:
@@ -255,7 +261,24 @@ class Workers:
         return worker
 
     async def find_by_name(self, name: str) -> data.Worker | None:
-        return await self._repo.find_worker_by_name(name)
+        """Cached like `get`: a name seen before resolves through its id's cache entry (checked
+        to still carry that name, so a rename that slipped past invalidation reads again)."""
+        worker_id = self._id_by_name.get(name)
+        if worker_id is not None:
+            cached = self._by_id.get(worker_id)
+            if cached is not None and cached[1] > trio.current_time() and cached[0].data is not None \
+                    and cached[0].data.name == name:
+                return cached[0]
+        generation = self._generation
+        worker = await self._repo.find_worker_by_name(name)
+        if worker is None or worker.id is None:
+            self._id_by_name.pop(name, None)
+        elif generation == self._generation:
+            if len(self._id_by_name) >= NAME_CACHE_MAX:  # names clients made up must not grow it forever
+                self._id_by_name.clear()
+            self._id_by_name[name] = worker.id.value
+            self._by_id[worker.id.value] = (worker, trio.current_time() + self._config.worker_cache_ttl_s)
+        return worker
 
     async def list(self, limit: int | None, offset: int | None) -> list[data.Worker]:
         return await self._repo.list_workers(*page(limit, offset))

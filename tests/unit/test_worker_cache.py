@@ -75,3 +75,26 @@ async def test_a_read_that_races_a_change_does_not_cache_the_old_definition(auto
                                          data=data.WorkerData(name="b", runner_id=data.RunnerId(value=1))))
         go.set()
     assert (await workers.get(worker_id)).data.name == "b"
+
+
+async def test_names_follow_renames_deletes_and_recreation(autojump_clock) -> None:
+    """Enqueue by worker_name is served from the cache: a renamed worker's old name stops
+    resolving at once, and a name deleted and created again resolves to the new worker."""
+    workers, repo = await make()
+    worker_id = await workers.create(data.WorkerData(name="a", runner_id=data.RunnerId(value=1)))
+    assert (await workers.find_by_name("a")).id.value == worker_id
+    await workers.update(data.Worker(id=data.WorkerId(value=worker_id),
+                                     data=data.WorkerData(name="b", runner_id=data.RunnerId(value=1))))
+    assert await workers.find_by_name("a") is None
+    assert (await workers.find_by_name("b")).id.value == worker_id
+    assert await workers.delete(worker_id)
+    assert await workers.find_by_name("b") is None
+    again = await workers.create(data.WorkerData(name="b", runner_id=data.RunnerId(value=1)))
+    assert again != worker_id and (await workers.find_by_name("b")).id.value == again
+    # Renamed elsewhere with the change event lost: once the id's entry is read again it no
+    # longer carries the name asked for, so the name is looked up again, not answered wrongly.
+    await repo.update_worker(again, data.WorkerData(name="c", runner_id=data.RunnerId(value=1)))
+    await trio.sleep(load_config({}).worker_cache_ttl_s + 1)
+    assert (await workers.get(again)).data.name == "c"
+    assert await workers.find_by_name("b") is None
+    assert (await workers.find_by_name("c")).id.value == again
