@@ -102,12 +102,10 @@ class Jobs:
         return await self._enqueue_to(worker, req)
 
     async def enqueue_batch(self, reqs: Sequence[JobRequest]) -> builtins.list[int | Exception]:
-        """Accept many jobs, one after another in request order: per item its job id or the error
-        the single Enqueue would have raised (bulk.py says what differs and why)."""
-        batch = Batch(self._workers, self._config.job_enqueue_batch_max_items, len(reqs))
-        for req in reqs:
-            await batch.run(req, self._refuse_if_stopping, self._enqueue_to)
-        return batch.outcomes
+        """Accept many jobs: per item, in request order, its job id or the error the single
+        Enqueue would have raised (usecase/bulk.py says what differs and why)."""
+        batch = Batch(self._workers, self._config.job_enqueue_batch_max_items, reqs)
+        return await batch.run(self._refuse_if_stopping, self._enqueue_to)
 
     async def _enqueue_to(self, worker: data.Worker, req: JobRequest) -> tuple[int, data.JobResult | None]:
         self._workers.check_args(worker, req.args)
