@@ -34,7 +34,9 @@ betterproto2.check_compiler_version(_COMPILER_VERSION)
 class EnqueueBatchRequest(betterproto2.Message):
     items: "list[_service__.JobRequest]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
-    Accepted in this order; at most JOB_ENQUEUE_BATCH_MAX_ITEMS items per call.
+    At most JOB_ENQUEUE_BATCH_MAX_ITEMS items per call (a larger batch is refused whole with
+    RESOURCE_EXHAUSTED). Items with the same uniq_key are placed in this order; others may be
+    placed concurrently, as concurrent Enqueue calls would be.
     """
 
 
@@ -105,9 +107,9 @@ class BulkJobServiceStub(betterproto2_grpclib.ServiceStub):
         metadata: "MetadataLike | None" = None,
     ) -> "EnqueueBatchResponse":
         """
-        Enqueue many jobs in one call. Every item gets its own answer; a refused item does not
-        affect the others. Items of DIRECT workers are refused (INVALID_ARGUMENT): a batch cannot
-        wait for each result; use JobService.Enqueue for them.
+        Enqueue many jobs in one call. Every item gets its own answer, in item order; a refused
+        item does not affect the others. Items of DIRECT workers are refused (INVALID_ARGUMENT): a
+        batch cannot wait for each result; use JobService.Enqueue for them.
         """
 
         return await self._unary_unary(
@@ -127,9 +129,9 @@ from .. import service as _service__
 class BulkJobServiceBase(betterproto2_grpclib.ServiceBase):
     async def enqueue_batch(self, message: "EnqueueBatchRequest") -> "EnqueueBatchResponse":
         """
-        Enqueue many jobs in one call. Every item gets its own answer; a refused item does not
-        affect the others. Items of DIRECT workers are refused (INVALID_ARGUMENT): a batch cannot
-        wait for each result; use JobService.Enqueue for them.
+        Enqueue many jobs in one call. Every item gets its own answer, in item order; a refused
+        item does not affect the others. Items of DIRECT workers are refused (INVALID_ARGUMENT): a
+        batch cannot wait for each result; use JobService.Enqueue for them.
         """
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
