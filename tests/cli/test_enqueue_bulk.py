@@ -16,7 +16,8 @@ pytestmark = pytest.mark.timeout(90)
 
 LINES = [
     {"worker": "bulk-cli", "args": {"args": ["one"]}},
-    {"worker": "bulk-cli", "args": {"args": ["two"]}, "priority": "high", "uniq_key": "bulk-cli-k", "timeout": 0},
+    {"worker": "bulk-cli", "args": {"args": ["two"]}, "priority": "high", "uniq_key": "bulk-cli-k", "timeout": 0,
+     "run_after_time": 600000},  # waits ten minutes, holding its key
     {"worker": "bulk-cli", "args": {"args": ["dup"]}, "uniq_key": "bulk-cli-k"},
     {"worker": "bulk-cli", "args": {"nope": 1}},
     {"worker": "bulk-cli-direct", "args": {"args": ["x"]}},
@@ -54,15 +55,16 @@ def test_a_jsonl_file_gives_one_line_per_job_and_a_summary(cli: Cli, tmp_path: P
     assert errors[7]["code"] == "NOT_SENT" and "no-such-worker" in errors[7]["message"]
     assert errors[9]["code"] == "NOT_SENT" and errors[9]["message"].startswith("colour: unknown key")
     assert errors[10]["code"] == "NOT_SENT" and "not valid JSON" in errors[10]["message"]
-    # The accepted jobs run: line 1's result is stored (--store-success); line 8 waits ten minutes.
+    # The accepted jobs run: line 1's result is stored (--store-success); lines 3 and 8 wait.
     results = cli("--json", "job-result", "list-by-job-id", "-j", ok[1]).ok().json_lines()
     for _ in range(100):
         if results:
             break
         results = cli("--json", "job-result", "list-by-job-id", "-j", ok[1]).ok().json_lines()
     assert results and results[0]["status"] == "SUCCESS", results
-    assert cli("--json", "job", "find", "-i", ok[8]).ok().json()["id"] == ok[8]
-    cli("job", "delete", "-i", ok[8]).ok()
+    for line in (3, 8):
+        assert cli("--json", "job", "find", "-i", ok[line]).ok().json()["id"] == ok[line]
+        cli("job", "delete", "-i", ok[line]).ok()
 
 
 def test_stdin_and_text_output(cli: Cli) -> None:

@@ -4,6 +4,7 @@ like to the v0.7 services. Against a real server in both storage modes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -49,7 +50,8 @@ def test_mixed_batch_answers_per_item_in_order_and_the_good_jobs_run(server: Ser
             items = [
                 _item("bulk-echo", "first"),
                 _item("no-such-worker", "x"),
-                _item("bulk-echo", "keyed", uniq_key="bulk-k1"),
+                # Due in 2 s, so it still holds its key when the next item is placed.
+                _item("bulk-echo", "keyed", uniq_key="bulk-k1", run_after_time=int(time.time() * 1000) + 2000),
                 _item("bulk-echo", "again", uniq_key="bulk-k1"),          # the earlier item holds the key
                 svc.JobRequest(worker_name="bulk-echo", args=b"\xff\xff"),  # not a CommandArgs
                 _item("bulk-direct", "x"),
@@ -84,6 +86,31 @@ def test_mixed_batch_answers_per_item_in_order_and_the_good_jobs_run(server: Ser
     assert errors[7][0] == Status.INVALID_ARGUMENT and errors[7][1].startswith("items[7].timeout:")
     assert errors[8][0] == Status.INVALID_ARGUMENT and errors[8][1].startswith("items[8].worker:")
     assert outputs == [b"first\n", b"keyed\n", b"by-id\n", b"last\n"]
+
+
+def test_items_sharing_a_uniq_key_resolve_in_item_order_among_many(server: ServerProcess) -> None:
+    """Items are placed concurrently, but the first item with a key takes it, as in sequential calls."""
+    async def scenario() -> ext.EnqueueBatchResponse:
+        async with connect(server.port) as c:
+            await c.worker.create(_echo("bulk-many", data.ResponseType.NO_RESULT))
+            later = int(time.time() * 1000) + 600_000  # the key's holder waits, so it keeps the key
+            items = [_item("bulk-many", str(i)) if i % 10 != 3 else
+                     _item("bulk-many", str(i), uniq_key="bulk-shared", run_after_time=later) for i in range(300)]
+            reply = await c.bulk.enqueue_batch(ext.EnqueueBatchRequest(items=items))
+            for result in reply.results[3::10]:
+                if result.id is not None:
+                    await c.job.delete(result.id)
+            return reply
+
+    reply = run(scenario())
+    outcomes = [_outcome(r) for r in reply.results]
+    keyed = [i for i in range(300) if i % 10 == 3]
+    assert isinstance(outcomes[keyed[0]], int)
+    for i in keyed[1:]:
+        assert outcomes[i] == (Status.ALREADY_EXISTS, f"items[{i}]: uniq_key 'bulk-shared' is taken by job "
+                                                      f"{outcomes[keyed[0]]}")
+    ids = [o for o in outcomes if isinstance(o, int)]
+    assert len(ids) == len(set(ids)) == 300 - len(keyed) + 1 == reply.accepted
 
 
 def test_an_empty_batch_is_answered_with_no_items(server: ServerProcess) -> None:
