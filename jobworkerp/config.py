@@ -138,6 +138,10 @@ class Config:
     # A channel whose queue holds this many jobs refuses new ones with RESOURCE_EXHAUSTED
     # (beyond upstream; approximate, see usecase/queue_limit.py); 0 = no limit.
     job_queue_max_length: int = 100_000
+    # Items one BulkJobService.EnqueueBatch call may carry (beyond upstream; usecase/bulk.py); a
+    # larger batch is refused whole with RESOURCE_EXHAUSTED. 1000: a batch is answered only once
+    # all its items are placed, so this bounds how long one call holds its connection's answer.
+    job_enqueue_batch_max_items: int = 1000
     # A request message longer than this is refused with RESOURCE_EXHAUSTED from its length
     # prefix, before it is read (beyond upstream; front/message_limit.py). 8 MiB: room for the
     # 4 MB job args clients send, far from the gigabytes one unchecked 300 MB request cost.
@@ -513,6 +517,7 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         listen_stream_max_buffered_bytes=_get(env, "LISTEN_STREAM_MAX_BUFFERED_BYTES", pos_int, 64 * 1024 * 1024),
         runner_host_max_rss_mb=_get(env, "RUNNER_HOST_MAX_RSS_MB", nonneg_int, 4096),
         job_queue_max_length=_get(env, "JOB_QUEUE_MAX_LENGTH", nonneg_int, 100_000),
+        job_enqueue_batch_max_items=_get(env, "JOB_ENQUEUE_BATCH_MAX_ITEMS", pos_int, 1000),
         shutdown_grace_ms=_get(env, "SHUTDOWN_GRACE_MS", nonneg_int, 20_000),
         job_default_timeout_ms=_get(env, "JOB_DEFAULT_TIMEOUT_MS", job_timeout, DEFAULT_JOB_TIMEOUT_MS),
         runners_enabled=_get(env, "RUNNERS_ENABLED", _parse_runner_names, None),

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from grpclib.client import Channel
 
+from jobworkerp.proto.jobworkerp import ext
 from jobworkerp.proto.jobworkerp import service as svc
 
 T = TypeVar("T")
@@ -111,7 +112,7 @@ class ServerProcess:
 
 @dataclass
 class Client:
-    """The six service stubs over one HTTP/2 connection."""
+    """The six service stubs and the bulk extension's over one HTTP/2 connection."""
 
     channel: Channel
     runner: svc.RunnerServiceStub
@@ -120,6 +121,7 @@ class Client:
     job_result: svc.JobResultServiceStub
     job_status: svc.JobStatusServiceStub
     job_restore: svc.JobRestoreServiceStub
+    bulk: ext.BulkJobServiceStub
 
 
 @asynccontextmanager
@@ -136,6 +138,7 @@ async def connect(port: int, ssl: SSLContext | None = None) -> AsyncIterator[Cli
             svc.JobResultServiceStub(channel),
             svc.JobStatusServiceStub(channel),
             svc.JobRestoreServiceStub(channel),
+            ext.BulkJobServiceStub(channel),
         )
     finally:
         channel.close()

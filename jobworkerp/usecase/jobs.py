@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import logging
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 
 import trio
 
@@ -25,6 +25,7 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.service import JobRequest
 from jobworkerp.storage import Storage
 from jobworkerp.storage.pubsub import JobResultWaiter
+from jobworkerp.usecase.bulk import Batch
 from jobworkerp.usecase.paging import page
 from jobworkerp.usecase.queue_limit import QueueLimit
 from jobworkerp.usecase.workers import Workers
@@ -90,11 +91,23 @@ class Jobs:
             ),
         )
 
-    async def enqueue(self, req: JobRequest) -> tuple[int, data.JobResult | None]:
-        """Accept a job; for DIRECT workers also wait for and return its result."""
+    def _refuse_if_stopping(self) -> None:
         if self.stopping.is_set():
             raise Unavailable("the server is stopping and accepts no new jobs; retry against a running server")
+
+    async def enqueue(self, req: JobRequest) -> tuple[int, data.JobResult | None]:
+        """Accept a job; for DIRECT workers also wait for and return its result."""
+        self._refuse_if_stopping()
         worker = await self._workers.resolve(req.worker_id, req.worker_name)
+        return await self._enqueue_to(worker, req)
+
+    async def enqueue_batch(self, reqs: Sequence[JobRequest]) -> builtins.list[int | Exception]:
+        """Accept many jobs: per item, in request order, its job id or the error the single
+        Enqueue would have raised (usecase/bulk.py says what differs and why)."""
+        batch = Batch(self._workers, self._config.job_enqueue_batch_max_items, reqs)
+        return await batch.run(self._refuse_if_stopping, self._enqueue_to)
+
+    async def _enqueue_to(self, worker: data.Worker, req: JobRequest) -> tuple[int, data.JobResult | None]:
         self._workers.check_args(worker, req.args)
         job = self._build_job(req, worker)
         if worker.data.response_type == data.ResponseType.DIRECT and job.data.run_after_time > 0:

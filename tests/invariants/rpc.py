@@ -20,12 +20,14 @@ CALL_TIMEOUT_S = 15.0  # control-plane calls; waiting calls pass their own
 
 
 def _client_for(port: int) -> Client:
+    from jobworkerp.proto.jobworkerp import ext
     from jobworkerp.proto.jobworkerp import service as svc
 
     channel = Channel("127.0.0.1", port)
     return Client(channel, svc.RunnerServiceStub(channel), svc.WorkerServiceStub(channel),
                   svc.JobServiceStub(channel), svc.JobResultServiceStub(channel),
-                  svc.JobStatusServiceStub(channel), svc.JobRestoreServiceStub(channel))
+                  svc.JobStatusServiceStub(channel), svc.JobRestoreServiceStub(channel),
+                  ext.BulkJobServiceStub(channel))
 
 
 async def _collect(stream: AsyncIterator[T]) -> list[T]:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from grpclib.client import Channel
 
+    from jobworkerp.proto.jobworkerp import ext
     from jobworkerp.proto.jobworkerp import service as svc
 
 AUTH_METADATA_KEY = "jobworkerp-auth"
@@ -103,6 +104,7 @@ class Services:
     job: svc.JobServiceStub
     job_result: svc.JobResultServiceStub
     job_status: svc.JobStatusServiceStub
+    bulk: ext.BulkJobServiceStub
 
 
 @asynccontextmanager
@@ -111,6 +113,7 @@ async def open_services(address: Address, timeout_ms: int | None, auth_token: st
     """Connect lazily (grpclib dials on the first call) and close the connection on exit."""
     from grpclib.client import Channel
 
+    from jobworkerp.proto.jobworkerp import ext
     from jobworkerp.proto.jobworkerp import service as svc
 
     channel = Channel(address.host, address.port, ssl=client_ssl_context(address, tls_files or TlsFiles()))
@@ -126,6 +129,7 @@ async def open_services(address: Address, timeout_ms: int | None, auth_token: st
             svc.JobServiceStub(channel, **options),
             svc.JobResultServiceStub(channel, **options),
             svc.JobStatusServiceStub(channel, **options),
+            ext.BulkJobServiceStub(channel, **options),
         )
     finally:
         channel.close()

@@ -156,12 +156,24 @@ def _enqueue_options(p: argparse.ArgumentParser) -> None:
                         "one hour unless set)")
 
 
+def _bulk_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--file", required=True, metavar="FILE",
+                   help="JSON lines, one job each: {\"worker\": ID_OR_NAME, \"args\": {...}, \"priority\": \"high\", "
+                        "\"run_after_time\": MS, \"uniq_key\": \"...\", \"timeout\": MS} (all but worker optional); "
+                        "- reads stdin")
+    p.add_argument("-b", "--batch-size", type=v.positive_count, default=500, metavar="N",
+                   help="jobs per EnqueueBatch call (default 500; the server refuses more than its "
+                        "JOB_ENQUEUE_BATCH_MAX_ITEMS, 1000 unless set)")
+
+
 def _job_group(groups: argparse._SubParsersAction) -> None:
     p = groups.add_parser("job", help="jobs: enqueue work to a worker, inspect or delete queued jobs",
                           description="Jobs run once on a worker (or periodically on a periodic worker).")
     g = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     m = "jobworkerp.cli.client.cmd_job"
     _command(g, "enqueue", "enqueue a job; DIRECT workers print the result", f"{m}:enqueue", _enqueue_options)
+    _command(g, "enqueue-bulk", "enqueue the jobs of a JSON-lines file in batches; one line of output per job",
+             "jobworkerp.cli.client.cmd_bulk:enqueue_bulk", _bulk_options)
     _command(g, "find", "show one stored job (scheduled, periodic or backed-up)", f"{m}:find", _id("job"))
     _command(g, "list", "list stored jobs", f"{m}:list_", _paging)
     _command(g, "delete", "delete a job: dequeue it, stop a periodic one, cancel a running one",

@@ -47,6 +47,14 @@ def non_negative_int(text: str) -> int:
     return non_negative_ms(text)
 
 
+def positive_count(text: str) -> int:
+    """A count that must be at least 1, such as --batch-size."""
+    value = non_negative_ms(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def retry_basis(text: str) -> float:
     """The exponential growth factor; the server insists on >= 1.0."""
     try:

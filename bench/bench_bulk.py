@@ -1,0 +1,98 @@
+"""Enqueue throughput: BulkJobService.EnqueueBatch against one JobService.Enqueue per job.
+
+A fresh all-in-one server gets N no-op `hello` plugin jobs (NO_RESULT worker) three ways, on one
+HTTP/2 connection, and the time until every job id is back is measured (not the runs):
+- `single`: one Enqueue per job, one call at a time;
+- `single xC`: one Enqueue per job, C calls in flight;
+- `batch B`: EnqueueBatch calls of B jobs, one at a time.
+Between phases the server drains the jobs (no job status left), so each phase starts idle.
+
+Usage: python bench/bench_bulk.py [--jobs 10000] [--batch 500] [--callers 32] [--storage standalone|scalable]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bench_all_in_one import PLUGINS_DIR, create_worker, scratch_storage
+
+from jobworkerp.proto.jobworkerp import data, ext
+from jobworkerp.proto.jobworkerp import service as svc
+from jobworkerp.testing.server import Client, ServerProcess, connect
+
+
+async def drained(c: Client) -> None:
+    """Poll until no job has a status (the server has no event to wait on for this)."""
+    while True:
+        if not [s async for s in c.job_status.find_all(data.Empty())]:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def phase(c: Client, name: str, n: int, enqueue: Callable[[], Awaitable[int]]) -> None:
+    start = time.perf_counter()
+    accepted = await enqueue()
+    elapsed = time.perf_counter() - start
+    assert accepted == n, f"{name}: {accepted} of {n} accepted"
+    print(f"{name:>14}: {n} jobs in {elapsed:6.2f} s = {n / elapsed:8.0f} jobs/s")
+    await drained(c)
+
+
+async def main_async(args: argparse.Namespace, port: int) -> None:
+    async with connect(port) as c:
+        worker_id = await create_worker(c, "bulk", "hello", data.ResponseType.NO_RESULT)
+        job = svc.JobRequest(worker_id=worker_id, args=b"")
+
+        async def single() -> int:
+            for _ in range(args.jobs):
+                await c.job.enqueue(job)
+            return args.jobs
+
+        async def concurrent() -> int:
+            per_caller = args.jobs // args.callers
+
+            async def caller() -> None:
+                for _ in range(per_caller):
+                    await c.job.enqueue(job)
+
+            await asyncio.gather(*(caller() for _ in range(args.callers)))
+            return per_caller * args.callers
+
+        async def batches() -> int:
+            accepted = 0
+            for start in range(0, args.jobs, args.batch):
+                items = [job] * min(args.batch, args.jobs - start)
+                accepted += (await c.bulk.enqueue_batch(ext.EnqueueBatchRequest(items=items))).accepted
+            return accepted
+
+        await phase(c, "single", args.jobs, single)
+        await phase(c, f"single x{args.callers}", args.jobs // args.callers * args.callers, concurrent)
+        await phase(c, f"batch {args.batch}", args.jobs, batches)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--callers", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=2, help="WORKER_DEFAULT_CONCURRENCY of the server")
+    parser.add_argument("--storage", choices=["standalone", "scalable"], default="standalone")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, scratch_storage(args.storage) as storage_env:
+        server = ServerProcess(Path(tmp), {"WORKER_DEFAULT_CONCURRENCY": str(args.concurrency),
+                                           "PLUGINS_RUNNER_DIR": str(PLUGINS_DIR), "LOG_LEVEL": "WARN",
+                                           **storage_env}).start()
+        try:
+            print(f"storage: {args.storage}, channel concurrency {args.concurrency}")
+            asyncio.run(main_async(args, server.port))
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
