@@ -111,7 +111,7 @@ class ChannelWorker:
                     ticket = await queue.try_pop(self.name)
                     if ticket is None:
                         with self.slots.idle():
-                            ticket = await queue.pop(self.name)
+                            ticket = await queue.pop(self.name, found_empty=True)
                 except Exception as e:
                     if not is_outage(e):
                         raise  # a bug: the supervisor restarts this fetcher
