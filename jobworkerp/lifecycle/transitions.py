@@ -165,11 +165,18 @@ class JobLifecycle:
             where = Route.RDB_AND_QUEUE
         ticket = Ticket(job, backed=where is Route.RDB_AND_QUEUE, queue_type=queue_type)
         repo = self.storage.repo
+        pushed = False
         try:
             # The status first, so no place ever holds the job without it (confirmed for a new
             # job: once its enqueue is answered, a crash must not leave it without its status);
-            # a failure before the job is placed leaves a re-run's previous run untouched.
-            await self.storage.status.set(job.id.value, PENDING, confirm=new)
+            # a failure before the job is placed leaves a re-run's previous run untouched. A new
+            # job bound only for a queue has its status confirmed with the push's reply: the
+            # write goes out ahead of the push, so it still lands first.
+            confirm = None
+            if new and where is Route.QUEUE:
+                confirm = await self.storage.status.set_ahead(job.id.value, PENDING)
+            if confirm is None:
+                await self.storage.status.set(job.id.value, PENDING, confirm=new)
             if where.has_row:
                 jd.grabbed_until_time = 0
                 row = _backup_row(job) if where is Route.RDB_AND_QUEUE else job
@@ -179,9 +186,14 @@ class JobLifecycle:
                     await repo.upsert_job(row)
             if where.queued:
                 await self.storage.queue.push(channel_of(wd), ticket, ack=ack)
+                pushed = True
+            if confirm is not None:
+                await confirm()
         except BaseException:
             if new:  # refused as a whole: leave nothing of it behind (its caller gets the error)
                 with trio.CancelScope(shield=True):
+                    if pushed:  # queued, but its status write failed
+                        await self.storage.queue.remove(job.id.value)
                     await self.storage.status.delete(job.id.value)
                     if where.has_row:
                         await repo.delete_job(job.id.value)

@@ -110,7 +110,7 @@ class MemoryJobQueue:
     async def try_pop(self, channel: str) -> Ticket | None:
         return self._pop_nowait(channel)
 
-    async def pop(self, channel: str) -> Ticket:
+    async def pop(self, channel: str, *, found_empty: bool = False) -> Ticket:
         while True:
             ticket = self._pop_nowait(channel)
             if ticket is not None:

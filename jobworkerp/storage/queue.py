@@ -61,11 +61,12 @@ class JobQueue(Protocol):
         job this process popped — its previous run is acknowledged in the same step, so the
         acknowledgement can never hit the new copy (same id) once that is popped."""
 
-    async def pop(self, channel: str) -> Ticket:
+    async def pop(self, channel: str, *, found_empty: bool = False) -> Ticket:
         """Wait for and take the next job of the channel (highest priority, oldest first);
         it stays in flight for this process until `ack` or `release`. Cancel-safe: a cancelled
         pop leaves no job in flight. A job that came back from a dead process is handed out
-        `redelivered`."""
+        `redelivered`. `found_empty`: the caller's `try_pop` just found nothing, so a driver
+        whose look costs a round trip may wait for a push's wake-up before it looks again."""
 
     async def try_pop(self, channel: str) -> Ticket | None:
         """Take the next job of the channel if there is one, without waiting."""

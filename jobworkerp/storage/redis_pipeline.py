@@ -34,6 +34,16 @@ class _Pending:
         self.what = what  # set for fire-and-forget commands: named in the log when they fail
         self.script = script  # the Lua script an EVALSHA op runs, to reload it if Redis lost it
 
+    async def reply(self) -> Any:
+        """The command's reply once its round trip is done; its error is raised."""
+        await self.done.wait()
+        if isinstance(self.result, BaseException):
+            raise self.result
+        return self.result
+
+
+Reply = _Pending  # what `RedisPipeliner.submit` hands back
+
 
 class RedisPipeliner:
     def __init__(self, client: Any, max_batch: int = 512) -> None:
@@ -45,16 +55,24 @@ class RedisPipeliner:
 
     async def call(self, op: Op, *, script: Any = None) -> Any:
         """Run one command (in the next round trip) and return its reply; errors are raised."""
-        pending = _Pending(op, script=script)
-        if not self._running:
+        pending = self.submit(op, script=script)
+        if pending is None:
+            pending = _Pending(op, script=script)
             await self._execute([pending])
-        else:
-            self._queue.append(pending)
-            self._wake.set()
-            await pending.done.wait()
-        if isinstance(pending.result, BaseException):
-            raise pending.result
-        return pending.result
+        return await pending.reply()
+
+    def submit(self, op: Op, *, script: Any = None) -> Reply | None:
+        """Queue a command whose reply the caller reads later (`await reply.reply()`), without a
+        checkpoint: commands the caller queues before it awaits go out after it, in the same
+        round trip when they are queued before the flusher wakes. So a write that must be
+        confirmed but has to precede another command costs no round trip of its own. None when
+        no flusher runs (then `call`)."""
+        if not self._running:
+            return None
+        pending = _Pending(op, script=script)
+        self._queue.append(pending)
+        self._wake.set()
+        return pending
 
     def send(self, op: Op, what: str, *, script: Any = None) -> bool:
         """Queue a command whose reply nobody waits for (status updates, acks, publishes).

@@ -327,22 +327,29 @@ class RedisJobQueue:
         args = [k.queue_stem, ticket.job_id, channel, priority_rank(ticket.job), ticket.encode(), "1" if ack else "0"]
         await self._redis.script(self._push, keys, args)
 
-    async def pop(self, channel: str) -> Ticket:
+    async def pop(self, channel: str, *, found_empty: bool = False) -> Ticket:
         """Take the next job; wait on the channel's wake-up list while it is empty.
 
         Cancel-safe: the job moves only inside the POP script, and a pop cancelled while that script
         runs gives the job back (see `_take`); a cancelled BLPOP at worst swallows one token, which
         the bounded wait (poll_timeout_s) makes up for.
+
+        `found_empty` (a `try_pop` just came back empty) skips the first look, a POP round trip
+        that would find the same: a job pushed since left a wake-up token, so the BLPOP returns
+        at once, and one that another popper took needs no look.
         """
         lock = self._channel_locks.get(channel)
         if lock is None:
             lock = self._channel_locks[channel] = trio.Lock()
         wake = self.keys.wake(channel)
         async with lock:
+            look = not found_empty
             while True:
-                job = await self._take(channel)
-                if job is not None:
-                    return job
+                if look:
+                    job = await self._take(channel)
+                    if job is not None:
+                        return job
+                look = True
                 await call_asyncio(self._client.blpop, [wake], timeout=self.poll_timeout_s)
 
     async def try_pop(self, channel: str) -> Ticket | None:

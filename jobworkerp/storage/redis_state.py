@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.storage.job_status import Confirm
 from jobworkerp.storage.redis_pipeline import RedisPipeliner
 
 # Release a uniq_key only if this job still holds it (atomic check-and-delete of two hashes).
@@ -57,6 +58,11 @@ class RedisJobStatusStore:
         op = _hset(self.key, str(job_id), int(status))
         if confirm or not self._redis.send(op, f"job {job_id} status"):
             await self._redis.call(op)
+
+    async def set_ahead(self, job_id: int, status: data.JobStatus) -> Confirm | None:
+        # No checkpoint here: the write is queued before the caller's next command.
+        reply = self._redis.submit(_hset(self.key, str(job_id), int(status)))
+        return None if reply is None else reply.reply
 
     async def get(self, job_id: int) -> data.JobStatus | None:
         raw = await self._redis.call(lambda p: p.hget(self.key, str(job_id)))

@@ -52,6 +52,9 @@ class ChannelWorker:
         self._pool = pool
         self._worker_ids_on = worker_ids_on
         self.slots = Slots(channel.concurrency)
+        # Jobs that have run and are reporting (storing, settling) without a slot: as many as
+        # there are slots, so storage that is slow to take reports still holds the channel back.
+        self._reporting = trio.Semaphore(channel.concurrency)
         self._jobs: trio.Nursery | None = None
         self._fetch_scopes: set[trio.CancelScope] = set()
         self._stopped = False
@@ -89,10 +92,29 @@ class ChannelWorker:
         self._jobs.start_soon(self._run_one, active)
 
     async def _run_one(self, active: ActiveJob) -> None:
-        try:
-            await execute_job(self._ctx, self._pool, active)
-        finally:
+        """Run the job; its slot goes back once the run is over, while the job still reports.
+
+        The report is storage round trips (Scalable: the settle, after the status write the
+        run started with); holding the slot through them left the runner host idle for as
+        long, which halved a Scalable worker's throughput of short jobs."""
+        reporting = False
+
+        def ran() -> None:
+            nonlocal reporting
+            try:
+                self._reporting.acquire_nowait()
+            except trio.WouldBlock:
+                return  # as many jobs report already: this one keeps its slot until it has too
+            reporting = True
             self.slots.release()
+
+        try:
+            await execute_job(self._ctx, self._pool, active, ran)
+        finally:
+            if reporting:
+                self._reporting.release()
+            else:
+                self.slots.release()
 
     # --- fetchers ------------------------------------------------------------------------------
     async def _fetch_queue(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -111,7 +133,7 @@ class ChannelWorker:
                     ticket = await queue.try_pop(self.name)
                     if ticket is None:
                         with self.slots.idle():
-                            ticket = await queue.pop(self.name)
+                            ticket = await queue.pop(self.name, found_empty=True)
                 except Exception as e:
                     if not is_outage(e):
                         raise  # a bug: the supervisor restarts this fetcher

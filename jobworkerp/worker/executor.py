@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -160,11 +161,13 @@ async def _run_attempt(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob
     return outcome, start
 
 
-async def execute_job(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob) -> None:
+async def execute_job(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob,
+                      on_ran: Callable[[], None] = lambda: None) -> None:
     """Run one taken job to its report; never raises for a job failure.
 
     Cancelled (a hard stop) or failing outside the runner (storage), the job is released so it
-    runs again; the exception is logged, Cancelled re-raised.
+    runs again; the exception is logged, Cancelled re-raised. `on_ran` is called once the run is
+    over (its runner host is free again), before the report.
     """
     life = ctx.lifecycle
     try:
@@ -180,6 +183,7 @@ async def execute_job(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob)
             await life.let_go(active)
             return
         outcome, start = await _run_attempt(ctx, pool, active, worker)
+        on_ran()
         await _report(life, active, worker, outcome, start, now_ms())
         ctx.stumbles.forget(active.job_id)
     except BaseException as exc:

@@ -64,7 +64,8 @@ class FaultPlan:
 class _Proxy:
     """Forwards everything to the real driver except the faultable methods named in `faulty`."""
 
-    def __init__(self, real: Any, plan: FaultPlan, prefix: str, faulty: tuple[str, ...]) -> None:
+    def __init__(self, real: Any, plan: FaultPlan, prefix: str, faulty: dict[str, str]) -> None:
+        """`faulty`: method name -> the op (of FAULTABLE, without the prefix) that fails it."""
         self._real = real
         self._plan = plan
         self._prefix = prefix
@@ -74,7 +75,7 @@ class _Proxy:
         attr = getattr(self._real, name)
         if name not in self._faulty:
             return attr
-        plan, op = self._plan, f"{self._prefix}.{name}"
+        plan, op = self._plan, f"{self._prefix}.{self._faulty[name]}"
 
         async def faulty_call(*args: Any, **kwargs: Any) -> Any:
             plan.take(op)
@@ -87,9 +88,10 @@ def wrap_storage(storage: Any, plan: FaultPlan) -> Any:
     """The same bundle with queue / bus / status behind fault proxies (worker events untouched)."""
     return replace(
         storage,
-        queue=_Proxy(storage.queue, plan, "queue", ("pop", "ack")),
-        bus=_Proxy(storage.bus, plan, "bus", ("publish",)),
-        status=_Proxy(storage.status, plan, "status", ("set",)),
+        queue=_Proxy(storage.queue, plan, "queue", {"pop": "pop", "ack": "ack"}),
+        bus=_Proxy(storage.bus, plan, "bus", {"publish": "publish"}),
+        # A new queued job's status is written with set_ahead: the same fault covers both.
+        status=_Proxy(storage.status, plan, "status", {"set": "set", "set_ahead": "set"}),
     )
 
 

@@ -63,3 +63,42 @@ async def test_scripts_are_reloaded_after_redis_forgets_them(redis) -> None:
         await call_asyncio(client.script_flush)
         assert await pipeliner.script(script, [f"{prefix}s"], []) == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_a_status_written_ahead_of_a_push_shares_its_round_trip_and_lands_first(redis, monkeypatch) -> None:
+    """A new job's status (set_ahead) is confirmed by the push's round trip instead of one of its
+    own, and still reaches Redis before the push; a failed write is raised by its confirmation."""
+    from jobworkerp.proto.jobworkerp import data
+    from jobworkerp.storage.queue import Ticket
+    from jobworkerp.storage.redis_queue import RedisJobQueue
+    from jobworkerp.storage.redis_state import RedisJobStatusStore
+
+    client, prefix = redis
+    trips: list[int] = []
+    real = redis_pipeline.run_redis_pipeline
+
+    async def counting(c, ops):
+        trips.append(len(ops))
+        return await real(c, ops)
+
+    monkeypatch.setattr(redis_pipeline, "run_redis_pipeline", counting)
+    pipeliner = RedisPipeliner(client)
+    status = RedisJobStatusStore(client, prefix, pipeliner)
+    queue = RedisJobQueue(client, prefix=prefix, instance_id="i1", pipeliner=pipeliner)
+    job = data.Job(id=data.JobId(value=7), data=data.JobData(worker_id=data.WorkerId(value=1), args=b""))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeliner.run)
+        confirm = await status.set_ahead(7, data.JobStatus.PENDING)
+        assert confirm is not None
+        await queue.push("c", Ticket(job))
+        await confirm()
+        # One round trip carried both (a second one re-runs the push
+        # when Redis had lost its script: an earlier test flushed them).
+        assert trips[0] == 2
+        assert await status.get(7) == data.JobStatus.PENDING
+        await call_asyncio(client.set, status.key, "not a hash")
+        failed = await status.set_ahead(8, data.JobStatus.PENDING)
+        assert failed is not None
+        with pytest.raises(ResponseError):
+            await failed()
+        nursery.cancel_scope.cancel()

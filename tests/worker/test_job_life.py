@@ -170,6 +170,31 @@ async def test_a_due_job_waiting_behind_the_queue_fetcher_gets_the_next_slot(aut
     assert result.data.status == SUCCESS
 
 
+async def test_a_job_that_reports_slowly_leaves_its_slot_to_the_next_job(autojump_clock: Any) -> None:
+    """Concurrency 1: a job whose settle is held up has finished running, so the next queued job
+    runs in the slot meanwhile (a Scalable host idled through every settle round trip). Reporting
+    without a slot is bounded by the concurrency: the second job, finding the first still
+    reporting, keeps its slot until it has reported, so the third waits."""
+    async with running_system(WORKER_DEFAULT_CONCURRENCY="1") as s:
+        w = await s.worker("slow-report", **STORE_ALL)
+        settler, gate = s.app.storage.settler, trio.Event()
+        real_settle = settler.settle
+
+        async def held_settle(*args: Any, **kwargs: Any) -> None:
+            await gate.wait()
+            await real_settle(*args, **kwargs)
+
+        settler.settle = held_settle  # type: ignore[method-assign]
+        jobs = [await s.enqueue(w, f"j{i}".encode()) for i in range(3)]
+        await trio.sleep(5)
+        ran_while_held = [c.args for c in s.pool.calls]
+        gate.set()
+        results = [await s.listen(w, job_id) for job_id in jobs]
+    assert ran_while_held == [b"j0", b"j1"]
+    assert [r.data.status for r in results] == [SUCCESS] * 3
+    assert [c.args for c in s.pool.calls] == [b"j0", b"j1", b"j2"]
+
+
 async def test_a_busy_due_source_does_not_starve_the_queue(autojump_clock: Any) -> None:
     """Concurrency 1 with a due row always waiting (a fast periodic job): queued jobs still run."""
     async with running_system(WORKER_DEFAULT_CONCURRENCY="1", JOB_QUEUE_FETCH_INTERVAL="100") as s:
