@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Callable
 from importlib import metadata
@@ -46,8 +47,8 @@ DEFAULT_ARQ_PYTHON = cols.ROOT / ".venv-arq" / "bin" / "python"
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 s rows, short warm-ups: a smoke run of about a minute")
-    parser.add_argument("--seconds", type=float, help="measured seconds per row (default 10; --quick 2)")
+    parser.add_argument("--quick", action="store_true", help="1 s rows, short warm-ups: a smoke run")
+    parser.add_argument("--seconds", type=float, help="measured seconds per row (default 10; --quick 1)")
     parser.add_argument("--only", default=",".join(COLUMNS), help=f"columns, comma-separated: {','.join(COLUMNS)}")
     parser.add_argument("--callers", type=int, default=50, help="callers of the (a) 50-caller row")
     parser.add_argument("--sleep-callers", type=int, default=2 * SLEEP_CONCURRENCY, help="callers of row (c)")
@@ -57,8 +58,10 @@ def parse_args() -> argparse.Namespace:
                         help="interpreter with arq (arq pins redis<6, this project redis 8: `just bench-arq-venv`)")
     parser.add_argument("--json", type=Path, help="where to write the results (default: a file under .bench/)")
     args = parser.parse_args()
-    args.seconds = args.seconds or (2.0 if args.quick else 10.0)
-    args.warmup = 0.5 if args.quick else 2.0
+    args.seconds = args.seconds or (1.0 if args.quick else 10.0)
+    # At least twice as many jobs as callers are run in a warm-up, however short: every runner host
+    # or worker slot has started before the measured part.
+    args.warmup = 0.3 if args.quick else 2.0
     args.only = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = set(args.only) - set(COLUMNS)
     if unknown:
@@ -108,9 +111,8 @@ def _noop(start: cols.Start, opts: cols.Options, args: argparse.Namespace
 
 def _sleep(start: cols.Start, opts: cols.Options, args: argparse.Namespace
            ) -> tuple[dict[str, float], dict[str, Any]]:
-    # Longer warm-up: 100 runner hosts (or worker slots) start on first use.
     with start(opts, SLEEP_CONCURRENCY) as running:
-        load = Load("sleep", args.sleep_callers, args.seconds, max(args.warmup, 2.0), sample_memory=True)
+        load = Load("sleep", args.sleep_callers, args.seconds, args.warmup, sample_memory=True)
         result = measure(running, load, opts)
     values = {"sleep_100": result["jobs_per_s"], "rss_mb": result["rss_mb"], "pss_mb": result["pss_mb"]}
     return values, {"sleep_10ms_concurrency_100": result}
@@ -145,7 +147,9 @@ def main() -> None:
         for name in [c for c in COLUMNS if c in args.only]:
             print(f"... {COLUMNS[name]}", file=sys.stderr, flush=True)
             raw[name] = {}
+            began = time.monotonic()
             results[name] = run_column(name, opts, args, raw[name])
+            raw[name]["column_wall_s"] = time.monotonic() - began
         found = versions(opts)
     table = render(results, [c for c in COLUMNS if c in args.only])
     print(f"jobworkerp perf bench, {os.cpu_count()} CPUs, {args.seconds:g} s per row, "

@@ -28,6 +28,7 @@ BENCH = Path(__file__).resolve().parent.parent
 ROOT = BENCH.parent
 PLUGINS_DIR = ROOT / "plugins"
 START_TIMEOUT_S = 30.0
+STOP_GRACE_S = 3.0
 
 
 @dataclass
@@ -164,10 +165,12 @@ def _process(command: list[str], opts: Options, name: str,
 
 
 def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after a short grace: the measured part is over, and the peers' own
+    graceful shutdowns (waiting out consumer timeouts) would add seconds per column for nothing."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(15)
+            proc.wait(STOP_GRACE_S)
         except subprocess.TimeoutExpired:
             pass
     try:  # anything the worker left behind in its group (taskiq's and dramatiq's children)

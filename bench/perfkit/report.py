@@ -93,7 +93,7 @@ def render(results: dict[str, dict[str, Any]], columns: list[str]) -> str:
     lines.append("")
     lines.append("Ratios (the targets' terms):")
     for what, value, note in ratios(results):
-        shown = f"{value:.2f}" if value is not None else "n/a"
+        shown = (f"{value:.2f}" if value >= 0.1 else f"{value:.2g}") if value is not None else "n/a"
         lines.append(f"  {what.ljust(44)} {shown.rjust(8)}" + (f"  ({note})" if note else ""))
     if footnotes:
         lines.append("")
