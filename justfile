@@ -31,8 +31,17 @@ lint:
     ruff check .
     mypy
 
-# Benchmarks: DIRECT round trip and NO_RESULT throughput against a fresh all-in-one server
+# Performance table vs grpc echo, arq, dramatiq, taskiq (--quick, --only COLS, --seconds N, --json PATH; README: Performance)
 bench *ARGS:
+    python bench/perf.py {{ARGS}}
+
+# arq for `just bench`, in its own venv (.venv-arq): arq pins redis<6, this project redis 8.1.0
+bench-arq-venv:
+    test -x .venv-arq/bin/python || python3 -m venv .venv-arq
+    .venv-arq/bin/pip install -q 'arq==0.28.0'
+
+# DIRECT round trip and NO_RESULT throughput of one all-in-one server, per runner (hello, command)
+bench-all-in-one *ARGS:
     python bench/bench_all_in_one.py {{ARGS}}
 
 # Memory: server RSS over rounds of DIRECT / LISTEN_AFTER / NO_RESULT jobs (should level off)

@@ -16,7 +16,7 @@ from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.runners.docker_api import Engine
 from jobworkerp.runners.plugins import proto_messages
 from jobworkerp.testing.server import Client, ServerProcess, connect, run
-from plugins import hello
+from plugins import hello, sleep
 from tests.runners.conftest import BROKEN_PLUGIN_DIR, PLUGIN_DIRS, ROOT, find_docker_host
 from tests.runners.test_docker import wait_until_gone, wait_until_no_orphans
 
@@ -68,6 +68,7 @@ async def direct(c: Client, wd: data.WorkerData, args: bytes, timeout_ms: int | 
 
 HELLO_SETTINGS = proto_messages(hello.SETTINGS_PROTO).HelloRunnerSettings
 HELLO_ARGS = proto_messages(hello.ARGS_PROTO).HelloArgs
+SLEEP_ARGS = proto_messages(sleep.ARGS_PROTO).SleepArgs
 
 
 def faulty_args(action: str, arg: str = "") -> bytes:
@@ -111,6 +112,28 @@ def test_hello_runs_through_direct(server: ServerProcess) -> None:
     result = run(scenario())
     assert result.status == data.ResultStatus.SUCCESS
     assert result.output.items == [b"SUCCESS: arg=x"]
+
+
+def test_sleep_plugin_runs_a_job_and_its_timeout_ends_it(server: ServerProcess) -> None:
+    """The `sleep` plugin the benchmarks use: a short sleep succeeds with its output item, and a
+    sleep longer than the job's timeout is ended by the timeout (not left to run its course)."""
+    async def scenario() -> tuple[data.Runner, data.JobResultData, data.JobResultData]:
+        async with connect(server.port) as c:
+            sleep_runner = (await runners_by_name(c))["sleep"]
+            wd = data.WorkerData(name="sleep-direct", runner_id=sleep_runner.id, use_static=True)
+            done = await direct(c, wd, SLEEP_ARGS(ms=5).SerializeToString())
+            long_sleep = svc.JobRequest(worker_name="sleep-direct", args=SLEEP_ARGS(ms=600_000).SerializeToString(),
+                                        timeout=500)
+            cut = (await c.job.enqueue(long_sleep)).result
+            assert cut is not None
+            return sleep_runner, done, cut.data
+
+    runner, done, cut = run(scenario())
+    assert runner.data.runner_type == data.RunnerType.PLUGIN
+    assert "SleepArgs" in runner.data.job_args_proto
+    assert done.status == data.ResultStatus.SUCCESS
+    assert done.output.items == [b"slept 5 ms"]
+    assert cut.status in FAILED_ONCE and b"timed out" in cut.output.items[0]
 
 
 def test_a_segfaulting_plugin_job_fails_only_itself(server: ServerProcess) -> None:

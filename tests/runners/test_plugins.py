@@ -40,21 +40,24 @@ def found():
     return discover([str(d) for d in PLUGIN_DIRS], reserved_names=BUILTIN_NAMES, include_entry_points=False)
 
 
-def test_hello_and_faulty_are_discovered_with_their_protos(found) -> None:
+def test_hello_sleep_and_faulty_are_discovered_with_their_protos(found) -> None:
     by_name = {p.name: p for p in found.plugins}
-    assert set(by_name) == {"hello", "faulty"}
+    assert set(by_name) == {"hello", "sleep", "faulty"}
     assert found.problems == []
     hello = by_name["hello"]
     assert "HelloRunnerSettings" in hello.settings_proto and "HelloArgs" in hello.args_proto
     assert hello.settings_message == "hello.HelloRunnerSettings"
     assert hello.ref == f"plugin:{ROOT / 'plugins' / 'hello' / '__init__.py'}:HelloRunner"
+    sleep = by_name["sleep"]
+    assert "SleepArgs" in sleep.args_proto
+    assert sleep.ref == f"plugin:{ROOT / 'plugins' / 'sleep' / '__init__.py'}:SleepRunner"
 
 
 def test_broken_plugins_are_reported_and_skipped(tmp_path: Path) -> None:
     (tmp_path / "syntax_error.py").write_text("def broken(:\n    pass\n")
     result = discover([str(BROKEN_PLUGIN_DIR), str(tmp_path), str(tmp_path / "missing"), str(ROOT / "plugins")],
                       reserved_names=BUILTIN_NAMES, include_entry_points=False)
-    assert [p.name for p in result.plugins] == ["hello"]  # the good one still loads
+    assert [p.name for p in result.plugins] == ["hello", "sleep"]  # the good ones still load
     text = "\n".join(result.problems)
     assert "this plugin is broken on purpose" in text and "raises_on_import.py:3" in text
     assert "crashes_on_import.py: skipped: importing it ended with exit code 9" in text
@@ -66,16 +69,16 @@ def test_broken_plugins_are_reported_and_skipped(tmp_path: Path) -> None:
 
 
 def test_a_plugin_that_hangs_on_import_is_given_up() -> None:
-    # The good plugin must load within the same timeout (~0.3 s on an idle machine): keep it generous.
+    # The good plugins must load within the same timeout (~0.3 s on an idle machine): keep it generous.
     result = discover([str(HERE / "hanging_plugins"), str(ROOT / "plugins")], include_entry_points=False, timeout=6)
-    assert [p.name for p in result.plugins] == ["hello"]
+    assert [p.name for p in result.plugins] == ["hello", "sleep"]
     assert "took longer than 6 s" in result.problems[0]
 
 
 def test_duplicate_names_keep_the_first(tmp_path: Path) -> None:
     (tmp_path / "again.py").write_text((ROOT / "plugins" / "hello" / "__init__.py").read_text())
     result = discover([str(ROOT / "plugins"), str(tmp_path)], include_entry_points=False)
-    assert [p.source for p in result.plugins] == [str(ROOT / "plugins" / "hello")]
+    assert [p.source for p in result.plugins] == [str(ROOT / "plugins" / "hello"), str(ROOT / "plugins" / "sleep")]
     assert "already taken" in result.problems[0]
 
 

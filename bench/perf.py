@@ -1,0 +1,167 @@
+"""The performance bench (`just bench`): this server against a bare gRPC echo and three Python
+job queues, one table, with the ratios the performance targets are written in.
+
+Columns: this server Standalone (all-in-one) and Scalable (1 grpc-front + 1 worker on Redis +
+MariaDB, scratch database and key prefix); a bare grpclib echo server (one unary RPC per call:
+the ceiling of one RPC per job); arq, dramatiq (Redis broker + results middleware) and taskiq
+(taskiq-redis) on the same Redis, in their own database (--redis-db, flushed before and after).
+
+Rows, each measured for --seconds after a warm-up, every caller running one job after another:
+- (a) no-op jobs/s at 1 and at 50 callers. This server: a DIRECT worker on the `hello` plugin,
+  one Enqueue RPC per job that answers with the result; concurrency 50. Peers: their no-op task,
+  enqueued and its result awaited with their per-job API; worker concurrency 50.
+- CPU ms per no-op job at 50 callers: the servers' process trees (runner hosts, peer worker
+  processes) plus the client process, over the measured part. Redis and MariaDB are not counted.
+- round trip p50 / p99 at 1 caller (this server: the DIRECT Enqueue).
+- (c) 10 ms jobs/s at concurrency 100: the `sleep` plugin (ms=10) with WORKER_DEFAULT_CONCURRENCY=100,
+  the peers' async 10 ms sleep at concurrency 100; 2 callers per slot keep every slot busy.
+- RSS (and PSS) of the trees, the peak sampled during (c).
+
+Usage: python bench/perf.py [--quick] [--only standalone,echo,...] [--seconds 10] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from perfkit import columns as cols
+from perfkit.measure import Load, RowFailed, measure
+from perfkit.report import COLUMNS, PEERS, render
+
+NOOP_CONCURRENCY = 50
+SLEEP_CONCURRENCY = 100
+DEFAULT_ARQ_PYTHON = cols.ROOT / ".venv-arq" / "bin" / "python"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 s rows, short warm-ups: a smoke run")
+    parser.add_argument("--seconds", type=float, help="measured seconds per row (default 10; --quick 1)")
+    parser.add_argument("--only", default=",".join(COLUMNS), help=f"columns, comma-separated: {','.join(COLUMNS)}")
+    parser.add_argument("--callers", type=int, default=50, help="callers of the (a) 50-caller row")
+    parser.add_argument("--sleep-callers", type=int, default=2 * SLEEP_CONCURRENCY, help="callers of row (c)")
+    parser.add_argument("--poll-ms", type=float, default=5, help="result/queue poll interval of arq and taskiq")
+    parser.add_argument("--redis-db", type=int, default=13, help="Redis database of the peers (flushed)")
+    parser.add_argument("--arq-python", default=str(DEFAULT_ARQ_PYTHON),
+                        help="interpreter with arq (arq pins redis<6, this project redis 8: `just bench-arq-venv`)")
+    parser.add_argument("--json", type=Path, help="where to write the results (default: a file under .bench/)")
+    args = parser.parse_args()
+    args.seconds = args.seconds or (1.0 if args.quick else 10.0)
+    # At least twice as many jobs as callers are run in a warm-up, however short: every runner host
+    # or worker slot has started before the measured part.
+    args.warmup = 0.3 if args.quick else 2.0
+    args.only = [c.strip() for c in args.only.split(",") if c.strip()]
+    unknown = set(args.only) - set(COLUMNS)
+    if unknown:
+        parser.error(f"unknown columns: {', '.join(sorted(unknown))}")
+    return args
+
+
+def run_column(name: str, opts: cols.Options, args: argparse.Namespace, raw: dict[str, Any]) -> dict[str, Any]:
+    """Measure every row that applies to the column; a failure fills the rows it took down."""
+    if name in PEERS:
+        missing = cols.missing_peer(name, opts)
+        if missing:
+            return {row: f"{name}: {missing}" for row in ("noop_1", "noop_50", "cpu_ms", "p50_ms", "p99_ms",
+                                                          "sleep_100", "rss_mb", "pss_mb")}
+        start = cols.peer_column(name, opts)
+    else:
+        start = {"standalone": cols.standalone, "scalable": cols.scalable, "echo": cols.echo}[name]
+    out = _rows(("noop_1", "noop_50", "cpu_ms", "p50_ms", "p99_ms"), name, raw, lambda: _noop(start, opts, args))
+    if name != "echo":  # the echo server runs no jobs: (c) and memory at concurrency 100 do not apply
+        out.update(_rows(("sleep_100", "rss_mb", "pss_mb"), name, raw, lambda: _sleep(start, opts, args)))
+    return out
+
+
+def _rows(keys: tuple[str, ...], name: str, raw: dict[str, Any],
+          run: Callable[[], tuple[dict[str, float], dict[str, Any]]]) -> dict[str, Any]:
+    try:
+        values, details = run()
+        raw.update(details)
+        return values
+    except RowFailed as e:
+        reason = f"{name}: {e}"
+    except Exception as e:  # a column that cannot start must not end the whole bench
+        traceback.print_exc()
+        reason = f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+    return {k: reason for k in keys}
+
+
+def _noop(start: cols.Start, opts: cols.Options, args: argparse.Namespace
+          ) -> tuple[dict[str, float], dict[str, Any]]:
+    with start(opts, NOOP_CONCURRENCY) as running:
+        one = measure(running, Load("noop", 1, args.seconds, args.warmup), opts)
+        many = measure(running, Load("noop", args.callers, args.seconds, args.warmup), opts)
+    values = {"noop_1": one["jobs_per_s"], "noop_50": many["jobs_per_s"], "cpu_ms": many["cpu_ms_per_job"],
+              "p50_ms": one["p50_ms"], "p99_ms": one["p99_ms"]}
+    return values, {"noop_1_caller": one, f"noop_{args.callers}_callers": many}
+
+
+def _sleep(start: cols.Start, opts: cols.Options, args: argparse.Namespace
+           ) -> tuple[dict[str, float], dict[str, Any]]:
+    with start(opts, SLEEP_CONCURRENCY) as running:
+        load = Load("sleep", args.sleep_callers, args.seconds, args.warmup, sample_memory=True)
+        result = measure(running, load, opts)
+    values = {"sleep_100": result["jobs_per_s"], "rss_mb": result["rss_mb"], "pss_mb": result["pss_mb"]}
+    return values, {"sleep_10ms_concurrency_100": result}
+
+
+def versions(opts: cols.Options) -> dict[str, str]:
+    found: dict[str, str] = {"python": sys.version.split()[0]}
+    for dist in ("jobworkerp", "grpclib", "dramatiq", "taskiq", "taskiq-redis", "redis"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    probe = subprocess.run([opts.arq_python, "-c", "import importlib.metadata as m; print(m.version('arq'), "
+                            "m.version('redis'))"], capture_output=True, text=True) if Path(opts.arq_python).exists() \
+        else None
+    if probe is not None and probe.returncode == 0:
+        arq, redis = probe.stdout.split()
+        found["arq"], found["redis (arq venv)"] = arq, redis
+    else:
+        found["arq"] = "not installed"
+    return found
+
+
+def main() -> None:
+    args = parse_args()
+    started = datetime.datetime.now(datetime.UTC)
+    json_path: Path = args.json or cols.ROOT / ".bench" / f"perf-{started:%Y%m%d-%H%M%S}.json"
+    with tempfile.TemporaryDirectory(prefix="jw-perf-") as tmp:
+        opts = cols.Options(Path(tmp), args.redis_db, args.poll_ms, args.arq_python)
+        results: dict[str, dict[str, Any]] = {}
+        raw: dict[str, dict[str, Any]] = {}
+        for name in [c for c in COLUMNS if c in args.only]:
+            print(f"... {COLUMNS[name]}", file=sys.stderr, flush=True)
+            raw[name] = {}
+            began = time.monotonic()
+            results[name] = run_column(name, opts, args, raw[name])
+            raw[name]["column_wall_s"] = time.monotonic() - began
+        found = versions(opts)
+    table = render(results, [c for c in COLUMNS if c in args.only])
+    print(f"jobworkerp perf bench, {os.cpu_count()} CPUs, {args.seconds:g} s per row, "
+          f"{'--quick' if args.quick else 'full'} ({started:%Y-%m-%d %H:%M} UTC)")
+    print(table)
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in found.items()))
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"started": started.isoformat(), "cpus": os.cpu_count(),
+                                     "options": {k: str(v) for k, v in vars(args).items()},
+                                     "versions": found, "results": results, "details": raw}, indent=2))
+    print(f"JSON: {json_path}")
+
+
+if __name__ == "__main__":
+    main()
