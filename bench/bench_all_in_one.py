@@ -27,9 +27,10 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -125,14 +126,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="WORKER_DEFAULT_CONCURRENCY of the server")
     parser.add_argument("--runner", choices=["hello", "command", "both"], default="both")
     parser.add_argument("--storage", choices=["standalone", "scalable"], default="standalone")
-    args = parser.parse_args()
+    run_against_server(parser.parse_args(), main_async)
+
+
+def run_against_server(args: argparse.Namespace,
+                       body: Callable[[argparse.Namespace, int], Coroutine[Any, Any, None]]) -> None:
+    """Start a server as `args.storage` / `args.concurrency` say, run `body(args, port)`, stop it."""
     with tempfile.TemporaryDirectory() as tmp, scratch_storage(args.storage) as storage_env:
         server = ServerProcess(Path(tmp), {"WORKER_DEFAULT_CONCURRENCY": str(args.concurrency),
                                            "PLUGINS_RUNNER_DIR": str(PLUGINS_DIR), "LOG_LEVEL": "WARN",
                                            **storage_env}).start()
         try:
             print(f"storage: {args.storage}, channel concurrency {args.concurrency}")
-            asyncio.run(main_async(args, server.port))
+            asyncio.run(body(args, server.port))
         finally:
             server.stop()
 

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-from bench_all_in_one import PLUGINS_DIR, create_worker, scratch_storage
+from bench_all_in_one import create_worker, run_against_server
 
 from jobworkerp.proto.jobworkerp import data, ext
 from jobworkerp.proto.jobworkerp import service as svc
-from jobworkerp.testing.server import Client, ServerProcess, connect
+from jobworkerp.testing.server import Client, connect
 
 
 async def drained(c: Client) -> None:
@@ -82,16 +80,7 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=2, help="WORKER_DEFAULT_CONCURRENCY of the server")
     parser.add_argument("--storage", choices=["standalone", "scalable"], default="standalone")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, scratch_storage(args.storage) as storage_env:
-        server = ServerProcess(Path(tmp), {"WORKER_DEFAULT_CONCURRENCY": str(args.concurrency),
-                                           "PLUGINS_RUNNER_DIR": str(PLUGINS_DIR), "LOG_LEVEL": "WARN",
-                                           **storage_env}).start()
-        try:
-            print(f"storage: {args.storage}, channel concurrency {args.concurrency}")
-            asyncio.run(main_async(args, server.port))
-        finally:
-            server.stop()
+    run_against_server(parser.parse_args(), main_async)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from jobworkerp.storage.redis_pipeline import RedisPipeliner
 pytestmark = pytest.mark.timeout(30)
 
 
-async def test_concurrent_calls_share_round_trips_and_get_their_own_replies(redis, monkeypatch) -> None:
-    client, prefix = redis
+def count_round_trips(monkeypatch) -> list[int]:
+    """Record the size of every pipeline sent to Redis (one entry per round trip)."""
     trips: list[int] = []
     real = redis_pipeline.run_redis_pipeline
 
@@ -23,6 +23,12 @@ async def test_concurrent_calls_share_round_trips_and_get_their_own_replies(redi
         return await real(c, ops)
 
     monkeypatch.setattr(redis_pipeline, "run_redis_pipeline", counting)
+    return trips
+
+
+async def test_concurrent_calls_share_round_trips_and_get_their_own_replies(redis, monkeypatch) -> None:
+    client, prefix = redis
+    trips = count_round_trips(monkeypatch)
     pipeliner = RedisPipeliner(client)
     replies: dict[int, int] = {}
 
@@ -74,14 +80,7 @@ async def test_a_status_written_ahead_of_a_push_shares_its_round_trip_and_lands_
     from jobworkerp.storage.redis_state import RedisJobStatusStore
 
     client, prefix = redis
-    trips: list[int] = []
-    real = redis_pipeline.run_redis_pipeline
-
-    async def counting(c, ops):
-        trips.append(len(ops))
-        return await real(c, ops)
-
-    monkeypatch.setattr(redis_pipeline, "run_redis_pipeline", counting)
+    trips = count_round_trips(monkeypatch)
     pipeliner = RedisPipeliner(client)
     status = RedisJobStatusStore(client, prefix, pipeliner)
     queue = RedisJobQueue(client, prefix=prefix, instance_id="i1", pipeliner=pipeliner)
