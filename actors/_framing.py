@@ -11,7 +11,8 @@ import struct
 
 import cloudpickle
 
-__all__ = ["HEADER", "READY_PAYLOAD", "encode_frame", "encode_object", "write_all"]
+__all__ = ["CALL_ID", "HEADER", "READY_PAYLOAD", "SHARED_FLAG", "SHARED_REQUEST", "encode_frame", "encode_object",
+           "pickled", "write_all"]
 
 HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
@@ -19,15 +20,32 @@ HEADER_SIZE = HEADER.size
 # The host's first frame: it has finished its preload imports and can take calls.
 READY_PAYLOAD = b"actors-host-ready"
 
+# The host's first argument when it runs many calls at once, each on a thread of its own.
+SHARED_FLAG = "--shared"
+
+# A shared host's frames name their call outside the pickle, so a reply reaches its caller (and
+# a garbage reply fails only its own call) without unpickling it first. A request is the call id
+# and a kind byte, RUN (followed by the pickled call) or CANCEL (nothing follows); a reply is the
+# call id followed by the pickled reply.
+SHARED_REQUEST = struct.Struct(">Qc")
+RUN = b"R"
+CANCEL = b"C"
+CALL_ID = struct.Struct(">Q")
+
 
 def encode_frame(payload: bytes) -> bytes:
     """Prefix ``payload`` with its length, ready for a single write."""
     return HEADER.pack(len(payload)) + payload
 
 
+def pickled(obj: object) -> bytes:
+    """``obj`` pickled with cloudpickle (so lambdas and closures work)."""
+    return cloudpickle.dumps(obj, protocol=cloudpickle.DEFAULT_PROTOCOL)
+
+
 def encode_object(obj: object) -> bytes:
-    """Pickle ``obj`` with cloudpickle (so lambdas/closures work) and frame it."""
-    return encode_frame(cloudpickle.dumps(obj, protocol=cloudpickle.DEFAULT_PROTOCOL))
+    """Pickle ``obj`` with cloudpickle and frame it."""
+    return encode_frame(pickled(obj))
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -1,7 +1,7 @@
 """Parent-side handle of one runner host process.
 
 Owns the process, its three pipes and its process group: spawning, the ready
-handshake, one call at a time over the frame protocol, draining stderr into a
+handshake, the frame protocol, draining stderr into a
 tail buffer, and a shutdown that always kills the whole group, reaps the
 process and closes every pipe (trio 0.35's ``Process`` has no ``aclose``).
 """
@@ -79,7 +79,8 @@ def describe_exit(returncode: int | None) -> tuple[str, str | None]:
 
 
 class Host:
-    """One runner host process; at most one call in flight (the pool guarantees it)."""
+    """One runner host process: one call at a time when exclusive (the pool guarantees it),
+    many when shared (``_shared_host.py`` keeps their order on the pipe)."""
 
     def __init__(self, process: trio.Process, pool_name: str) -> None:
         assert process.stdin is not None and process.stdout is not None
@@ -260,11 +261,15 @@ class Host:
 
     async def call(self, frame: bytes) -> bytes:
         """Send one request frame and return the reply payload; HostEOF if it died."""
+        await self.send(frame)
+        return await self.read_frame()
+
+    async def send(self, frame: bytes) -> None:
+        """Write one frame; HostEOF if the host's end of the pipe is gone."""
         try:
             await self._stdin.send_all(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise HostEOF from None
-        return await self.read_frame()
 
     async def read_frame(self) -> bytes:
         """Read one frame's payload; HostEOF when the pipe closes first."""

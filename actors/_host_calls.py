@@ -1,8 +1,8 @@
 """Host side of one call: decode the request, run it, encode a reply that will load.
 
 Kept apart from the process plumbing in ``_host_main`` so the reply rules can
-be tested in-process. Every path returns a reply frame: whatever goes wrong,
-the parent must get an answer for its call rather than a hung pipe.
+be tested in-process. Every path returns a reply: whatever goes wrong, the
+parent must get an answer for its call rather than a hung pipe.
 """
 
 from __future__ import annotations
@@ -10,28 +10,51 @@ from __future__ import annotations
 import pickle
 import traceback
 
-import cloudpickle
 from tblib import pickling_support
 
-from actors._framing import encode_frame, encode_object
+from actors._framing import CALL_ID, encode_frame, pickled
+from actors.hosted import CallTable
 
-__all__ = ["serve_one"]
+__all__ = ["CallCancelled", "serve_one", "serve_shared"]
+
+
+class CallCancelled(Exception):
+    """The parent cancelled the call before a thread of the shared host began it."""
 
 
 def serve_one(request: bytes) -> bytes:
-    """Run the call in ``request`` and return the framed ``(call_id, ok, value)`` reply."""
-    call_id: int | None = None
+    """Run the call in ``request`` (an exclusive host's) and return the framed
+    ``(call_id, ok, value)`` reply."""
+    return encode_frame(_serve(request, None, None))
+
+
+def serve_shared(call_id: int, request: bytes | memoryview, calls: CallTable) -> bytes:
+    """Run call ``call_id`` of a shared host, registered in ``calls`` while it runs so a cancel
+    request reaches its hooks (:mod:`actors.hosted`); returns the framed reply, led by the id."""
+    return encode_frame(CALL_ID.pack(call_id) + _serve(request, call_id, calls))
+
+
+def _serve(request: bytes | memoryview, shared_id: int | None, calls: CallTable | None) -> bytes:
+    """The pickled reply to the call in ``request``."""
+    call_id: int | None = shared_id
     try:
         call_id, fn, args, kwargs = pickle.loads(request)
     except BaseException as exc:  # e.g. the function's module is not importable here
-        # call_id None means "the call you sent": the host runs one call at a time.
+        # call_id None means "the call you sent": an exclusive host runs one call at a time,
+        # and a shared host's reply carries the id outside the pickle anyway.
         return _error_reply(call_id, _as_exception(exc), "could not decode the call")
+    if calls is not None and shared_id is not None:
+        if not calls.begin(shared_id):
+            return _error_reply(call_id, CallCancelled("cancelled before it began"), None)
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:  # report everything; the host itself keeps serving
         return _error_reply(call_id, _as_exception(exc), None)
+    finally:
+        if calls is not None and shared_id is not None:
+            calls.end(shared_id)
     try:
-        return encode_object((call_id, True, value))
+        return pickled((call_id, True, value))
     except Exception as exc:
         name = getattr(fn, "__qualname__", repr(fn))
         error = pickle.PicklingError(f"the result of {name}() could not be pickled for the caller: {exc!r}")
@@ -53,7 +76,7 @@ def _as_exception(exc: BaseException) -> BaseException:
 
 
 def _error_reply(call_id: int | None, exc: BaseException, context: str | None) -> bytes:
-    """Encode ``exc`` with its traceback; fall back to a text copy if it won't round-trip.
+    """Pickle ``exc`` with its traceback; fall back to a text copy if it won't round-trip.
 
     Exceptions with custom ``__init__`` signatures or unpicklable attributes are
     common; the parent must still get the type name, message and remote
@@ -63,11 +86,11 @@ def _error_reply(call_id: int | None, exc: BaseException, context: str | None) -
         exc.add_note(f"runner host: {context}")
     pickling_support.install(exc)  # classes defined after start-up need registering
     try:
-        payload = cloudpickle.dumps((call_id, False, exc), protocol=cloudpickle.DEFAULT_PROTOCOL)
+        payload = pickled((call_id, False, exc))
         pickle.loads(payload)
-        return encode_frame(payload)  # already pickled: don't pickle twice
+        return payload
     except Exception as pickling_error:
-        return encode_object((call_id, False, _text_copy(exc, pickling_error)))
+        return pickled((call_id, False, _text_copy(exc, pickling_error)))
 
 
 def _text_copy(exc: BaseException, pickling_error: Exception) -> RuntimeError:

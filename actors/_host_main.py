@@ -1,9 +1,11 @@
 """Entry point of a runner host process: ``python -m actors._host_main [preload ...]``, started
 isolated by :func:`actors.isolation.python_command` (which has already set up ``sys.path``).
 
-The host serves calls from its parent pool over stdin/stdout frames, one at a
-time. It deliberately imports neither trio nor the parent's application code
-(only what the pickled calls and the preload list need), so it starts fast.
+The host serves calls from its parent pool over stdin/stdout frames: one at a
+time (an exclusive host), or, started with ``--shared``, many at once, each on a
+thread of its own, with cancel requests between them (:mod:`actors.hosted`).
+It deliberately imports neither trio nor the parent's application code (only
+what the pickled calls and the preload list need), so it starts fast.
 
 Host-local state (module globals of imported modules) survives between calls;
 applications rely on that to keep per-host caches.
@@ -48,6 +50,42 @@ def _read_frame(reader: BinaryIO, header: struct.Struct) -> bytes | None:
     return payload
 
 
+# Threads of a shared host. Its calls are bounded by the pool's callers (a channel's slots);
+# beyond this many at once, calls wait for a thread.
+SHARED_THREADS_MAX = 1024
+
+
+def _serve_shared(reader: BinaryIO, proto_out: int) -> int:
+    """Read requests and run each call on a pool thread; replies go out whole, under a lock."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from actors import _framing
+    from actors._host_calls import serve_shared
+    from actors.hosted import current_calls
+
+    calls = current_calls()
+    write_lock = threading.Lock()
+    head = _framing.SHARED_REQUEST
+
+    def run(call_id: int, request: bytes) -> None:
+        reply = serve_shared(call_id, memoryview(request)[head.size:], calls)
+        with write_lock:
+            _framing.write_all(proto_out, reply)
+
+    threads = ThreadPoolExecutor(SHARED_THREADS_MAX, thread_name_prefix="call")
+    while True:
+        request = _read_frame(reader, _framing.HEADER)
+        if request is None:
+            # The parent is gone or done with us: calls still running have no one to answer.
+            os._exit(0)
+        call_id, kind = head.unpack_from(request)
+        if kind == _framing.CANCEL:
+            calls.cancel(call_id)
+        else:
+            threads.submit(run, call_id, request)
+
+
 def main(argv: list[str]) -> int:
     """Set up the host, report ready, then serve calls until stdin closes."""
     proto_in, proto_out = _take_protocol_fds()
@@ -68,11 +106,14 @@ def main(argv: list[str]) -> int:
     from actors._host_calls import serve_one
 
     pickling_support.install()
-    for module_name in argv:
+    shared = bool(argv) and argv[0] == _framing.SHARED_FLAG
+    for module_name in argv[1:] if shared else argv:
         importlib.import_module(module_name)
 
     _framing.write_all(proto_out, _framing.encode_frame(_framing.READY_PAYLOAD))
     with open(proto_in, "rb", buffering=1 << 16) as reader:
+        if shared:
+            return _serve_shared(reader, proto_out)
         while True:
             request = _read_frame(reader, _framing.HEADER)
             if request is None:

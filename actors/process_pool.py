@@ -12,6 +12,11 @@ Design, driven by the hot path (thousands of small calls per second):
   way the slot is handed to a background task that waits for the old process
   to be reaped (never more than ``size`` processes) and spawns a replacement,
   backing off when hosts keep dying during start-up.
+* Besides its ``size`` exclusive hosts, the pool has one *shared* host for
+  :meth:`ProcessPool.run_shared`: calls that mostly wait on something outside
+  Python (a child process, a socket) run there at once, each on a thread of the
+  host, with cancels sent as requests (``_shared_host.py``). It is spawned on
+  first use and replaced when it dies or is retired.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import trio
 
 from actors import _framing
 from actors._host import Host, HostCrashed, HostEOF
+from actors._shared_host import SharedHost
 from actors.isolation import NEUTRAL_CWD, python_command, python_environment
 
 __all__ = ["HostCrashed", "ProcessPool", "open_process_pool"]
@@ -39,6 +45,8 @@ logger = logging.getLogger("actors.process_pool")
 
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
+# How long a cancelled call of the shared host may take to stop before the host is retired.
+CANCEL_GRACE_SECONDS = 5.0
 # How often a pool with a memory limit looks at its hosts' resident memory.
 RSS_POLL_SECONDS = 0.25
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -83,7 +91,11 @@ class ProcessPool:
     ``max_rss_mb`` kills a host whose resident memory — its own plus that of the processes
     it started, e.g. a command a call runs (Linux) — passes that many MiB: its call fails
     with :class:`HostCrashed` naming the limit as ``max_rss_name``, and the next call gets
-    a fresh host.
+    a fresh host. (The shared host's calls all fail with it.)
+
+    :meth:`run` gives each call a host of its own (``size`` of them at most) and kills the
+    host of a cancelled call; :meth:`run_shared` runs calls together on the shared host,
+    where a cancelled call gets a cancel request instead (:mod:`actors.hosted`).
     """
 
     def __init__(
@@ -105,6 +117,8 @@ class ProcessPool:
         self.name = name
         self.size = size
         self._command = python_command("actors._host_main", *preload, unbuffered=True)
+        self._shared_command = python_command("actors._host_main", _framing.SHARED_FLAG, *preload, unbuffered=True)
+        self.cancel_grace = CANCEL_GRACE_SECONDS
         self._env = python_environment(env_allowlist, env)
         self._cwd = cwd
         self._startup_timeout = startup_timeout
@@ -116,6 +130,10 @@ class ProcessPool:
         self._free_cold: list[_Slot] = [_Slot() for _ in range(size)]
         self._waiters: deque[_Waiter] = deque()
         self._hosts: set[Host] = set()
+        self._shared: SharedHost | None = None
+        self._shared_starting: trio.Event | None = None
+        self._shared_hosts: set[SharedHost] = set()  # the current one and retired ones still running
+        self._had_shared = False
         # Host tasks alive (spawning, running or cleaning up); aclose waits for 0.
         self._host_tasks = 0
         self._no_host_tasks = trio.Event()
@@ -178,6 +196,9 @@ class ProcessPool:
             self._waiters.popleft().event.set()  # slot None -> ClosedResourceError
         for host in list(self._hosts):
             host.stop()
+        closed = trio.ClosedResourceError(f"process pool {self.name!r} was closed during the call")
+        for shared in list(self._shared_hosts):
+            shared.fail_all(closed)
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
         await self._no_host_tasks.wait()
@@ -213,6 +234,83 @@ class ProcessPool:
         finally:
             self._busy -= 1
         return self._unpack_reply(call_id, slot, host, reply)
+
+    async def run_shared(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` on the shared host, alongside its other calls.
+
+        For calls that mostly wait on something outside Python, and whose code is thread-safe.
+        Raises like :meth:`run`. If the caller is cancelled, the host is asked to cancel the call
+        (running the hooks it registered with :func:`actors.hosted.on_cancel`) and keeps serving
+        the others; a call that does not stop within ``cancel_grace`` seconds gets its host
+        retired (no new calls; killed once the others are over).
+        """
+        if self._closed or self._nursery is None:
+            raise trio.ClosedResourceError(f"process pool {self.name!r} is not open")
+        self._next_call_id += 1
+        call_id = self._next_call_id
+        request = _framing.pickled((call_id, fn, args, kwargs))
+        shared = await self._shared_host()
+        self._busy += 1
+        self._calls += 1
+        try:
+            ok, value = await shared.call(call_id, request)
+        except HostCrashed:
+            if self._closed:
+                raise trio.ClosedResourceError(f"process pool {self.name!r} was closed during the call") from None
+            self._crashes += 1
+            raise
+        finally:
+            self._busy -= 1
+        if ok:
+            return value  # type: ignore[no-any-return]
+        raise value
+
+    async def _shared_host(self) -> SharedHost:
+        """The shared host, spawned (once, however many callers wait for it) if there is none."""
+        while True:
+            shared = self._shared
+            if shared is not None and shared.usable:
+                return shared
+            starting = self._shared_starting
+            if starting is not None:
+                await starting.wait()
+                continue
+            self._shared_starting = starting = trio.Event()
+            try:
+                self._shared = await self._start_shared_host()
+            finally:
+                self._shared_starting = None
+                starting.set()
+
+    async def _start_shared_host(self) -> SharedHost:
+        if self._start_failures:
+            await trio.sleep(min(_BACKOFF_FIRST * 2 ** (self._start_failures - 1), _BACKOFF_MAX))
+        if self._closed or self._nursery is None:
+            raise trio.ClosedResourceError(f"process pool {self.name!r} is closed")
+        self._starting += 1
+        try:
+            host = await self._nursery.start(self._host_task, self._shared_command)
+        except HostCrashed:
+            self._start_failures += 1
+            raise
+        finally:
+            self._starting -= 1
+        self._start_failures = 0
+        if self._had_shared:
+            self._restarts += 1
+        self._had_shared = True
+        shared = SharedHost(host, self._nursery, self.cancel_grace)
+        self._shared_hosts.add(shared)
+        self._nursery.start_soon(self._serve_shared, shared, name=f"{self.name}-shared")
+        return shared
+
+    async def _serve_shared(self, shared: SharedHost) -> None:
+        try:
+            await shared.read_replies()
+        finally:
+            self._shared_hosts.discard(shared)
+            if self._shared is shared:
+                self._shared = None
 
     async def _call_host(self, slot: _Slot, host: Host, frame: bytes) -> bytes:
         """One round trip; on cancel or death, retire the host and pass the slot on."""
@@ -321,7 +419,7 @@ class ProcessPool:
             raise trio.ClosedResourceError(f"process pool {self.name!r} is closed")
         self._starting += 1
         try:
-            host = await self._nursery.start(self._host_task)
+            host = await self._nursery.start(self._host_task, self._command)
         except HostCrashed:
             self._start_failures += 1
             raise
@@ -334,14 +432,14 @@ class ProcessPool:
         slot.had_host = True
         return host
 
-    async def _host_task(self, *, task_status: trio.TaskStatus[Host]) -> None:
+    async def _host_task(self, command: Sequence[str], *, task_status: trio.TaskStatus[Host]) -> None:
         """Own one host process from spawn to reaping (runs in the pool's nursery)."""
         assert self._nursery is not None
         if self._host_tasks == 0:
             self._no_host_tasks = trio.Event()
         self._host_tasks += 1
         try:
-            host = await Host.spawn(self._command, self._env, self._cwd, self.name)
+            host = await Host.spawn(command, self._env, self._cwd, self.name)
             self._hosts.add(host)
             if self._closed:
                 host.stop()  # aclose() ran while we were spawning
@@ -391,7 +489,8 @@ class ProcessPool:
         ``busy``: calls in flight; ``idle``: ready hosts waiting for a call;
         ``restarts``: hosts spawned to replace a dead or killed one; ``crashes``:
         calls failed by a host dying; ``killed``: hosts killed because their caller
-        was cancelled; ``calls``: calls sent to a host; ``pids``: host pids.
+        was cancelled; ``calls``: calls sent to a host; ``pids``: host pids;
+        ``shared_pid``: the pid of the shared host taking calls (None if there is none).
         """
         return {
             "size": self.size,
@@ -405,6 +504,7 @@ class ProcessPool:
             "killed": self._killed,
             "calls": self._calls,
             "pids": sorted(host.pid for host in self._hosts),
+            "shared_pid": self._shared.host.pid if self._shared is not None and self._shared.usable else None,
         }
 
 

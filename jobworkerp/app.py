@@ -208,7 +208,8 @@ async def run_server(
         if serves_jobs:
             for channel in config.all_channels():
                 pools[channel.name] = await exit_stack.enter_async_context(
-                    ProcessPool(channel.concurrency, name=f"runners[{channel.name}]", preload=RUNNER_HOST_PRELOAD,
+                    ProcessPool(min(channel.concurrency, config.runner_hosts_max), name=f"runners[{channel.name}]",
+                                preload=RUNNER_HOST_PRELOAD,
                                 env_allowlist=runner_env_allowlist(config),
                                 startup_timeout=config.runner_host_startup_timeout,
                                 max_rss_mb=config.runner_host_max_rss_mb or None,

@@ -131,6 +131,10 @@ class Config:
     log_use_json: bool = False
     log_file_dir: str | None = None
     runner_host_startup_timeout: float = 30.0
+    # Runner hosts of a channel for runners that run one job per host (plain plugins); their jobs
+    # queue for a host beyond it. Concurrent runners (COMMAND, HTTP_REQUEST, GRPC_UNARY, DOCKER,
+    # plugins that say so) share one more host per channel instead (beyond upstream).
+    runner_hosts_max: int = field(default_factory=lambda: os.cpu_count() or 1)
     # A runner host whose resident memory passes this is killed and its job fails naming the
     # limit (beyond upstream); 0 turns the limit off. Generous: it catches runaway allocation,
     # not ordinary jobs.
@@ -516,6 +520,7 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         listen_stream_max_buffered=_get(env, "LISTEN_STREAM_MAX_BUFFERED", pos_int, 1000),
         listen_stream_max_buffered_bytes=_get(env, "LISTEN_STREAM_MAX_BUFFERED_BYTES", pos_int, 64 * 1024 * 1024),
         runner_host_max_rss_mb=_get(env, "RUNNER_HOST_MAX_RSS_MB", nonneg_int, 4096),
+        runner_hosts_max=_get(env, "RUNNER_HOSTS_MAX", pos_int, os.cpu_count() or 1),
         job_queue_max_length=_get(env, "JOB_QUEUE_MAX_LENGTH", nonneg_int, 100_000),
         job_enqueue_batch_max_items=_get(env, "JOB_ENQUEUE_BATCH_MAX_ITEMS", pos_int, 1000),
         shutdown_grace_ms=_get(env, "SHUTDOWN_GRACE_MS", nonneg_int, 20_000),

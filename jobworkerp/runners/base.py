@@ -1,8 +1,13 @@
 """The Runner contract and the errors a runner uses to say how a job failed.
 
-A runner runs inside a runner host subprocess (never in the server process), one job at a
-time, so its methods are plain synchronous code. The error class a runner raises decides the
-job's ResultStatus; any other exception counts as OTHER_ERROR.
+A runner runs inside a runner host subprocess (never in the server process), so its methods
+are plain synchronous code. By default a host runs one job at a time. A runner class that sets
+`concurrent = True` has its jobs run together in one shared host, each on a thread of its own,
+which suits work that waits outside Python (a child process, a socket): it must then be
+thread-safe across instances, and its `cancel()` must end a run from another thread.
+
+The error class a runner raises decides the job's ResultStatus; any other exception counts as
+OTHER_ERROR.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ class Runner(Protocol):
     settings_proto: ClassVar[str]  # .proto text; its first message is the settings type
     args_proto: ClassVar[str]  # .proto text; its first message is the args type
     result_proto: ClassVar[str | None]  # .proto text of output items; None/"" = raw bytes
+    # Optional (default False): jobs may run at once, on threads of one shared host.
+    concurrent: ClassVar[bool]
 
     def load(self, settings: bytes) -> None:
         """Parse settings and prepare (connect, check the executable...). Errors here are FATAL."""

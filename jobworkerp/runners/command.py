@@ -13,6 +13,7 @@ import selectors
 import subprocess
 from typing import ClassVar
 
+from actors.hosted import kill_tree
 from jobworkerp.config import ConfigError
 from jobworkerp.proto.jobworkerp.data import RunnerType
 from jobworkerp.proto.jobworkerp.runner import CommandArgs, CommandRunnerSettings
@@ -66,6 +67,7 @@ def read_output(proc: subprocess.Popen[bytes], stdout: CappedBuffer) -> bytes:
 
 class CommandRunner:
     name: ClassVar[str] = "COMMAND"
+    concurrent: ClassVar[bool] = True
     runner_type: ClassVar[RunnerType] = RunnerType.COMMAND
     settings_proto: ClassVar[str] = SETTINGS_PROTO
     args_proto: ClassVar[str] = ARGS_PROTO
@@ -120,6 +122,8 @@ class CommandRunner:
         return [bytes(stdout.data)]
 
     def cancel(self) -> None:
+        """Kill the command and whatever it started (called from another thread in a shared host).
+        Not `poll()`: reaping belongs to the thread running the job."""
         proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
+        if proc is not None and proc.returncode is None:
+            kill_tree(proc.pid)

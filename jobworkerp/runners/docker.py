@@ -57,6 +57,7 @@ class DockerRunner:
     """The DOCKER runner: one job, one container (or one exec in the worker's container when static)."""
 
     name: ClassVar[str] = "DOCKER"
+    concurrent: ClassVar[bool] = True
     runner_type: ClassVar[RunnerType] = RunnerType.DOCKER
     settings_proto: ClassVar[str] = DOCKER_SETTINGS_PROTO
     args_proto: ClassVar[str] = DOCKER_ARGS_PROTO
@@ -112,7 +113,7 @@ class DockerRunner:
         # Until the host says so explicitly: a static runner is one the host keeps in its cache.
         host = sys.modules.get("jobworkerp.runners.host")
         cache = getattr(host, "_static_runners", {}) if host is not None else {}
-        return any(runner is self for runner in cache.values())
+        return any(runner is self for idle in cache.values() for runner in idle)
 
     def run(self, args: bytes) -> list[bytes]:
         assert self._engine is not None, "load() first"

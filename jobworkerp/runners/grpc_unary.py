@@ -126,6 +126,7 @@ def _close(loop: asyncio.AbstractEventLoop, channel_box: list[Channel]) -> None:
 
 class GrpcUnaryRunner:
     name: ClassVar[str] = "GRPC_UNARY"
+    concurrent: ClassVar[bool] = True
     runner_type: ClassVar[RunnerType] = RunnerType.GRPC_UNARY
     settings_proto: ClassVar[str] = GRPC_SETTINGS_PROTO
     args_proto: ClassVar[str] = ""  # the job's args are the request message's bytes
@@ -136,6 +137,7 @@ class GrpcUnaryRunner:
         self._path = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channel_box: list[Channel] = []  # 0 or 1 channel, created on the loop at first call
+        self._task: asyncio.Task[bytes] | None = None  # the call in progress
 
     def load(self, settings: bytes) -> None:
         try:
@@ -155,7 +157,13 @@ class GrpcUnaryRunner:
 
     def run(self, args: bytes) -> list[bytes]:
         assert self._loop is not None, "load() first"
-        return [self._loop.run_until_complete(self._call(args))]
+        self._task = self._loop.create_task(self._call(args))
+        try:
+            return [self._loop.run_until_complete(self._task)]
+        except asyncio.CancelledError:
+            raise AbortError(f"the call of {self._path} was cancelled") from None
+        finally:
+            self._task = None
 
     def _channel(self) -> Channel:
         if not self._channel_box:
@@ -202,4 +210,8 @@ class GrpcUnaryRunner:
             self._channel_box.pop().close()
 
     def cancel(self) -> None:
-        """Nothing runs between jobs; a timed-out call dies with its runner host."""
+        """Cancel the call in progress (from another thread, in a shared host); nothing to reset
+        between jobs."""
+        task, loop = self._task, self._loop
+        if task is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(task.cancel)

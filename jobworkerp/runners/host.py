@@ -3,21 +3,32 @@
 The server sends `run_job` (pickled by reference) with the runner's ref, the worker's settings
 and the job's args. Static runners (worker.use_static) are kept in this host between jobs,
 keyed by worker id and settings, so an updated worker gets a freshly loaded runner.
+
+A shared host (runners whose class says `concurrent = True`, see `runners/base.py`) runs many
+jobs at once, each on a thread: a static runner is then lent to one job at a time (a second job
+of the same worker meanwhile gets a second instance), and each job's `cancel()` is what the
+host calls when the server cancels the job (`actors/hosted.py`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
+from actors.hosted import on_cancel
 from jobworkerp.config import ConfigError
 from jobworkerp.runners.base import FatalError, Runner, RunnerError, RunnerLoadError
 from jobworkerp.runners.output_limit import check_output, output_limit
 from jobworkerp.runners.policy import PolicyViolation, RunnerPolicy
 from jobworkerp.runners.registry import load_runner_class
 
-# Loaded static runners of this host, least recently used first.
-_static_runners: OrderedDict[tuple[int, bytes, str], Runner] = OrderedDict()
-MAX_STATIC_RUNNERS = 32
+StaticKey = tuple[int, bytes, str]
+
+# Idle loaded static runners of this host by worker, least recently used first; a runner in use
+# by a job is out of this table until the job ends.
+_static_runners: OrderedDict[StaticKey, list[Runner]] = OrderedDict()
+_static_lock = threading.Lock()
+MAX_STATIC_RUNNERS = 32  # idle ones kept, all workers together
 
 
 def _new_runner(ref: str, settings: bytes, use_static: bool):
@@ -33,22 +44,41 @@ def _new_runner(ref: str, settings: bytes, use_static: bool):
     return runner
 
 
-def _static_runner(ref: str, settings: bytes, worker_id: int):
-    key = (worker_id, settings, ref)
-    runner = _static_runners.get(key)
+def _borrow_static(key: StaticKey) -> Runner:
+    """An idle loaded runner for `key`, or a newly loaded one."""
+    with _static_lock:
+        idle = _static_runners.get(key)
+        runner = idle.pop() if idle else None
+        if idle is not None:
+            _static_runners.move_to_end(key)
+            if not idle:
+                del _static_runners[key]
     if runner is not None:
-        _static_runners.move_to_end(key)
         runner.cancel()  # reset before reuse, as upstream's pool does
         return runner
-    runner = _new_runner(ref, settings, use_static=True)
-    _static_runners[key] = runner
-    while len(_static_runners) > MAX_STATIC_RUNNERS:
-        _, old = _static_runners.popitem(last=False)
+    _, settings, ref = key
+    return _new_runner(ref, settings, use_static=True)
+
+
+def _give_back_static(key: StaticKey, runner: Runner) -> None:
+    """Keep `runner` for the worker's next job; drop the least recently used beyond the limit."""
+    evicted: list[Runner] = []
+    with _static_lock:
+        _static_runners.setdefault(key, []).append(runner)
+        _static_runners.move_to_end(key)
+        count = sum(len(idle) for idle in _static_runners.values())
+        while count > MAX_STATIC_RUNNERS:
+            oldest = next(iter(_static_runners))
+            idle = _static_runners[oldest]
+            evicted.append(idle.pop(0))
+            count -= 1
+            if not idle:
+                del _static_runners[oldest]
+    for old in evicted:
         try:
             old.cancel()
         except Exception:
             pass
-    return runner
 
 
 def _check_enabled(ref: str) -> None:
@@ -77,10 +107,13 @@ def run_job(ref: str, settings: bytes, args: bytes, worker_id: int, use_static: 
     (plugins, GRPC_UNARY)."""
     _check_enabled(ref)
     limit = output_limit()
-    if use_static:
-        runner = _static_runner(ref, settings, worker_id)
-    else:
-        runner = _new_runner(ref, settings, use_static=False)
-    items = runner.run(args)
+    key: StaticKey = (worker_id, settings, ref)
+    runner = _borrow_static(key) if use_static else _new_runner(ref, settings, use_static=False)
+    try:
+        on_cancel(runner.cancel)  # a shared host's way to stop this job; nothing in an exclusive one
+        items = runner.run(args)
+    finally:
+        if use_static:
+            _give_back_static(key, runner)
     check_output(items, limit, f"the output of runner {ref}")
     return items

@@ -14,6 +14,7 @@ first ERROR_BODY_LIMIT bytes are read.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import weakref
 from typing import ClassVar
@@ -72,6 +73,7 @@ def _head(response: httpx.Response, limit: int) -> bytes:
 
 class HttpRequestRunner:
     name: ClassVar[str] = "HTTP_REQUEST"
+    concurrent: ClassVar[bool] = True
     runner_type: ClassVar[RunnerType] = RunnerType.HTTP_REQUEST
     settings_proto: ClassVar[str] = HTTP_SETTINGS_PROTO
     args_proto: ClassVar[str] = HTTP_ARGS_PROTO
@@ -80,6 +82,7 @@ class HttpRequestRunner:
     def __init__(self) -> None:
         self._base_url: httpx.URL | None = None
         self._client: httpx.Client | None = None
+        self._response: httpx.Response | None = None  # the response being read
 
     def load(self, settings: bytes) -> None:
         try:
@@ -132,6 +135,7 @@ class HttpRequestRunner:
         body = CappedBuffer(output_limit(), f"the body of {request.method} {request.url}")
         try:
             response = self._client.send(request, stream=True)
+            self._response = response
             try:
                 if response.status_code >= 500:
                     text = _text(response, _head(response, ERROR_BODY_LIMIT))
@@ -140,6 +144,7 @@ class HttpRequestRunner:
                 for chunk in response.iter_bytes():
                     body.add(chunk)
             finally:
+                self._response = None
                 response.close()
         except httpx.TimeoutException as e:
             raise RetryableError(f"{request.method} {request.url}: timed out: {type(e).__name__}") from None
@@ -148,4 +153,11 @@ class HttpRequestRunner:
         return [_result(response, bytes(body.data))]
 
     def cancel(self) -> None:
-        """Nothing to reset between jobs; a timed-out request dies with its runner host."""
+        """Close the response being read (from another thread, in a shared host), which ends the
+        read with an error; nothing to reset between jobs. A request still waiting for its
+        response headers is not reached: the host stops giving new jobs to a host whose
+        cancelled job does not end (`actors/_shared_host.py`)."""
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.close()

@@ -63,6 +63,7 @@ class PluginSpec:
     settings_descriptor: bytes | None = None  # compiled settings_proto (FileDescriptorSet)
     args_message: str | None = None  # full name of the job args message in args_descriptor
     args_descriptor: bytes | None = None  # compiled args_proto (FileDescriptorSet)
+    concurrent: bool = False  # the class's `concurrent` (runners/base.py): jobs share one host
 
     @property
     def ref(self) -> str:
@@ -137,6 +138,7 @@ def _describe_candidate(candidate: Candidate, timeout: float,
             result_proto=r["result_proto"], target=r["target"], source=candidate.source,
             settings_message=r.get("settings_message"), settings_descriptor=_descriptor(r, "settings_descriptor"),
             args_message=r.get("args_message"), args_descriptor=_descriptor(r, "args_descriptor"),
+            concurrent=r.get("concurrent") is True,
         ))
     return specs, problems
 
@@ -224,6 +226,9 @@ def describe_class(cls: Any, target: str) -> dict[str, Any]:
     result_proto = getattr(cls, "result_proto", None)
     if result_proto is not None:
         _check_proto(result_proto, "result_proto", name)
+    concurrent = getattr(cls, "concurrent", False)
+    if not isinstance(concurrent, bool):
+        raise ValueError(f"{cls.__qualname__}.concurrent must be True or False, got {concurrent!r}")
     return {
         "name": name,
         "settings_proto": cast(Any, cls).settings_proto,  # checked above to be str
@@ -234,6 +239,7 @@ def describe_class(cls: Any, target: str) -> dict[str, Any]:
         "settings_descriptor": _encoded(settings_descriptor),
         "args_message": args_message,
         "args_descriptor": _encoded(args_descriptor),
+        "concurrent": concurrent,
     }
 
 

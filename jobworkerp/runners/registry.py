@@ -131,6 +131,8 @@ class RunnerSpec:
     # The job args message, for check_args: a built-in's in the committed set, or a plugin's compiled one.
     args_message: str | None = None
     plugin_args: tuple[str, bytes] | None = None
+    # Jobs run together on the shared runner host (runners/base.py `concurrent`), not one per host.
+    concurrent: bool = False
 
     def to_runner(self) -> data.Runner:
         return data.Runner(
@@ -205,22 +207,25 @@ def plugin_runner_spec(plugin: PluginSpec, runner_id: int = 0) -> RunnerSpec:
         plugin.args_proto, plugin.result_proto, None, plugin.ref,
         plugin_settings=_compiled(plugin.settings_message, plugin.settings_descriptor),
         plugin_args=_compiled(plugin.args_message, plugin.args_descriptor),
+        concurrent=plugin.concurrent,
     )
 
 
 BUILTIN_RUNNERS: tuple[RunnerSpec, ...] = (
     RunnerSpec(1, "COMMAND", data.RunnerType.COMMAND, "builtin1", command.SETTINGS_PROTO, command.ARGS_PROTO, "",
                "jobworkerp.runner.CommandRunnerSettings", "jobworkerp.runners.command:CommandRunner",
-               args_message="jobworkerp.runner.CommandArgs"),
+               args_message="jobworkerp.runner.CommandArgs", concurrent=True),
     RunnerSpec(2, "HTTP_REQUEST", data.RunnerType.HTTP_REQUEST, "builtin2", HTTP_SETTINGS_PROTO, HTTP_ARGS_PROTO,
                HTTP_RESULT_PROTO, "jobworkerp.runner.HttpRequestRunnerSettings",
-               "jobworkerp.runners.http_request:HttpRequestRunner", args_message="jobworkerp.runner.HttpRequestArgs"),
+               "jobworkerp.runners.http_request:HttpRequestRunner", args_message="jobworkerp.runner.HttpRequestArgs",
+               concurrent=True),
     # GRPC_UNARY's args are the raw request bytes of the called method: no message to check.
     RunnerSpec(3, "GRPC_UNARY", data.RunnerType.GRPC_UNARY, "builtin3", GRPC_SETTINGS_PROTO, "", None,
-               "jobworkerp.runner.GrpcUnaryRunnerSettings", "jobworkerp.runners.grpc_unary:GrpcUnaryRunner"),
+               "jobworkerp.runner.GrpcUnaryRunnerSettings", "jobworkerp.runners.grpc_unary:GrpcUnaryRunner",
+               concurrent=True),
     RunnerSpec(4, "DOCKER", data.RunnerType.DOCKER, "builtin4", DOCKER_SETTINGS_PROTO, DOCKER_ARGS_PROTO, "",
                "jobworkerp.runner.DockerRunnerSettings", "jobworkerp.runners.docker:DockerRunner",
-               args_message="jobworkerp.runner.DockerArgs"),
+               args_message="jobworkerp.runner.DockerArgs", concurrent=True),
 )
 
 

@@ -31,7 +31,7 @@ from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners.base import RunnerError
 from jobworkerp.runners.host import run_job
-from jobworkerp.runners.registry import RunnerRegistry
+from jobworkerp.runners.registry import RunnerRegistry, RunnerSpec
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,11 @@ GIVE_UP_AFTER = 3  # runs of one job failing outside the runner (not an outage) 
 class RunnerPool(Protocol):
     """What the executor needs of a runner-host pool (actors.ProcessPool)."""
 
-    async def run(self, fn: Any, *args: Any) -> Any: ...
+    async def run(self, fn: Any, *args: Any) -> Any:
+        """On a host of its own (killed if the caller is cancelled)."""
+
+    async def run_shared(self, fn: Any, *args: Any) -> Any:
+        """On the pool's shared host, alongside other calls (cancelled by request)."""
 
 
 @dataclass
@@ -99,16 +103,17 @@ def _error(status: data.ResultStatus, message: str) -> Outcome:
     return Outcome(status, [encoded])
 
 
-async def _perform(pool: RunnerPool, ref: str | None, runner_name: str, worker: data.Worker,
-                   job: data.Job) -> Outcome:
+async def _perform(pool: RunnerPool, spec: RunnerSpec, worker: data.Worker, job: data.Job) -> Outcome:
     """Run the job in a runner host and turn every way it can end into an Outcome."""
+    ref = spec.ref
     if ref is None:
-        return _error(Status.FATAL_ERROR, f"runner {runner_name} is not available in this version")
+        return _error(Status.FATAL_ERROR, f"runner {spec.name} is not available in this version")
     wd = worker.data
     timeout_ms = job.data.timeout
+    run = pool.run_shared if spec.concurrent else pool.run
     with trio.move_on_after(timeout_ms / 1000 if timeout_ms else float("inf")) as scope:
         try:
-            items = await pool.run(run_job, ref, wd.runner_settings, job.data.args, worker.id.value, wd.use_static)
+            items = await run(run_job, ref, wd.runner_settings, job.data.args, worker.id.value, wd.use_static)
             return Outcome(Status.SUCCESS, list(items))
         except RunnerError as e:
             return _error(e.status, e.message)
@@ -117,7 +122,8 @@ async def _perform(pool: RunnerPool, ref: str | None, runner_name: str, worker: 
         except Exception as e:
             return _error(Status.OTHER_ERROR, f"{type(e).__name__}: {e}")
     assert scope.cancelled_caught
-    return _error(Status.ERROR_AND_RETRY, f"job timed out after {timeout_ms} ms; the runner was killed")
+    stopped = "its run was cancelled" if spec.concurrent else "the runner was killed"
+    return _error(Status.ERROR_AND_RETRY, f"job timed out after {timeout_ms} ms; {stopped}")
 
 
 async def _keep_claim(life: JobLifecycle, active: ActiveJob) -> None:
@@ -150,11 +156,11 @@ async def _run_attempt(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob
         if spec is None:
             outcome = _error(Status.FATAL_ERROR, f"runner {worker.data.runner_id.value} does not exist")
         elif active.lease_until is None:  # the common case: no row claim to keep alive
-            outcome = await _perform(pool, spec.ref, spec.name, worker, job)
+            outcome = await _perform(pool, spec, worker, job)
         else:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_keep_claim, life, active)
-                outcome = await _perform(pool, spec.ref, spec.name, worker, job)
+                outcome = await _perform(pool, spec, worker, job)
                 nursery.cancel_scope.cancel()
     if active.deleted:  # deleted while (or just as) it ran
         outcome = _deleted(active.job_id)

@@ -3,7 +3,8 @@
 It exists so benchmarks can measure how many fixed-length jobs the server keeps running at once
 (a 10 ms job at concurrency 100 is ideally 10 000 jobs/s), and so tests have a job that is
 running for as long as they choose. Load it with `PLUGINS_RUNNER_DIR=plugins`, like `hello`.
-It runs inside a runner host process, one job at a time, so a blocking sleep is what it should do.
+It declares itself `concurrent`: its jobs run together on threads of one shared runner host, so
+a blocking sleep is what it should do, and cancel() (from another thread) ends one early.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ message SleepArgs {
 
 class SleepRunner:
     name = "sleep"
+    concurrent = True  # runs on threads of a shared host; cancel() is thread-safe
     settings_proto = SETTINGS_PROTO
     args_proto = ARGS_PROTO
     result_proto = ""  # one plain UTF-8 output item: `slept N ms`

@@ -195,3 +195,20 @@ def allocate_in_a_child(fifo: str, from_thread: bool = False) -> None:
     starter = threading.Thread(target=start)
     starter.start()
     starter.join()
+
+
+def wait_for_cancel(fifo: str, name: str) -> str:
+    """Report arrival, then wait (on a shared host) until the parent cancels this call."""
+    from actors.hosted import on_cancel
+
+    cancelled = threading.Event()
+    on_cancel(cancelled.set)
+    notify(fifo, f"{name} {os.getpid()}")
+    if cancelled.wait(60):
+        notify(fifo, f"{name} cancelled")
+        return "cancelled"
+    return "not cancelled"
+
+
+def thread_name() -> str:
+    return threading.current_thread().name

@@ -1,0 +1,161 @@
+"""Parent side of a shared runner host: many calls in flight on one process.
+
+The host runs each call on a thread of its own (``_host_main --shared``). Requests and replies
+name their call outside the pickle (``_framing.SHARED_REQUEST`` / ``CALL_ID``), so one reader
+task hands every reply to its caller, and a caller unpickles only its own reply.
+
+What a host's death or a cancel does here differs from an exclusive host:
+
+* the host dies: every call it had fails with the crash report (:class:`HostCrashed`); calls on
+  other hosts are untouched;
+* a caller is cancelled: its host keeps running its other calls. The parent sends a cancel
+  request (the call's hook runs in the host, :mod:`actors.hosted`) and forgets the call. A call
+  whose reply has not come back ``cancel_grace`` seconds later did not stop: the host is
+  *retired* — it gets no new calls and is killed once the calls still waited for are over —
+  so a call that ignores its cancel cannot keep a thread (and what it holds) forever.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import trio
+
+from actors import _framing
+from actors._host import Host, HostEOF
+
+__all__ = ["SharedHost"]
+
+
+class _Call:
+    """One call in flight: its caller waits on ``done``."""
+
+    __slots__ = ("abandoned", "done", "error", "reply")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.reply: bytes | None = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+
+
+class SharedHost:
+    """One shared host process and the calls it runs; see the module docstring."""
+
+    def __init__(self, host: Host, nursery: trio.Nursery, cancel_grace: float) -> None:
+        self.host = host
+        self._nursery = nursery
+        self._cancel_grace = cancel_grace
+        self._calls: dict[int, _Call] = {}
+        self._waited = 0  # calls whose callers still wait (abandoned ones excluded)
+        self._send_lock = trio.Lock()
+        self.retired = False
+
+    @property
+    def usable(self) -> bool:
+        """Whether new calls may go to this host."""
+        host = self.host
+        return not (self.retired or host.stop_requested or host.gone.is_set())
+
+    @property
+    def in_flight(self) -> int:
+        """Calls the host is running, abandoned ones included."""
+        return len(self._calls)
+
+    async def call(self, call_id: int, request: bytes) -> tuple[bool, Any]:
+        """Send ``request`` (a pickled ``(call_id, fn, args, kwargs)``) and wait for the reply.
+
+        Returns ``(ok, value)``; raises the crash report if the host dies first, or
+        ``RuntimeError`` if the reply does not unpickle (the host is then killed: it wrote
+        something else than replies on its protocol pipe).
+        """
+        call = _Call()
+        self._calls[call_id] = call
+        self._waited += 1
+        try:
+            frame = _framing.encode_frame(_framing.SHARED_REQUEST.pack(call_id, _framing.RUN) + request)
+            await self._send(frame)
+            await call.done.wait()
+        except BaseException:
+            if not call.done.is_set():
+                self._abandon(call_id, call)
+            raise
+        finally:
+            self._waited -= 1
+            self._stop_if_drained()
+        if call.error is not None:
+            raise call.error
+        assert call.reply is not None
+        try:
+            reply_id, ok, value = pickle.loads(call.reply)
+        except Exception as exc:
+            self.host.kill("it sent a reply that could not be unpickled")
+            raise RuntimeError(f"could not unpickle the reply of the runner host: {exc!r}") from exc
+        if reply_id != call_id:
+            self.host.kill(f"it answered call {call_id} with the reply of call {reply_id}")
+            raise RuntimeError(f"runner host answered call {reply_id}, expected {call_id}")
+        return ok, value
+
+    async def _send(self, frame: bytes) -> None:
+        """Write one whole frame. Shielded: a frame cut in half would corrupt the pipe for every
+        call on it. The host reads its pipe on a thread that does nothing else, and a dead host
+        breaks it, so the wait is short."""
+        with trio.CancelScope(shield=True):
+            async with self._send_lock:
+                try:
+                    await self.host.send(frame)
+                except HostEOF:
+                    pass  # the reader sees the end too and fails every call with the report
+
+    def _abandon(self, call_id: int, call: _Call) -> None:
+        """The caller left: ask the host to cancel the call, and retire the host if it does not
+        stop within the grace."""
+        call.abandoned = True
+        if self.host.gone.is_set() or self.host.stop_requested:
+            self._calls.pop(call_id, None)
+            return
+        self._nursery.start_soon(self._cancel, call_id, call, name=f"{self.host.pool_name}-cancel")
+
+    async def _cancel(self, call_id: int, call: _Call) -> None:
+        await self._send(_framing.encode_frame(_framing.SHARED_REQUEST.pack(call_id, _framing.CANCEL)))
+        with trio.move_on_after(self._cancel_grace):
+            await call.done.wait()
+        if not call.done.is_set():
+            self.retire()
+
+    def retire(self) -> None:
+        """Give this host no new calls; kill it once no caller waits on it."""
+        self.retired = True
+        self._stop_if_drained()
+
+    def _stop_if_drained(self) -> None:
+        if self.retired and self._waited == 0:
+            self.host.stop()
+
+    async def read_replies(self) -> None:
+        """Hand each reply to its call until the host's pipe closes, then fail what is left with
+        the crash report (runs in the pool's nursery for the host's whole life)."""
+        head = _framing.CALL_ID
+        try:
+            while True:
+                payload = await self.host.read_frame()
+                (call_id,) = head.unpack_from(payload)
+                call = self._calls.pop(call_id, None)
+                if call is None:
+                    continue  # a call nobody waits for any more (or a stray frame)
+                call.reply = payload[head.size:]
+                call.done.set()
+        except HostEOF:
+            pass
+        except Exception as exc:  # e.g. a frame too short for a call id: the pipe is not ours
+            self.host.kill(f"its protocol pipe carried something else than replies ({exc!r})")
+        await self.host.gone.wait()
+        self.fail_all(self.host.crash_error("while running the call"))
+
+    def fail_all(self, error: BaseException) -> None:
+        """Fail every call still in flight with ``error``."""
+        calls, self._calls = self._calls, {}
+        for call in calls.values():
+            call.error = error
+            call.done.set()

@@ -1,0 +1,135 @@
+"""What code running inside a runner host may ask of it: to be told when its call is cancelled.
+
+A host started for :meth:`actors.ProcessPool.run_shared` runs many calls at once, each on a
+thread of its own. A cancelled call there cannot be ended by killing the process (that would
+fail the host's other calls), so the parent sends a cancel request instead, and the host runs
+the hook the call registered with :func:`on_cancel` — from another thread, while the call
+still runs: a hook must be thread-safe and quick (kill a child process, set an event, close a
+connection). A call that registered nothing, or whose hook does not end it, keeps running; the
+pool stops giving that host new calls and kills it once its other calls are over.
+
+In an exclusive host (:meth:`actors.ProcessPool.run`) a cancelled call's host is killed, so
+:func:`on_cancel` does nothing there.
+
+This module is imported by the host process: it must stay free of trio.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+__all__ = ["CallTable", "current_calls", "kill_tree", "on_cancel"]
+
+# Cancels that arrived before their call began (the request still queued for a thread), kept so
+# the call does not start at all. Bounded: a cancel for a call that already ended is never used.
+_EARLY_CANCELS_MAX = 4096
+
+
+class CallTable:
+    """The calls a shared host is running, their cancel hooks, and which were cancelled."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hooks: dict[int, list[Callable[[], None]]] = {}
+        self._cancelled: set[int] = set()
+        self._early: OrderedDict[int, None] = OrderedDict()
+        self._local = threading.local()
+
+    def begin(self, call_id: int) -> bool:
+        """Register the calling thread as running ``call_id``; False if it was cancelled already."""
+        with self._lock:
+            if call_id in self._early:
+                del self._early[call_id]
+                return False
+            self._hooks[call_id] = []
+        self._local.call_id = call_id
+        return True
+
+    def end(self, call_id: int) -> None:
+        """The call is over (its reply is about to be sent)."""
+        self._local.call_id = None
+        with self._lock:
+            self._hooks.pop(call_id, None)
+            self._cancelled.discard(call_id)
+
+    def on_cancel(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` if the current thread's call is cancelled (at once if it already was)."""
+        call_id = getattr(self._local, "call_id", None)
+        if call_id is None:
+            return
+        with self._lock:
+            hooks = self._hooks.get(call_id)
+            run_now = call_id in self._cancelled
+            if hooks is not None and not run_now:
+                hooks.append(hook)
+        if run_now:
+            hook()
+
+    def cancel(self, call_id: int) -> None:
+        """Cancel ``call_id``: run its hooks, or keep the cancel for a call not yet begun."""
+        with self._lock:
+            hooks = self._hooks.get(call_id)
+            if hooks is None:
+                self._early[call_id] = None
+                while len(self._early) > _EARLY_CANCELS_MAX:
+                    self._early.popitem(last=False)
+                return
+            self._cancelled.add(call_id)
+            run = list(hooks)
+        if run:
+            # On a thread of its own: a hook may take a while (removing a container), and the
+            # host's reader must go on reading the other calls' requests meanwhile.
+            threading.Thread(target=_run_hooks, args=(run,), name=f"cancel-{call_id}", daemon=True).start()
+
+
+def _run_hooks(hooks: list[Callable[[], None]]) -> None:
+    for hook in hooks:
+        try:
+            hook()
+        except Exception:  # a failing hook must not stop the others
+            pass
+
+
+_CALLS = CallTable()
+
+
+def current_calls() -> CallTable:
+    """The host's call table (used by the host's own serving loop)."""
+    return _CALLS
+
+
+def on_cancel(hook: Callable[[], None]) -> None:
+    """Ask the host to run ``hook`` if the parent cancels the call this thread is running."""
+    _CALLS.on_cancel(hook)
+
+
+_TREE_MAX = 256  # processes looked at under one, at most
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process it started, found through /proc (Linux).
+
+    In a shared host, a cancelled call's processes cannot be killed with the host's process
+    group (the host's other calls run in it too); this kills exactly what the call started.
+    Every pid is collected before any is killed, so none is missed by being re-parented.
+    """
+    found: list[int] = []
+    todo = [pid]
+    while todo and len(found) < _TREE_MAX:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", "rb") as children:
+                    todo.extend(int(child) for child in children.read().split())
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    for victim in found:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
