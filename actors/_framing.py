@@ -11,8 +11,8 @@ import struct
 
 import cloudpickle
 
-__all__ = ["CALL_ID", "HEADER", "READY_PAYLOAD", "SHARED_FLAG", "SHARED_REQUEST", "encode_frame", "encode_object",
-           "pickled", "write_all"]
+__all__ = ["HEADER", "READY_PAYLOAD", "SHARED_FLAG", "SHARED_HEAD", "encode_frame", "encode_object", "pickled",
+           "write_all"]
 
 HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
@@ -24,13 +24,16 @@ READY_PAYLOAD = b"actors-host-ready"
 SHARED_FLAG = "--shared"
 
 # A shared host's frames name their call outside the pickle, so a reply reaches its caller (and
-# a garbage reply fails only its own call) without unpickling it first. A request is the call id
-# and a kind byte, RUN (followed by the pickled call) or CANCEL (nothing follows); a reply is the
-# call id followed by the pickled reply.
-SHARED_REQUEST = struct.Struct(">Qc")
+# a garbage reply fails only its own call) without unpickling it first: each starts with the call
+# id and a kind byte. Requests: RUN (followed by the pickled call) or CANCEL (nothing follows).
+# From the host: REPLY (followed by the pickled reply) or PROCESS (the call started the process
+# whose pid follows, 8 bytes, so the parent can hold it to the memory limit on its own).
+SHARED_HEAD = struct.Struct(">Qc")
 RUN = b"R"
 CANCEL = b"C"
-CALL_ID = struct.Struct(">Q")
+REPLY = b"A"
+PROCESS = b"P"
+PID = struct.Struct(">Q")
 
 
 def encode_frame(payload: bytes) -> bytes:

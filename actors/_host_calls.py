@@ -12,7 +12,7 @@ import traceback
 
 from tblib import pickling_support
 
-from actors._framing import CALL_ID, encode_frame, pickled
+from actors._framing import REPLY, SHARED_HEAD, encode_frame, pickled
 from actors.hosted import CallTable
 
 __all__ = ["CallCancelled", "serve_one", "serve_shared"]
@@ -31,7 +31,7 @@ def serve_one(request: bytes) -> bytes:
 def serve_shared(call_id: int, request: bytes | memoryview, calls: CallTable) -> bytes:
     """Run call ``call_id`` of a shared host, registered in ``calls`` while it runs so a cancel
     request reaches its hooks (:mod:`actors.hosted`); returns the framed reply, led by the id."""
-    return encode_frame(CALL_ID.pack(call_id) + _serve(request, call_id, calls))
+    return encode_frame(SHARED_HEAD.pack(call_id, REPLY) + _serve(request, call_id, calls))
 
 
 def _serve(request: bytes | memoryview, shared_id: int | None, calls: CallTable | None) -> bytes:

@@ -66,12 +66,19 @@ def _serve_shared(reader: BinaryIO, proto_out: int) -> int:
 
     calls = current_calls()
     write_lock = threading.Lock()
-    head = _framing.SHARED_REQUEST
+    head = _framing.SHARED_HEAD
 
     def run(call_id: int, request: bytes) -> None:
         reply = serve_shared(call_id, memoryview(request)[head.size:], calls)
         with write_lock:
             _framing.write_all(proto_out, reply)
+
+    def report_process(call_id: int, pid: int) -> None:
+        frame = _framing.encode_frame(head.pack(call_id, _framing.PROCESS) + _framing.PID.pack(pid))
+        with write_lock:
+            _framing.write_all(proto_out, frame)
+
+    calls.report_process = report_process
 
     threads = ThreadPoolExecutor(SHARED_THREADS_MAX, thread_name_prefix="call")
     while True:

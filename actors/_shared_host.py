@@ -1,8 +1,8 @@
 """Parent side of a shared runner host: many calls in flight on one process.
 
 The host runs each call on a thread of its own (``_host_main --shared``). Requests and replies
-name their call outside the pickle (``_framing.SHARED_REQUEST`` / ``CALL_ID``), so one reader
-task hands every reply to its caller, and a caller unpickles only its own reply.
+name their call outside the pickle (``_framing.SHARED_HEAD``), so one reader task hands every
+reply to its caller, and a caller unpickles only its own reply.
 
 What a host's death or a cancel does here differs from an exclusive host:
 
@@ -12,7 +12,10 @@ What a host's death or a cancel does here differs from an exclusive host:
   request (the call's hook runs in the host, :mod:`actors.hosted`) and forgets the call. A call
   whose reply has not come back ``cancel_grace`` seconds later did not stop: the host is
   *retired* — it gets no new calls and is killed once the calls still waited for are over —
-  so a call that ignores its cancel cannot keep a thread (and what it holds) forever.
+  so a call that ignores its cancel cannot keep a thread (and what it holds) forever;
+* a memory limit: processes a call reported starting (:func:`actors.hosted.started_process`)
+  are held to it one by one, and one over it is killed and fails only its call
+  (:meth:`SharedHost.kill_process_of_call`); the host with anything else counts as one.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from typing import Any
 import trio
 
 from actors import _framing
-from actors._host import Host, HostEOF
+from actors._host import Host, HostCrashed, HostEOF
+from actors.hosted import kill_tree
 
 __all__ = ["SharedHost"]
 
@@ -31,13 +35,15 @@ __all__ = ["SharedHost"]
 class _Call:
     """One call in flight: its caller waits on ``done``."""
 
-    __slots__ = ("abandoned", "done", "error", "reply")
+    __slots__ = ("abandoned", "done", "error", "kill_reason", "pids", "reply")
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.reply: bytes | None = None
         self.error: BaseException | None = None
         self.abandoned = False
+        self.pids: list[int] = []  # processes the call started
+        self.kill_reason: str | None = None  # set when the pool killed one of them
 
 
 class SharedHost:
@@ -48,6 +54,7 @@ class SharedHost:
         self._nursery = nursery
         self._cancel_grace = cancel_grace
         self._calls: dict[int, _Call] = {}
+        self._processes: dict[int, _Call] = {}  # pid -> the call that started it
         self._waited = 0  # calls whose callers still wait (abandoned ones excluded)
         self._send_lock = trio.Lock()
         self.retired = False
@@ -74,7 +81,7 @@ class SharedHost:
         self._calls[call_id] = call
         self._waited += 1
         try:
-            frame = _framing.encode_frame(_framing.SHARED_REQUEST.pack(call_id, _framing.RUN) + request)
+            frame = _framing.encode_frame(_framing.SHARED_HEAD.pack(call_id, _framing.RUN) + request)
             await self._send(frame)
             await call.done.wait()
         except BaseException:
@@ -86,6 +93,8 @@ class SharedHost:
             self._stop_if_drained()
         if call.error is not None:
             raise call.error
+        if call.kill_reason is not None:
+            raise HostCrashed(f"runner host (pid {self.host.pid}) {call.kill_reason}", None, "SIGKILL", "")
         assert call.reply is not None
         try:
             reply_id, ok, value = pickle.loads(call.reply)
@@ -118,7 +127,7 @@ class SharedHost:
         self._nursery.start_soon(self._cancel, call_id, call, name=f"{self.host.pool_name}-cancel")
 
     async def _cancel(self, call_id: int, call: _Call) -> None:
-        await self._send(_framing.encode_frame(_framing.SHARED_REQUEST.pack(call_id, _framing.CANCEL)))
+        await self._send(_framing.encode_frame(_framing.SHARED_HEAD.pack(call_id, _framing.CANCEL)))
         with trio.move_on_after(self._cancel_grace):
             await call.done.wait()
         if not call.done.is_set():
@@ -136,14 +145,19 @@ class SharedHost:
     async def read_replies(self) -> None:
         """Hand each reply to its call until the host's pipe closes, then fail what is left with
         the crash report (runs in the pool's nursery for the host's whole life)."""
-        head = _framing.CALL_ID
+        head = _framing.SHARED_HEAD
         try:
             while True:
                 payload = await self.host.read_frame()
-                (call_id,) = head.unpack_from(payload)
+                call_id, kind = head.unpack_from(payload)
+                if kind == _framing.PROCESS:
+                    self._started_process(call_id, _framing.PID.unpack_from(payload, head.size)[0])
+                    continue
                 call = self._calls.pop(call_id, None)
                 if call is None:
                     continue  # a call nobody waits for any more (or a stray frame)
+                for pid in call.pids:
+                    self._processes.pop(pid, None)
                 call.reply = payload[head.size:]
                 call.done.set()
         except HostEOF:
@@ -153,8 +167,29 @@ class SharedHost:
         await self.host.gone.wait()
         self.fail_all(self.host.crash_error("while running the call"))
 
+    def _started_process(self, call_id: int, pid: int) -> None:
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.pids.append(pid)
+            self._processes[pid] = call
+
+    def owns_process(self, pid: int) -> bool:
+        """Whether ``pid`` (a child of the host) was started by a call still running."""
+        return pid in self._processes
+
+    def kill_process_of_call(self, pid: int, reason: str) -> None:
+        """Kill process ``pid`` and what it started; its call fails with ``reason`` (the call's
+        code sees the process die and reports whatever it makes of that: its reply is replaced)."""
+        call = self._processes.get(pid)
+        if call is None:
+            return
+        if call.kill_reason is None:
+            call.kill_reason = f"killed process {pid} of this call: {reason}"
+        kill_tree(pid)
+
     def fail_all(self, error: BaseException) -> None:
         """Fail every call still in flight with ``error``."""
+        self._processes.clear()
         calls, self._calls = self._calls, {}
         for call in calls.values():
             call.error = error

@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-__all__ = ["CallTable", "current_calls", "kill_tree", "on_cancel"]
+__all__ = ["CallTable", "current_calls", "kill_tree", "on_cancel", "started_process"]
 
 # Cancels that arrived before their call began (the request still queued for a thread), kept so
 # the call does not start at all. Bounded: a cancel for a call that already ended is never used.
@@ -38,6 +38,8 @@ class CallTable:
         self._cancelled: set[int] = set()
         self._early: OrderedDict[int, None] = OrderedDict()
         self._local = threading.local()
+        # Set by a shared host's serving loop: tells the parent which call started a process.
+        self.report_process: Callable[[int, int], None] | None = None
 
     def begin(self, call_id: int) -> bool:
         """Register the calling thread as running ``call_id``; False if it was cancelled already."""
@@ -68,6 +70,13 @@ class CallTable:
                 hooks.append(hook)
         if run_now:
             hook()
+
+    def started_process(self, pid: int) -> None:
+        """The current thread's call started process ``pid``: tell the parent."""
+        call_id = getattr(self._local, "call_id", None)
+        report = self.report_process
+        if call_id is not None and report is not None:
+            report(call_id, pid)
 
     def cancel(self, call_id: int) -> None:
         """Cancel ``call_id``: run its hooks, or keep the cancel for a call not yet begun."""
@@ -105,6 +114,17 @@ def current_calls() -> CallTable:
 def on_cancel(hook: Callable[[], None]) -> None:
     """Ask the host to run ``hook`` if the parent cancels the call this thread is running."""
     _CALLS.on_cancel(hook)
+
+
+def started_process(pid: int) -> None:
+    """Say that the call this thread runs started process ``pid``.
+
+    In a shared host, a pool with a memory limit then holds that process (and what it starts) to
+    the limit on its own: one over it is killed and fails only this call, naming the limit —
+    instead of counting towards the host, whose death would fail every call it runs. Nothing to
+    do in an exclusive host, whose whole tree belongs to its one call.
+    """
+    _CALLS.started_process(pid)
 
 
 _TREE_MAX = 256  # processes looked at under one, at most

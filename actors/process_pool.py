@@ -471,13 +471,44 @@ class ProcessPool:
         limit = limit_mb * 1024 * 1024
         while True:
             await trio.sleep(RSS_POLL_SECONDS)
+            shared_hosts = {shared.host: shared for shared in self._shared_hosts}
             for host in list(self._hosts):
+                if host.stop_requested:
+                    continue
+                shared = shared_hosts.get(host)
+                if shared is not None:
+                    self._check_shared_memory(shared, limit, limit_mb)
+                    continue
                 rss = _tree_resident_bytes(host.pid)
-                if rss is not None and rss > limit and not host.stop_requested:
-                    reason = (f"its resident memory reached {rss // (1024 * 1024)} MiB, over the limit of "
-                              f"{limit_mb} MiB ({self._max_rss_name})")
-                    logger.warning("%s: runner host %d %s", self.name, host.pid, reason)
-                    host.kill(reason)
+                if rss is not None and rss > limit:
+                    self._kill_over_limit(host, rss, limit_mb)
+
+    def _check_shared_memory(self, shared: SharedHost, limit: int, limit_mb: int) -> None:
+        """A shared host runs many calls: each process a call started is held to the limit on its
+        own (killing it fails that call alone); the host with anything else counts as one."""
+        host = shared.host
+        rest = _resident_bytes(host.pid)
+        if rest is None:
+            return  # gone meanwhile
+        for child in _children(host.pid):
+            rss = _tree_resident_bytes(child) or 0
+            if not shared.owns_process(child):
+                rest += rss
+            elif rss > limit:
+                reason = self._over_limit(rss, limit_mb)
+                logger.warning("%s: runner host %d: process %d %s", self.name, host.pid, child, reason)
+                shared.kill_process_of_call(child, reason)
+        if rest > limit:
+            self._kill_over_limit(host, rest, limit_mb)
+
+    def _over_limit(self, rss: int, limit_mb: int) -> str:
+        return (f"its resident memory reached {rss // (1024 * 1024)} MiB, over the limit of {limit_mb} MiB "
+                f"({self._max_rss_name})")
+
+    def _kill_over_limit(self, host: Host, rss: int, limit_mb: int) -> None:
+        reason = self._over_limit(rss, limit_mb)
+        logger.warning("%s: runner host %d %s", self.name, host.pid, reason)
+        host.kill(reason)
 
     # -------------------------------------------------------------------- stats
 
@@ -511,24 +542,41 @@ class ProcessPool:
 _MAX_TREE = 256  # processes looked at under one host, at most
 
 
+def _resident_bytes(pid: int) -> int | None:
+    """Resident memory of one process, from /proc (reads of kernel memory: they never block on
+    I/O, so they are done inline in the trio task); None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started, per thread: a child started from a worker thread is listed
+    under that thread only."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as children:
+                found.extend(int(child) for child in children.read().split())
+    except (OSError, ValueError):
+        pass  # gone meanwhile
+    return found
+
+
 def _tree_resident_bytes(pid: int) -> int | None:
-    """Resident memory of a process and its descendants, from /proc (reads of kernel memory:
-    they never block on I/O, so they are done inline in the trio task); None once the process
-    is gone. Shared pages count once per process: an upper bound, which is what a limit wants."""
+    """Resident memory of a process and its descendants; None once the process is gone. Shared
+    pages count once per process: an upper bound, which is what a limit wants."""
     total: int | None = None
     todo, seen = [pid], 0
     while todo and seen < _MAX_TREE:
         current = todo.pop()
         seen += 1
-        try:
-            with open(f"/proc/{current}/statm", "rb") as statm:
-                rss = int(statm.read().split()[1]) * _PAGE_SIZE
-            # Per thread: a child started from a worker thread is listed under that thread only.
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children", "rb") as children:
-                    todo.extend(int(child) for child in children.read().split())
-        except (OSError, ValueError, IndexError):
+        rss = _resident_bytes(current)
+        if rss is None:
             continue  # gone meanwhile
+        todo.extend(_children(current))
         total = rss if total is None else total + rss
     return total
 

@@ -13,7 +13,7 @@ import selectors
 import subprocess
 from typing import ClassVar
 
-from actors.hosted import kill_tree
+from actors.hosted import kill_tree, started_process
 from jobworkerp.config import ConfigError
 from jobworkerp.proto.jobworkerp.data import RunnerType
 from jobworkerp.proto.jobworkerp.runner import CommandArgs, CommandRunnerSettings
@@ -106,6 +106,7 @@ class CommandRunner:
             raise RetryableError(f"cannot start command {self._command!r}: {e}") from None
         proc = self._proc
         try:
+            started_process(proc.pid)  # so a memory limit kills this command alone (actors/hosted.py)
             stderr = read_output(proc, stdout)
         except BaseException:
             proc.kill()  # over the limit (or the host is going away): nothing more is read

@@ -212,3 +212,15 @@ def wait_for_cancel(fifo: str, name: str) -> str:
 
 def thread_name() -> str:
     return threading.current_thread().name
+
+
+def allocate_in_a_reported_child(fifo: str) -> int:
+    """Like a COMMAND job on a shared host: start a process that takes 400 MiB, report it to the
+    host as this call's, and wait for it; returns its exit status."""
+    from actors.hosted import started_process
+
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import time; hoard = bytearray(400 * 1024 * 1024); time.sleep(600)"])
+    started_process(child.pid)
+    notify(fifo, str(child.pid))
+    return child.wait()

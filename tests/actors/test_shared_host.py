@@ -185,3 +185,29 @@ async def test_a_host_over_its_memory_limit_fails_its_calls_naming_the_limit(inb
         with pytest.raises(HostCrashed, match=r"over the limit of 256 MiB \(TEST_MAX_RSS\)"):
             await pool.run_shared(f.allocate_without_bound, inbox.path)
         assert await pool.run_shared(f.add, 1, 2) == 3
+
+
+async def test_a_process_over_the_memory_limit_fails_only_the_call_that_started_it(inbox: FifoInbox) -> None:
+    async with ProcessPool(1, max_rss_mb=256, max_rss_name="TEST_MAX_RSS") as pool:
+        host_pid = await pool.run_shared(f.getpid)
+        bystander_scope = trio.CancelScope()
+        bystander: list[str] = []
+
+        async def bystand() -> None:
+            with bystander_scope:
+                await pool.run_shared(f.wait_for_cancel, inbox.path, "bystander")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bystand)
+            assert (await inbox.next_line()).startswith("bystander ")
+            with pytest.raises(HostCrashed, match=r"over the limit of 256 MiB \(TEST_MAX_RSS\)") as info:
+                await pool.run_shared(f.allocate_in_a_reported_child, inbox.path)
+            child = int(await inbox.next_line())
+            assert f"process {child} of this call" in str(info.value)
+            # The host and its other call live on.
+            assert process_exists(host_pid)
+            bystander_scope.cancel()
+            bystander.append(await inbox.next_line())
+        assert bystander == ["bystander cancelled"]
+        assert await pool.run_shared(f.getpid) == host_pid
+        assert pool.stats["restarts"] == 0
