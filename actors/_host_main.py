@@ -14,6 +14,7 @@ applications rely on that to keep per-host caches.
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import sys
 from typing import BinaryIO
@@ -84,8 +85,10 @@ def _serve_shared(reader: BinaryIO, proto_out: int) -> int:
     while True:
         request = _read_frame(reader, _framing.HEADER)
         if request is None:
-            # The parent is gone or done with us: calls still running have no one to answer.
-            os._exit(0)
+            # The parent is gone or done with us: calls still running have no one to answer, and
+            # what they started must not outlive us (see _parent_watch.py, which could lose the
+            # race to this thread).
+            os.killpg(os.getpgrp(), signal.SIGKILL)
         call_id, kind = head.unpack_from(request)
         if kind == _framing.CANCEL:
             calls.cancel(call_id)
