@@ -46,7 +46,7 @@ from jobworkerp.errors import Unavailable, is_outage
 from jobworkerp.ids import SnowflakeGenerator
 from jobworkerp.lifecycle import chain
 from jobworkerp.lifecycle.placement import Route, channel_of, needs_rdb_time, route
-from jobworkerp.lifecycle.results import build_result, should_store
+from jobworkerp.lifecycle.results import build_result, fill_worker_fields, should_store
 from jobworkerp.lifecycle.running import ActiveJob, RunningJobs
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage import Storage
@@ -395,9 +395,22 @@ class JobLifecycle:
 
     @_uninterruptible
     async def let_go(self, active: ActiveJob) -> None:
-        """A popped job whose backup row is gone: it was deleted before it could start. The
-        process that deleted it answered its waiters, unless the delete reached this process
-        first (then it is ours to end, with CANCELLED)."""
+        """A popped job whose backup row is gone, so this copy must not run. Whoever took the row
+        ends the job, and this copy only drops its own in-flight record — except when:
+
+        * a Delete reached this process first: the job is ours to end, with CANCELLED;
+        * the row went with the job's ending: `finish` stores the result and deletes the row
+          before it settles, and a holder killed in between leaves the job's status and its
+          in-flight record, which the reaper hands out again as this copy. Its stored result
+          says the attempt ended: the ending is completed here, with that result. Dropping the
+          status with this copy instead left a job that never answered its waiters (kill -9 of
+          a worker, tests/scalable/test_multi_process.py).
+
+        A status this copy does not end is left to whoever took the row (a Delete or a re-run
+        putting the job back ends it itself); what nobody ends — its holder died with nothing
+        stored, or another process's Delete left the ending to this copy and its cancel has not
+        arrived — is the orphan sweep's (`lifecycle/orphans.py`), once nothing has held it for
+        a grace period."""
         if active.deleted:
             active.has_row = False  # already deleted with the job
             now = now_ms()
@@ -406,9 +419,32 @@ class JobLifecycle:
                                     [f"job {active.job_id} was deleted before it ran".encode()], now, now)
             await self.finish(result, worker, active=active)
             return
+        job_id = active.job_id
+        ended = None
+        if await self.storage.status.get(job_id) is not None:  # not settled yet
+            ended = await self._stored_ending(active.ticket.job)
         active.settled = True
         self.running.remove(active)
-        await self.storage.settler.settle(active.job_id, None, to_worker=False, ack=active.from_queue)
+        if ended is not None:
+            log.warning("job %s: its holder stored its result and deleted its row, then stopped before settling "
+                        "it; settled here with that result", job_id)
+            worker = await self.workers.get(ended.data.worker_id.value)
+            result = fill_worker_fields(ended, worker)
+            await _through_outages(lambda: self.storage.settler.settle(
+                job_id, result, to_worker=to_worker(worker), ack=active.from_queue), idempotent=True)
+        elif active.from_queue:
+            await _through_outages(lambda: self.storage.queue.ack(job_id), idempotent=True)
+
+    async def _stored_ending(self, job: data.Job) -> data.JobResult | None:
+        """The final result stored for this attempt of the job (same retry count and due time:
+        a periodic job's earlier runs do not count), if there is one."""
+        jd = job.data
+        for result in await self.storage.repo.list_results_by_job_id(job.id.value):
+            rd = result.data
+            if rd.status != Status.ERROR_AND_RETRY and rd.retried == jd.retried \
+                    and rd.run_after_time == jd.run_after_time:
+                return result
+        return None
 
     # --- taken -> back where it was (interrupted) ----------------------------------------------
     @_uninterruptible
