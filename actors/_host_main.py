@@ -89,6 +89,7 @@ def _serve_shared(reader: BinaryIO, proto_out: int) -> int:
             # what they started must not outlive us (see _parent_watch.py, which could lose the
             # race to this thread).
             os.killpg(os.getpgrp(), signal.SIGKILL)
+            os._exit(0)  # not reached: the group includes this process
         call_id, kind = head.unpack_from(request)
         if kind == _framing.CANCEL:
             calls.cancel(call_id)
