@@ -32,6 +32,7 @@ import importlib.util
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -58,8 +59,19 @@ def _module_name(path: Path) -> str:
     return f"jobworkerp_plugin_{safe}_{digest}"
 
 
+# A shared runner host loads plugins from several threads at once: without the lock a second
+# thread would find the module in sys.modules while the first is still executing it, and miss
+# the runner class. Reentrant: a plugin may load another while it is imported.
+_load_lock = threading.RLock()
+
+
 def load_module_from_path(path: Path) -> ModuleType:
     """Import a plugin file (or a package's `__init__.py`) under a private name, once per process."""
+    with _load_lock:
+        return _load_module_from_path(path)
+
+
+def _load_module_from_path(path: Path) -> ModuleType:
     name = _module_name(path)
     module = sys.modules.get(name)
     if module is not None:
