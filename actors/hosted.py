@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-__all__ = ["CallTable", "current_calls", "kill_tree", "on_cancel", "started_process"]
+__all__ = ["CallTable", "cancelled", "current_calls", "kill_tree", "on_cancel", "started_process"]
 
 # Cancels that arrived before their call began (the request still queued for a thread), kept so
 # the call does not start at all. Bounded: a cancel for a call that already ended is never used.
@@ -71,6 +71,12 @@ class CallTable:
         if run_now:
             hook()
 
+    def cancelled(self) -> bool:
+        """Whether the current thread's call has been cancelled."""
+        call_id = getattr(self._local, "call_id", None)
+        with self._lock:
+            return call_id is not None and call_id in self._cancelled
+
     def started_process(self, pid: int) -> None:
         """The current thread's call started process ``pid``: tell the parent."""
         call_id = getattr(self._local, "call_id", None)
@@ -114,6 +120,15 @@ def current_calls() -> CallTable:
 def on_cancel(hook: Callable[[], None]) -> None:
     """Ask the host to run ``hook`` if the parent cancels the call this thread is running."""
     _CALLS.on_cancel(hook)
+
+
+def cancelled() -> bool:
+    """Whether the parent cancelled the call this thread runs (always False in an exclusive host).
+
+    A hook registered with :func:`on_cancel` runs once; code that starts something the hook must
+    stop (a process) checks this right after starting it, in case the cancel came in between.
+    """
+    return _CALLS.cancelled()
 
 
 def started_process(pid: int) -> None:

@@ -16,6 +16,8 @@ Rows, each measured for --seconds after a warm-up, every caller running one job 
 - (c) 10 ms jobs/s at concurrency 100: the `sleep` plugin (ms=10) with WORKER_DEFAULT_CONCURRENCY=100,
   the peers' async 10 ms sleep at concurrency 100; 2 callers per slot keep every slot busy.
 - RSS (and PSS) of the trees, the peak sampled during (c).
+- This server only: (a) at 50 callers again with concurrency 2 and 100, to see whether more slots
+  cost throughput.
 
 Usage: python bench/perf.py [--quick] [--only standalone,echo,...] [--seconds 10] [--json PATH]
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import subprocess
@@ -82,6 +85,10 @@ def run_column(name: str, opts: cols.Options, args: argparse.Namespace, raw: dic
     out = _rows(("noop_1", "noop_50", "cpu_ms", "p50_ms", "p99_ms"), name, raw, lambda: _noop(start, opts, args))
     if name != "echo":  # the echo server runs no jobs: (c) and memory at concurrency 100 do not apply
         out.update(_rows(("sleep_100", "rss_mb", "pss_mb"), name, raw, lambda: _sleep(start, opts, args)))
+    if name in ("standalone", "scalable"):
+        for concurrency in (2, 100):
+            key = f"noop_c{concurrency}"
+            out.update(_rows((key,), name, raw, functools.partial(_noop_at, start, opts, args, concurrency, key)))
     return out
 
 
@@ -107,6 +114,13 @@ def _noop(start: cols.Start, opts: cols.Options, args: argparse.Namespace
     values = {"noop_1": one["jobs_per_s"], "noop_50": many["jobs_per_s"], "cpu_ms": many["cpu_ms_per_job"],
               "p50_ms": one["p50_ms"], "p99_ms": one["p99_ms"]}
     return values, {"noop_1_caller": one, f"noop_{args.callers}_callers": many}
+
+
+def _noop_at(start: cols.Start, opts: cols.Options, args: argparse.Namespace, concurrency: int, key: str
+             ) -> tuple[dict[str, float], dict[str, Any]]:
+    with start(opts, concurrency) as running:
+        many = measure(running, Load("noop", args.callers, args.seconds, args.warmup), opts)
+    return {key: many["jobs_per_s"]}, {f"noop_{args.callers}_callers_concurrency_{concurrency}": many}
 
 
 def _sleep(start: cols.Start, opts: cols.Options, args: argparse.Namespace

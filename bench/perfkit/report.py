@@ -30,6 +30,8 @@ ROWS = [
     ("sleep_100", "(c) 10 ms jobs/s, concurrency 100", "{:.0f}", "high"),
     ("rss_mb", "RSS MB at concurrency 100 (tree)", "{:.0f}", "low"),
     ("pss_mb", "PSS MB at concurrency 100 (tree)", "{:.0f}", "low"),
+    ("noop_c2", "(a) no-op jobs/s, 50 callers, concurrency 2", "{:.0f}", "high"),
+    ("noop_c100", "(a) no-op jobs/s, 50 callers, concurrency 100", "{:.0f}", "high"),
 ]
 IDEAL_SLEEP_RATE = 10_000  # 100 slots / 10 ms
 
@@ -56,6 +58,8 @@ def ratios(results: dict[str, dict[str, Any]]) -> list[tuple[str, float | None, 
     for ours in OURS:
         name = COLUMNS[ours]
         ratio(f"(a) {name} / echo, 50 callers", number(results, ours, "noop_50"), number(results, "echo", "noop_50"))
+        ratio(f"(a) {name} concurrency 100 / concurrency 2", number(results, ours, "noop_c100"),
+              number(results, ours, "noop_c2"))
         for row, label in (("noop_1", "1 caller"), ("noop_50", "50 callers")):
             best = best_peer(results, row, "high")
             ratio(f"(a) {name} / best peer, {label}", number(results, ours, row), best and best[1],

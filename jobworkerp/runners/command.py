@@ -13,7 +13,7 @@ import selectors
 import subprocess
 from typing import ClassVar
 
-from actors.hosted import kill_tree, started_process
+from actors.hosted import cancelled, kill_tree, started_process
 from jobworkerp.config import ConfigError
 from jobworkerp.proto.jobworkerp.data import RunnerType
 from jobworkerp.proto.jobworkerp.runner import CommandArgs, CommandRunnerSettings
@@ -107,6 +107,8 @@ class CommandRunner:
         proc = self._proc
         try:
             started_process(proc.pid)  # so a memory limit kills this command alone (actors/hosted.py)
+            if cancelled():  # the cancel came before there was a process for cancel() to kill
+                kill_tree(proc.pid)
             stderr = read_output(proc, stdout)
         except BaseException:
             proc.kill()  # over the limit (or the host is going away): nothing more is read
