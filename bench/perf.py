@@ -19,7 +19,7 @@ Rows, each measured for --seconds after a warm-up, every caller running one job 
 - This server only: (a) at 50 callers again with concurrency 2 and 100, to see whether more slots
   cost throughput.
 
-Usage: python bench/perf.py [--quick] [--only standalone,echo,...] [--seconds 10] [--json PATH]
+Usage: python bench/perf.py [--quick] [--only standalone,echo,...] [--rows noop,sleep] [--seconds 10] [--json PATH]
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from perfkit.measure import Load, RowFailed, measure
 from perfkit.report import COLUMNS, PEERS, render
 
 NOOP_CONCURRENCY = 50
+ROW_GROUPS = ("noop", "sleep")
 SLEEP_CONCURRENCY = 100
 DEFAULT_ARQ_PYTHON = cols.ROOT / ".venv-arq" / "bin" / "python"
 
@@ -53,6 +54,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="1 s rows, short warm-ups: a smoke run")
     parser.add_argument("--seconds", type=float, help="measured seconds per row (default 10; --quick 1)")
     parser.add_argument("--only", default=",".join(COLUMNS), help=f"columns, comma-separated: {','.join(COLUMNS)}")
+    parser.add_argument("--rows", default=",".join(ROW_GROUPS),
+                        help="row groups, comma-separated: noop ((a) at 1 and --callers callers, CPU ms per job, "
+                             "p50/p99), sleep ((c) and memory at concurrency 100); e.g. `--only standalone --rows "
+                             "noop` for this server's no-op rows alone")
     parser.add_argument("--callers", type=int, default=50, help="callers of the (a) 50-caller row")
     parser.add_argument("--sleep-callers", type=int, default=2 * SLEEP_CONCURRENCY, help="callers of row (c)")
     parser.add_argument("--poll-ms", type=float, default=5, help="result/queue poll interval of arq and taskiq")
@@ -69,6 +74,10 @@ def parse_args() -> argparse.Namespace:
     unknown = set(args.only) - set(COLUMNS)
     if unknown:
         parser.error(f"unknown columns: {', '.join(sorted(unknown))}")
+    args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = set(args.rows) - set(ROW_GROUPS)
+    if unknown:
+        parser.error(f"unknown row groups: {', '.join(sorted(unknown))}")
     return args
 
 
@@ -82,8 +91,12 @@ def run_column(name: str, opts: cols.Options, args: argparse.Namespace, raw: dic
         start = cols.peer_column(name, opts)
     else:
         start = {"standalone": cols.standalone, "scalable": cols.scalable, "echo": cols.echo}[name]
-    out = _rows(("noop_1", "noop_50", "cpu_ms", "p50_ms", "p99_ms"), name, raw, lambda: _noop(start, opts, args))
-    if name != "echo":  # the echo server runs no jobs: (c) and memory at concurrency 100 do not apply
+    out: dict[str, Any] = {}
+    if "noop" in args.rows:
+        out.update(_rows(("noop_1", "noop_50", "cpu_ms", "p50_ms", "p99_ms"), name, raw,
+                         lambda: _noop(start, opts, args)))
+    # the echo server runs no jobs: (c) and memory at concurrency 100 do not apply
+    if name != "echo" and "sleep" in args.rows:
         out.update(_rows(("sleep_100", "rss_mb", "pss_mb"), name, raw, lambda: _sleep(start, opts, args)))
     if name in ("standalone", "scalable"):
         for concurrency in (2, 100):

@@ -38,6 +38,7 @@ LEFTOVER_TASKS_S = 5.0  # longest wait, at shutdown, for asyncio tasks still run
 async def open_asyncio_bridge() -> AsyncIterator[None]:
     """Run an asyncio loop inside the current trio run (needed before serving gRPC)."""
     async with trio_asyncio.open_loop() as loop, trio.open_nursery() as nursery:
+        _run_ready_handles_in_batches(loop)
         nursery.start_soon(_prune_cancelled_timers, loop)
         try:
             yield
@@ -45,6 +46,39 @@ async def open_asyncio_bridge() -> AsyncIterator[None]:
             nursery.cancel_scope.cancel()
             with trio.CancelScope(shield=True):
                 await _end_leftover_tasks(loop)
+
+
+HANDLE_BATCH = 64  # most asyncio callbacks trio-asyncio runs before the trio tasks get a turn
+
+
+def _run_ready_handles_in_batches(loop: asyncio.AbstractEventLoop) -> None:
+    """Let trio-asyncio run the asyncio callbacks that are ready one after another, up to
+    HANDLE_BATCH, before it gives the trio tasks a turn — as asyncio's own loop runs all ready
+    callbacks per iteration.
+
+    trio-asyncio's loop task takes each callback from a trio channel with a timeout scope and a
+    checkpoint, so every asyncio callback (a task step, a future's wakeup, a transport write)
+    cost a trio scheduling round of its own: several per gRPC call, ~7 % of the main thread
+    under 50 callers. Its `_main_loop_one` already has a no-wait mode (used to drain the queue
+    at exit); this wraps it on this loop so that, after the one callback it waited for, the
+    callbacks already queued are run without waiting. Order is unchanged (the same FIFO queue);
+    a stop() callback still ends the loop (its exception passes through). Another trio-asyncio
+    layout (no `_main_loop_one`) keeps its own behaviour."""
+    one = getattr(loop, "_main_loop_one", None)
+    if one is None or not inspect.iscoroutinefunction(one):
+        return
+
+    async def batched(no_wait: bool = False) -> None:
+        await one(no_wait)
+        if no_wait:  # the exit drain calls it so itself, until WouldBlock
+            return
+        for _ in range(HANDLE_BATCH - 1):
+            try:
+                await one(True)
+            except trio.WouldBlock:
+                return
+
+    loop._main_loop_one = batched  # type: ignore[attr-defined]
 
 
 TIMER_PRUNE_S = 1.0

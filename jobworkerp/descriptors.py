@@ -51,7 +51,15 @@ def check_parses(message_class: type[Message], payload: bytes) -> None:
         message = message_class.FromString(payload)
     except DecodeError as e:
         raise ValueError(str(e) or "malformed protobuf bytes") from None
-    problem = _wrong_wire_type(message)
+    # Fast path (every request and job args are checked): no unknown field at any depth means
+    # no wrong wire type. DiscardUnknownFields is recursive and, like ByteSize, runs in upb's C
+    # code; unknown fields count in ByteSize, so an unchanged size means there were none. The
+    # walk below (UnknownFieldSet per message) cost ~4 us per call.
+    size = message.ByteSize()
+    message.DiscardUnknownFields()
+    if message.ByteSize() == size:
+        return
+    problem = _wrong_wire_type(message_class.FromString(payload))
     if problem is not None:
         raise ValueError(problem)
 

@@ -23,6 +23,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
+import betterproto2
 from grpclib.const import Handler, Status
 from grpclib.encoding.proto import ProtoCodec
 from grpclib.exceptions import GRPCError
@@ -31,6 +32,7 @@ from h2.exceptions import StreamClosedError
 from jobworkerp.descriptors import check_message_bytes
 from jobworkerp.front.message_limit import refuse_oversized
 from jobworkerp.proto.message_pool import default_message_pool
+from jobworkerp.wire import encode
 
 REASON_LIMIT = 200  # characters of the parser's complaint kept in the status message
 
@@ -50,7 +52,15 @@ def _reason(error: Exception) -> str:
 
 
 class RequestCodec(ProtoCodec):
-    """grpclib's protobuf codec, with request bytes checked by the strict parser first."""
+    """grpclib's protobuf codec, with request bytes checked by the strict parser first, and
+    betterproto2 answers encoded by `jobworkerp.wire` (the same bytes, faster)."""
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        if not isinstance(message, message_type):  # as grpclib's ProtoCodec.encode
+            raise TypeError(f"Message must be of type {message_type!r}, not {type(message)!r}")
+        if isinstance(message, betterproto2.Message):
+            return encode(message)
+        return message.SerializeToString()  # type: ignore[no-any-return]  # reflection, health: google.protobuf
 
     def decode(self, data: bytes, message_type: Any) -> Any:
         name = message_name(message_type)

@@ -11,18 +11,22 @@ offending connection (TooManyStreamsError, a connection error) -- only that clie
 
 grpclib's Server takes no HTTP/2 settings, so this subclasses it: the one override is the
 (private) protocol factory, which builds the same protocol with the cap applied as each
-connection is made.
+connection is made. The same protocol also puts `CoalescingTransport` (front/coalesce.py) under
+the connection.
 """
 
 from __future__ import annotations
 
-from asyncio import BaseTransport
+import asyncio
+from asyncio import BaseTransport, Transport
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from grpclib.protocol import H2Protocol
 from grpclib.server import Server
 from h2.settings import SettingCodes
+
+from jobworkerp.front.coalesce import CoalescingTransport
 
 if TYPE_CHECKING:
     from grpclib._typing import IServable
@@ -46,7 +50,9 @@ class _CappedProtocol(H2Protocol):
         protocol.handler.__gc_interval__ = 1  # type: ignore[attr-defined]
 
     def connection_made(self, transport: BaseTransport) -> None:
-        super().connection_made(transport)
+        # Every write of this connection goes through CoalescingTransport: one socket write per
+        # event-loop turn rather than three per answer (front/coalesce.py).
+        super().connection_made(CoalescingTransport(cast(Transport, transport), asyncio.get_event_loop()))
         h2_conn = self.connection._connection
         h2_conn.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self._max_concurrent_streams})
         self.connection.flush()

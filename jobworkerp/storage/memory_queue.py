@@ -29,10 +29,17 @@ _PRIORITIES = (data.Priority.HIGH, data.Priority.MEDIUM, data.Priority.LOW)
 _Packed = tuple[int, "int | None", bytes, "str | None", int, "int | None", int, int, int, int, bool, int, bool]
 
 
+_NO_DATA = data.JobData()
+
+
 def _pack(ticket: Ticket) -> _Packed:
+    # `is not None` tests, not a message's truth value: betterproto2's `__bool__` compares every
+    # field with its default (a few microseconds each, ~3 % of the server's CPU at 1 600 jobs/s).
+    # A worker id of 0 is packed as absent, as its truth value did.
     job = ticket.job
-    d = job.data or data.JobData()
-    return (job.id.value if job.id else 0, d.worker_id.value if d.worker_id else None, d.args, d.uniq_key,
+    d = job.data if job.data is not None else _NO_DATA
+    worker_id = d.worker_id.value if d.worker_id is not None else 0
+    return (job.id.value if job.id is not None else 0, worker_id or None, d.args, d.uniq_key,
             d.enqueue_time, d.grabbed_until_time, d.run_after_time, d.retried, int(d.priority), d.timeout,
             ticket.backed, ticket.queue_type, ticket.redelivered)
 

@@ -18,6 +18,7 @@ from typing import Protocol
 import trio
 
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.wire import encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,7 @@ class Ticket:
 
     def encode(self) -> bytes:
         """One header byte (backed flag, queue type) then the job's protobuf bytes."""
-        return bytes([(self.queue_type & 0x7F) << 1 | int(self.backed)]) + bytes(self.job)
+        return bytes([(self.queue_type & 0x7F) << 1 | int(self.backed)]) + encode(self.job)
 
     @classmethod
     def decode(cls, raw: bytes) -> Ticket:

@@ -19,6 +19,7 @@ from typing import Any
 from jobworkerp.errors import InvalidArgument
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.rdb import DEFAULT_CHANNEL
+from jobworkerp.wire import encode
 
 Row = tuple[Any, ...]
 # Stored when a worker has no retry policy: (retry_type, interval, max_interval, max_retry, basis).
@@ -102,7 +103,7 @@ def job_params(job: data.Job, timeout: TimeoutCodec) -> Row:
     """Column values in job-column order; the id is mandatory (jobs carry snowflakes)."""
     if job.id is None:
         raise InvalidArgument("job.id", "a job must carry its id to be stored")
-    d = job.data or data.JobData()
+    d = job.data if job.data is not None else data.JobData()  # not `or`: betterproto2's __bool__ is slow
     return (
         int(job.id.value),
         id_value(d.worker_id),
@@ -139,7 +140,7 @@ def result_params(result: data.JobResult, timeout: TimeoutCodec) -> Row:
     """Column values in job-result-column order (worker-derived fields are not stored)."""
     if result.id is None:
         raise InvalidArgument("job_result.id", "a job result must carry its id to be stored")
-    d = result.data or data.JobResultData()
+    d = result.data if result.data is not None else data.JobResultData()  # not `or`: __bool__ is slow
     return (
         int(result.id.value),
         id_value(d.job_id),
@@ -147,7 +148,7 @@ def result_params(result: data.JobResult, timeout: TimeoutCodec) -> Row:
         bytes(d.args),
         d.uniq_key,
         int(d.status),
-        bytes(d.output) if d.output is not None else b"",
+        encode(d.output) if d.output is not None else b"",
         int(d.retried),
         int(d.priority),
         int(d.enqueue_time),

@@ -7,6 +7,8 @@ import asyncio
 
 import pytest
 import trio
+import trio.lowlevel
+import trio_asyncio
 
 from jobworkerp.aio import open_asyncio_bridge
 
@@ -32,3 +34,42 @@ async def test_a_request_cut_off_by_the_stop_does_not_crash_the_server() -> None
         task = asyncio.get_event_loop().create_task(handler())
         await started.wait()
     assert ended == ["cancelled"] and task.done()
+
+
+async def test_ready_callbacks_run_in_order_and_trio_tasks_still_get_turns() -> None:
+    """The bridge runs the asyncio callbacks that are ready in batches (aio.HANDLE_BATCH) rather
+    than one per trio scheduling round: they still run in the order they were scheduled, asyncio
+    code that keeps scheduling itself does not starve the trio tasks, and the loop stops."""
+    from jobworkerp.aio import HANDLE_BATCH, call_trio
+
+    ran: list[int] = []
+    spins = 0
+    spinning = True
+
+    def spin() -> None:  # an asyncio callback that always schedules itself again
+        nonlocal spins
+        spins += 1
+        if spinning:
+            asyncio.get_event_loop().call_soon(spin)
+
+    async with open_asyncio_bridge():
+        loop = asyncio.get_event_loop()
+        for i in range(3 * HANDLE_BATCH):
+            loop.call_soon(ran.append, i)
+        loop.call_soon(spin)
+        try:
+            for _ in range(10):  # each needs the trio side to get a turn while spin() keeps going
+                await trio.lowlevel.checkpoint()
+            assert ran == list(range(3 * HANDLE_BATCH))  # not one callback per trio round
+        finally:
+            spinning = False  # or the loop's exit drain would run spin() forever
+
+        async def trio_side(x: int) -> int:
+            await trio.lowlevel.checkpoint()
+            return x + 1
+
+        async def asyncio_side() -> int:
+            return await call_trio(trio_side, 41)
+
+        assert await trio_asyncio.aio_as_trio(asyncio_side)() == 42
+    assert spins > 0

@@ -88,3 +88,18 @@ async def test_a_queued_job_comes_back_with_every_field() -> None:
     found = await q.find(9)
     popped = await q.pop("c")
     assert found == popped == ticket
+
+
+async def test_a_popped_ticket_is_the_pushed_one() -> None:
+    q = MemoryJobQueue()
+    full = Ticket(data.Job(id=data.JobId(value=7), data=data.JobData(
+        worker_id=data.WorkerId(value=3), args=b"\x01", uniq_key="u", enqueue_time=5, grabbed_until_time=9,
+        run_after_time=6, retried=2, priority=data.Priority.HIGH, timeout=100)), backed=True, queue_type=1)
+    await q.push("c", full)
+    assert (await q.pop("c")) == full
+    # no data, and a worker id of 0: read back as absent (the value nothing can point at)
+    await q.push("c", Ticket(data.Job(id=data.JobId(value=8))))
+    await q.push("c", Ticket(data.Job(id=data.JobId(value=9), data=data.JobData(worker_id=data.WorkerId(value=0)))))
+    for job_id in (8, 9):
+        popped = await q.pop("c")
+        assert popped.job_id == job_id and popped.job.data is not None and popped.job.data.worker_id is None
