@@ -44,7 +44,7 @@ from perfkit.measure import Load, RowFailed, measure
 from perfkit.report import COLUMNS, PEERS, render
 
 NOOP_CONCURRENCY = 50
-ROW_GROUPS = ("noop", "sleep")
+ROW_GROUPS = ("noop", "sleep", "slots")
 SLEEP_CONCURRENCY = 100
 DEFAULT_ARQ_PYTHON = cols.ROOT / ".venv-arq" / "bin" / "python"
 
@@ -56,7 +56,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(COLUMNS), help=f"columns, comma-separated: {','.join(COLUMNS)}")
     parser.add_argument("--rows", default=",".join(ROW_GROUPS),
                         help="row groups, comma-separated: noop ((a) at 1 and --callers callers, CPU ms per job, "
-                             "p50/p99), sleep ((c) and memory at concurrency 100); e.g. `--only standalone --rows "
+                             "p50/p99), sleep ((c) and memory at concurrency 100), slots (this server's (a) at concurrency 2 "
+                             "and 100); e.g. `--only standalone --rows "
                              "noop` for this server's no-op rows alone")
     parser.add_argument("--callers", type=int, default=50, help="callers of the (a) 50-caller row")
     parser.add_argument("--sleep-callers", type=int, default=2 * SLEEP_CONCURRENCY, help="callers of row (c)")
@@ -98,7 +99,7 @@ def run_column(name: str, opts: cols.Options, args: argparse.Namespace, raw: dic
     # the echo server runs no jobs: (c) and memory at concurrency 100 do not apply
     if name != "echo" and "sleep" in args.rows:
         out.update(_rows(("sleep_100", "rss_mb", "pss_mb"), name, raw, lambda: _sleep(start, opts, args)))
-    if name in ("standalone", "scalable"):
+    if name in ("standalone", "scalable") and "slots" in args.rows:
         for concurrency in (2, 100):
             key = f"noop_c{concurrency}"
             out.update(_rows((key,), name, raw, functools.partial(_noop_at, start, opts, args, concurrency, key)))
