@@ -56,8 +56,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(COLUMNS), help=f"columns, comma-separated: {','.join(COLUMNS)}")
     parser.add_argument("--rows", default=",".join(ROW_GROUPS),
                         help="row groups, comma-separated: noop ((a) at 1 and --callers callers, CPU ms per job, "
-                             "p50/p99), sleep ((c) and memory at concurrency 100), slots (this server's (a) at concurrency 2 "
-                             "and 100); e.g. `--only standalone --rows "
+                             "p50/p99), sleep ((c) and memory at concurrency 100), slots (this server's (a) at "
+                             "concurrency 2 and 100); e.g. `--only standalone --rows "
                              "noop` for this server's no-op rows alone")
     parser.add_argument("--callers", type=int, default=50, help="callers of the (a) 50-caller row")
     parser.add_argument("--sleep-callers", type=int, default=2 * SLEEP_CONCURRENCY, help="callers of row (c)")
