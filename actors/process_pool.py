@@ -306,7 +306,7 @@ class ProcessPool:
 
     async def _serve_shared(self, shared: SharedHost) -> None:
         try:
-            await shared.read_replies()
+            await shared.serve()
         finally:
             self._shared_hosts.discard(shared)
             if self._shared is shared:
