@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-__all__ = ["CallTable", "cancelled", "current_calls", "kill_tree", "on_cancel", "started_process"]
+__all__ = ["CallTable", "cancelled", "child_pids", "current_calls", "kill_tree", "on_cancel", "started_process"]
 
 # Cancels that arrived before their call began (the request still queued for a thread), kept so
 # the call does not start at all. Bounded: a cancel for a call that already ended is never used.
@@ -145,6 +145,19 @@ def started_process(pid: int) -> None:
 _TREE_MAX = 256  # processes looked at under one, at most
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started, from /proc (Linux), thread by thread: a child started from a
+    worker thread is listed under that thread only. Empty once ``pid`` is gone."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as children:
+                found.extend(int(child) for child in children.read().split())
+    except (OSError, ValueError):
+        pass  # gone meanwhile
+    return found
+
+
 def kill_tree(pid: int) -> None:
     """SIGKILL ``pid`` and every process it started, found through /proc (Linux).
 
@@ -157,12 +170,7 @@ def kill_tree(pid: int) -> None:
     while todo and len(found) < _TREE_MAX:
         current = todo.pop()
         found.append(current)
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children", "rb") as children:
-                    todo.extend(int(child) for child in children.read().split())
-        except (OSError, ValueError):
-            continue  # gone meanwhile
+        todo.extend(child_pids(current))
     for victim in found:
         try:
             os.kill(victim, signal.SIGKILL)

@@ -35,6 +35,7 @@ import trio
 from actors import _framing
 from actors._host import Host, HostCrashed, HostEOF
 from actors._shared_host import SharedHost
+from actors.hosted import child_pids
 from actors.isolation import NEUTRAL_CWD, python_command, python_environment
 
 __all__ = ["HostCrashed", "ProcessPool", "open_process_pool"]
@@ -283,19 +284,8 @@ class ProcessPool:
                 starting.set()
 
     async def _start_shared_host(self) -> SharedHost:
-        if self._start_failures:
-            await trio.sleep(min(_BACKOFF_FIRST * 2 ** (self._start_failures - 1), _BACKOFF_MAX))
-        if self._closed or self._nursery is None:
-            raise trio.ClosedResourceError(f"process pool {self.name!r} is closed")
-        self._starting += 1
-        try:
-            host = await self._nursery.start(self._host_task, self._shared_command)
-        except HostCrashed:
-            self._start_failures += 1
-            raise
-        finally:
-            self._starting -= 1
-        self._start_failures = 0
+        host = await self._spawn(self._shared_command)
+        assert self._nursery is not None
         if self._had_shared:
             self._restarts += 1
         self._had_shared = True
@@ -412,24 +402,29 @@ class ProcessPool:
             old.stop()
             await old.gone.wait()  # keep at most `size` processes alive
         slot.host = None
+        host = await self._spawn(self._command)
+        if slot.had_host:
+            self._restarts += 1
+        slot.host = host
+        slot.had_host = True
+        return host
+
+    async def _spawn(self, command: Sequence[str]) -> Host:
+        """Start a host running ``command`` and wait until it is ready, backing off while hosts
+        keep failing to start."""
         if self._start_failures:
-            delay = min(_BACKOFF_FIRST * 2 ** (self._start_failures - 1), _BACKOFF_MAX)
-            await trio.sleep(delay)
+            await trio.sleep(min(_BACKOFF_FIRST * 2 ** (self._start_failures - 1), _BACKOFF_MAX))
         if self._closed or self._nursery is None:
             raise trio.ClosedResourceError(f"process pool {self.name!r} is closed")
         self._starting += 1
         try:
-            host = await self._nursery.start(self._host_task, self._command)
+            host: Host = await self._nursery.start(self._host_task, command)
         except HostCrashed:
             self._start_failures += 1
             raise
         finally:
             self._starting -= 1
         self._start_failures = 0
-        if slot.had_host:
-            self._restarts += 1
-        slot.host = host
-        slot.had_host = True
         return host
 
     async def _host_task(self, command: Sequence[str], *, task_status: trio.TaskStatus[Host]) -> None:
@@ -490,7 +485,7 @@ class ProcessPool:
         rest = _resident_bytes(host.pid)
         if rest is None:
             return  # gone meanwhile
-        for child in _children(host.pid):
+        for child in child_pids(host.pid):
             rss = _tree_resident_bytes(child) or 0
             if not shared.owns_process(child):
                 rest += rss
@@ -552,19 +547,6 @@ def _resident_bytes(pid: int) -> int | None:
         return None
 
 
-def _children(pid: int) -> list[int]:
-    """The processes ``pid`` started, per thread: a child started from a worker thread is listed
-    under that thread only."""
-    found: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children", "rb") as children:
-                found.extend(int(child) for child in children.read().split())
-    except (OSError, ValueError):
-        pass  # gone meanwhile
-    return found
-
-
 def _tree_resident_bytes(pid: int) -> int | None:
     """Resident memory of a process and its descendants; None once the process is gone. Shared
     pages count once per process: an upper bound, which is what a limit wants."""
@@ -576,7 +558,7 @@ def _tree_resident_bytes(pid: int) -> int | None:
         rss = _resident_bytes(current)
         if rss is None:
             continue  # gone meanwhile
-        todo.extend(_children(current))
+        todo.extend(child_pids(current))
         total = rss if total is None else total + rss
     return total
 
