@@ -5,7 +5,9 @@ Why: grpcurl and the tools built on it find a method only through reflection. gr
 the pool it is given; with our own descriptors alone, `grpcurl ... grpc.health.v1.Health/Check`
 failed with "target server does not expose service grpc.health.v1.Health". Here reflection
 lists health and both reflection versions (v1; v1alpha, which grpcurl up to 1.8 speaks) besides
-our services, and describes them from a pool that holds their .proto files too.
+our services, and describes them from a pool that holds their .proto files too. It builds the
+two reflection services itself, with what `extend` uses (grpclib's v1alpha class and
+`_service_name`, private names of the pinned grpclib 0.4.9), to list them in their own answer.
 """
 
 from __future__ import annotations
