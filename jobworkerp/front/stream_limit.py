@@ -60,6 +60,11 @@ class _CappedProtocol(H2Protocol):
         super().connection_made(CoalescingTransport(cast(Transport, transport), asyncio.get_event_loop()))
         h2_conn = self.connection._connection
         h2_conn.update_settings(self._settings)
+        if SettingCodes.MAX_FRAME_SIZE in self._settings:
+            # Accepted from the start, not only once the client acks it: h2 gives its read buffer
+            # a new limit only at the next read, so an ack and a large frame read in one chunk
+            # ended the connection ("overlong frame"). Advertised anyway, so nothing is lost.
+            h2_conn.max_inbound_frame_size = self._settings[SettingCodes.MAX_FRAME_SIZE]
         self.connection.flush()
 
 
