@@ -225,7 +225,7 @@ async def run_server(
                 port = await nursery.start(partial(
                     serve_grpc, build_services(app), config.grpc_host, config.grpc_port,
                     auth_token=config.auth_token, max_message_bytes=config.grpc_max_message_bytes,
-                    max_concurrent_streams=config.grpc_max_concurrent_streams,
+                    max_concurrent_streams=config.grpc_max_concurrent_streams, max_frame_size=config.max_frame_size,
                     ssl_context=server_ssl_context(config), stopping=front_stop,
                 ))
             async with trio.open_nursery() as worker_nursery:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from jobworkerp.config_refusals import refusal
+
 T = TypeVar("T")
 
 STANDALONE = "Standalone"
@@ -30,6 +32,7 @@ MAX_MESSAGE_BYTES = 2**32 - 1
 MIN_OUTPUT_BYTES = 1024
 MAX_CONCURRENT_STREAMS = 2**31 - 1
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR")
+MIN_FRAME_SIZE, MAX_FRAME_SIZE = 2**14, 2**24 - 1  # what HTTP/2 allows (RFC 9113 section 6.5.2)
 # The built-in runners RUNNERS_ENABLED may name (runners/registry.py BUILTIN_RUNNERS; a test
 # keeps the two in step). Kept here so a typo is a start-up error, not a silently disabled runner.
 BUILTIN_RUNNER_NAMES = ("COMMAND", "HTTP_REQUEST", "GRPC_UNARY", "DOCKER")
@@ -130,6 +133,14 @@ class Config:
     log_level: str = "INFO"
     log_use_json: bool = False
     log_file_dir: str | None = None
+    # LOG_USE_STDOUT: True = console log on stdout, False = no console log (the file only),
+    # None (unset) = stderr, as before it was read. TZ_OFFSET_HOURS: log timestamps in this
+    # offset from UTC; None = the machine's local time (plain) or UTC (JSON). See cli/logs.py.
+    log_use_stdout: bool | None = None
+    tz_offset_hours: float | None = None
+    # HTTP/2 SETTINGS_MAX_FRAME_SIZE the front advertises (the largest frame it accepts); None =
+    # h2's 16384 (front/stream_limit.py).
+    max_frame_size: int | None = None
     runner_host_startup_timeout: float = 30.0
     # Runner hosts of a channel for runners that run one job per host (plain plugins); their jobs
     # queue for a host beyond it. Concurrent runners (COMMAND, HTTP_REQUEST, GRPC_UNARY, DOCKER,
@@ -411,6 +422,8 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         merged.update(os.environ)
         env = merged
 
+    if (refused := refusal(env)) is not None:
+        raise ConfigError(*refused)
     storage_type = env.get("STORAGE_TYPE", STANDALONE).strip() or STANDALONE
     if storage_type not in (STANDALONE, SCALABLE):
         raise ConfigError("STORAGE_TYPE", f"expected Standalone or Scalable, got {storage_type!r}")
@@ -451,6 +464,28 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
 
     def text(var: str, raw: str) -> str:
         return raw.strip()
+
+    def frame_size(var: str, raw: str) -> int:
+        value = _parse_int(var, raw)
+        if not MIN_FRAME_SIZE <= value <= MAX_FRAME_SIZE:
+            raise ConfigError(var, f"must be from {MIN_FRAME_SIZE} to {MAX_FRAME_SIZE} bytes (HTTP/2's limits), "
+                                   f"got {value}")
+        return value
+
+    def utc_offset_hours(var: str, raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ConfigError(var, f"expected hours from UTC such as 9 or -5.5, got {raw!r}") from None
+        if not -24 < value < 24 or abs(value * 60 - round(value * 60)) > 1e-6:  # whole minutes, float-safe
+            raise ConfigError(var, f"must be whole minutes between -24 and 24 hours, got {raw.strip()}")
+        return value
+
+    log_file_dir = _get(env, "LOG_FILE_DIR", text, None)
+    log_use_stdout = _get(env, "LOG_USE_STDOUT", _parse_bool, None)
+    if log_use_stdout is False and log_file_dir is None:
+        raise ConfigError("LOG_USE_STDOUT", "false turns the console log off, and without LOG_FILE_DIR nothing "
+                                            "would be logged; set LOG_FILE_DIR or unset LOG_USE_STDOUT")
 
     redis_url = _get(env, "REDIS_URL", text, "redis://127.0.0.1:6379")
     redis_tls = {var: _get(env, var, _parse_readable_file, None)
@@ -512,7 +547,10 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         mysql_ssl_verify_identity=_get(env, "MYSQL_SSL_VERIFY_IDENTITY", _parse_bool, True),
         log_level=log_level,
         log_use_json=_get(env, "LOG_USE_JSON", _parse_bool, False),
-        log_file_dir=_get(env, "LOG_FILE_DIR", text, None),
+        log_file_dir=log_file_dir,
+        log_use_stdout=log_use_stdout,
+        tz_offset_hours=_get(env, "TZ_OFFSET_HOURS", utc_offset_hours, None),
+        max_frame_size=_get(env, "MAX_FRAME_SIZE", frame_size, None),
         worker_cache_ttl_s=_get(env, "WORKER_CACHE_TTL_SECONDS", pos_int, 60),
         grpc_max_message_bytes=_get(env, "GRPC_MAX_MESSAGE_BYTES", message_bytes, 8 * 1024 * 1024),
         grpc_max_concurrent_streams=_get(env, "GRPC_MAX_CONCURRENT_STREAMS", concurrent_streams, 100),

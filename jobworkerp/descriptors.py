@@ -21,11 +21,16 @@ DESCRIPTOR_SET = "descriptor_set.binpb"
 
 
 @functools.cache
-def descriptor_pool() -> DescriptorPool:
+def descriptor_set() -> descriptor_pb2.FileDescriptorSet:
+    """Every .proto file of ours, with the files they import."""
     raw = resources.files("jobworkerp.proto").joinpath(DESCRIPTOR_SET).read_bytes()
-    fds = descriptor_pb2.FileDescriptorSet.FromString(raw)
+    return descriptor_pb2.FileDescriptorSet.FromString(raw)
+
+
+@functools.cache
+def descriptor_pool() -> DescriptorPool:
     pool = DescriptorPool()
-    for file_proto in fds.file:
+    for file_proto in descriptor_set().file:
         pool.AddSerializedFile(file_proto.SerializeToString())
     return pool
 

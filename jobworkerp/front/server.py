@@ -71,6 +71,7 @@ async def serve_grpc(
     auth_metadata_key: str = "jobworkerp-auth",
     max_message_bytes: int,
     max_concurrent_streams: int = 100,
+    max_frame_size: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
     stopping: trio.Event | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
@@ -81,9 +82,10 @@ async def serve_grpc(
     not a request message are answered INVALID_ARGUMENT instead of grpclib's UNKNOWN, and a
     message longer than `max_message_bytes` RESOURCE_EXHAUSTED before it is read. With
     `ssl_context` the listener speaks only TLS (front/tls.py builds it). A connection may have at
-    most `max_concurrent_streams` streams open at once (front/stream_limit.py)."""
+    most `max_concurrent_streams` streams open at once, and frames of `max_frame_size` bytes
+    (front/stream_limit.py)."""
     server = StreamCappedServer([guard_servable(h, max_message_bytes) for h in handlers], codec=RequestCodec(),
-                                max_concurrent_streams=max_concurrent_streams)
+                                max_concurrent_streams=max_concurrent_streams, max_frame_size=max_frame_size)
     closing = _Closing(server)  # listens first: a stopping server refuses before checking tokens
     if auth_token:
         _require_token(server, auth_token, auth_metadata_key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
@@ -238,42 +238,10 @@ class JobResultService(svc.JobResultServiceBase):
         return svc.CountResponse(total=await _call(self._app.results.count))
 
 
-class _Replayed:
-    """A server stream whose request was already read: `recv_message` hands it over once more."""
-
-    def __init__(self, stream: Any, request: Any) -> None:
-        self._stream = stream
-        self._request = request
-
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(self._stream, attribute)
-
-    async def recv_message(self) -> Any:
-        request, self._request = self._request, None
-        return request
-
-
-def _health() -> Any:
-    """grpclib's health service, except that Check of a service it has no status for says so:
-    grpclib answers NOT_FOUND with no message, and every refusal here names what was wrong."""
-    from grpclib.health.service import Health
-
-    class ServerHealth(Health):
-        async def Check(self, stream: Any) -> None:
-            request = await stream.recv_message()
-            if request is not None and request.service not in self._checks:
-                raise GRPCError(Status.NOT_FOUND, f"service: no health status for {request.service!r}; "
-                                                  "'' asks for the whole server")
-            await super().Check(cast(Any, _Replayed(stream, request)))
-
-    return ServerHealth()
-
-
 def build_services(app: Any) -> list[Any]:
-    """The six jobworkerp services, the bulk extension, gRPC health and server reflection."""
-    from grpclib.reflection.service import ServerReflection
-
-    from jobworkerp.descriptors import descriptor_pool
+    """The six jobworkerp services, the bulk extension, gRPC health and server reflection
+    (front/introspection.py)."""
+    from jobworkerp.front.introspection import with_health_and_reflection
 
     services: list[IServable] = [
         RunnerService(app),
@@ -284,4 +252,4 @@ def build_services(app: Any) -> list[Any]:
         JobResultService(app),
         BulkJobService(app),
     ]
-    return [*ServerReflection.extend(services, pool=descriptor_pool()), _health()]
+    return with_health_and_reflection(services)

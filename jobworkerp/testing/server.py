@@ -39,13 +39,15 @@ class ServerProcess:
     """One `python -m jobworkerp MODE` with its own SQLite file (Standalone) and port."""
 
     def __init__(self, workdir: Path, env: Mapping[str, str] | None = None, mode: str = "all-in-one",
-                 name: str = "server", host: str = "127.0.0.1") -> None:
+                 name: str = "server", host: str = "127.0.0.1", split_stderr: bool = False) -> None:
         """`host` is the bind address (GRPC_ADDR's host); readiness is probed on 127.0.0.1, so a
-        wildcard bind works too."""
+        wildcard bind works too. With `split_stderr`, stderr goes to `stderr_path` instead of the
+        log (which then has stdout alone)."""
         self.workdir = workdir
         self.mode = mode
         self.port = free_port()
         self.log_path = workdir / f"{name}.log"
+        self.stderr_path = workdir / f"{name}.stderr" if split_stderr else None
         self.env = {
             **os.environ,
             "GRPC_ADDR": f"{host}:{self.port}",
@@ -59,10 +61,15 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobworkerp", self.mode, "--env-file", str(self.workdir / "none.env")],
-            cwd=self.workdir, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
+        stderr = self.stderr_path.open("wb") if self.stderr_path else None  # the child keeps its own copy
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jobworkerp", self.mode, "--env-file", str(self.workdir / "none.env")],
+                cwd=self.workdir, env=self.env, stdout=self._log, stderr=stderr or subprocess.STDOUT,
+            )
+        finally:
+            if stderr is not None:
+                stderr.close()
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not self._accepting():
             if self.proc.poll() is not None:

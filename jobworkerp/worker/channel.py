@@ -28,6 +28,7 @@ from jobworkerp.backoff import Backoff
 from jobworkerp.clock import now_ms
 from jobworkerp.config import ChannelConfig
 from jobworkerp.errors import is_outage
+from jobworkerp.joblog import job_context
 from jobworkerp.lifecycle.running import ActiveJob
 from jobworkerp.storage.queue import Ticket
 from jobworkerp.worker.executor import ExecutorContext, RunnerPool, execute_job
@@ -109,7 +110,11 @@ class ChannelWorker:
             self.slots.release()
 
         try:
-            await execute_job(self._ctx, self._pool, active, ran)
+            # Every log line of this job's task carries its fields in JSON logs (joblog.py).
+            with job_context(active.job_id, active.ticket.job.data.worker_id.value, self.name):
+                log.debug("job %s: starting", active.job_id)
+                await execute_job(self._ctx, self._pool, active, ran)
+                log.debug("job %s: done", active.job_id)
         finally:
             if reporting:
                 self._reporting.release()
