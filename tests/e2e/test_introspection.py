@@ -101,8 +101,8 @@ def _grpcurl() -> str:
     found = shutil.which("grpcurl") or shutil.which("grpcurl", path=str(Path(sys.executable).parent))
     if found is None:
         if os.environ.get("CI"):
-            pytest.fail("grpcurl is not installed (.ci/run installs it)")
-        pytest.skip("grpcurl is not installed (see .ci/run for how CI installs it)")
+            pytest.fail("grpcurl is not installed (the dev extra installs it)")
+        pytest.skip("grpcurl is not installed (the dev extra installs it)")
     return found
 
 
