@@ -11,7 +11,7 @@ A full ASGI server (hypercorn) would bring its own loop integration, workers and
 what is one POST per call here.
 
 Each call runs the very handler the gRPC server runs: the `__mapping__()` of the service objects
-`build_services` makes (front/services.py), called through the asyncio bridge (`aio.call_asyncio`)
+`build_services` makes (front/services.py), called through the asyncio bridge (`aio.call_asyncio_task`)
 with a stream object that has what those handlers use of grpclib's (`recv_message`,
 `send_message`, `send_trailing_metadata`). What grpclib and front/server.py do around a handler
 is done here the same way: the token check (front/auth.py, sharing the gRPC server's per-address
@@ -38,9 +38,9 @@ import h11
 import trio
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
-from grpclib.metadata import decode_timeout
+from grpclib.metadata import Deadline, decode_timeout
 
-from jobworkerp.aio import call_asyncio, call_trio
+from jobworkerp.aio import AsyncioTaskCancelled, call_asyncio_task, call_trio
 from jobworkerp.front.auth import TokenCheck
 from jobworkerp.front.decoding import RequestCodec, message_name
 from jobworkerp.front.grpc_web_cors import CorsPolicy, Headers
@@ -52,12 +52,20 @@ MAX_HEAD_BYTES = 16 * 1024  # request line and headers (h11's own default)
 RECEIVE_BYTES = 64 * 1024
 IDLE_TIMEOUT_S = 75.0  # a kept-alive connection with no new request is closed after this
 READ_TIMEOUT_S = 60.0  # each read of a request (its head, a piece of its body, a TLS handshake)
+STOP_GRACE_S = 5.0  # at a stop, how long calls cut off get to write their UNAVAILABLE trailer
 HEALTH_PREFIX = "/grpc.health.v1."  # open without the token, as on the gRPC port (front/server.py)
 Outcome = tuple[Status, str | None]
 
 
 class _ClientGone(Exception):
     """The client's connection broke while its answer was being written."""
+
+
+class _HungUp(Exception):
+    """The client closed its connection while its call ran."""
+
+
+_DEADLINE: Outcome = (Status.DEADLINE_EXCEEDED, None)  # marker: the call's grpc-timeout passed
 
 
 class _Connection:
@@ -132,12 +140,16 @@ class _Answer:
         self.started = False
         self.broken = False  # a write was cut off: the body is not whole, the connection must close
 
+    async def start(self) -> None:
+        """Send the headers of a server stream before its first message: a stream may wait long
+        for it (ListenStreamByWorker), and a client learns at once that its call was taken."""
+        self.started = True
+        await self._conn.send(h11.Response(status_code=200, headers=self._headers))
+
     async def push(self, frame: bytes) -> None:
         """One message of a server stream (called from the handler through `aio.call_trio`)."""
-        events: list[Any] = [] if self.started else [h11.Response(status_code=200, headers=self._headers)]
-        self.started = True
         self.broken = True
-        await self._conn.send(*events, h11.Data(data=encode_body(self._mode, frame)))
+        await self._conn.send(h11.Data(data=encode_body(self._mode, frame)))
         self.broken = False
 
     async def finish(self, status: Status, message: str | None, frames: Sequence[bytes] = ()) -> None:
@@ -155,13 +167,13 @@ class _WebStream:
     request (already read and decoded), and its messages and status going back."""
 
     def __init__(self, request: Any, reply_type: Any, push: Callable[[bytes], Awaitable[None]] | None,
-                 metadata: dict[str, str], deadline: float | None) -> None:
+                 metadata: dict[str, str], timeout_s: float | None) -> None:
         self._request = request
         self._reply_type = reply_type
         self._push = push  # None: a unary answer, kept in `frames` and written with the status
         self._codec = RequestCodec()
         self.metadata = metadata
-        self.deadline = deadline
+        self.deadline = None if timeout_s is None else Deadline.from_timeout(timeout_s)
         self.frames: list[bytes] = []
         self.status: Outcome = (Status.OK, None)
 
@@ -234,6 +246,21 @@ class GrpcWebServer:
         self._discard_limit = 2 * max_message_bytes
         self._cors = CorsPolicy(cors_origins, auth_metadata_key)
         self._codec = RequestCodec()
+        self.stopping = False
+        self._running: set[trio.CancelScope] = set()  # the handler runs of calls in flight
+        self._answering = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    async def stop(self) -> None:
+        """Refuse new calls, cut off the running ones with UNAVAILABLE (a page learns why its
+        stream ended, instead of a network error), and wait (at most STOP_GRACE_S) until their
+        answers are written."""
+        self.stopping = True
+        for scope in list(self._running):
+            scope.cancel()
+        with trio.move_on_after(STOP_GRACE_S):
+            await self._idle.wait()
 
     async def serve_connection(self, stream: trio.abc.Stream) -> None:
         """Requests of one connection, one after another, until either side closes it. Nothing
@@ -245,7 +272,15 @@ class GrpcWebServer:
                 event = await conn.next_event(IDLE_TIMEOUT_S)
                 if not isinstance(event, h11.Request):
                     return  # ConnectionClosed
-                if not await self._answer(conn, event, peer):
+                self._answering += 1
+                self._idle = trio.Event() if self._answering == 1 else self._idle
+                try:
+                    keep = await self._answer(conn, event, peer)
+                finally:
+                    self._answering -= 1
+                    if self._answering == 0:
+                        self._idle.set()
+                if not keep or self.stopping:
                     return
                 if conn.h11.our_state is not h11.DONE or conn.h11.their_state is not h11.DONE:
                     return
@@ -328,9 +363,11 @@ class GrpcWebServer:
     def _admit(self, path: str, headers: dict[str, str], peer: str) -> tuple[Handler, float | None]:
         """The handler of `path`, and the call's timeout; GRPCError for a call that is not let
         through, checked in grpclib's order: method, grpc-timeout, then the token."""
+        if self.stopping:  # as front/server.py `_Closing` on the gRPC port
+            raise GRPCError(Status.UNAVAILABLE, "the server is stopping; retry against a running server")
         handler = self._handlers.get(path)
         if handler is None:
-            raise GRPCError(Status.UNIMPLEMENTED, f"method not found: {path}")
+            raise GRPCError(Status.UNIMPLEMENTED, f"method not found: {path[:200]}")
         if handler.cardinality.client_streaming:
             raise GRPCError(Status.UNIMPLEMENTED, f"{path} is a client-streaming method; grpc-web carries "
                                                   "unary and server-streaming calls only (use the gRPC port)")
@@ -353,6 +390,32 @@ class GrpcWebServer:
         its status, and the messages of a unary answer."""
         streaming = handler.cardinality is Cardinality.UNARY_STREAM
         stream = _WebStream(message, handler.reply_type, answer.push if streaming else None, headers, timeout_s)
+        if streaming:
+            await answer.start()
+        hung_up = False
+        outcome: Outcome | None = None
+        with trio.CancelScope() as stopped:
+            self._running.add(stopped)
+            try:
+                outcome = await self._run_until_hang_up(conn, handler, stream, timeout_s)
+            except _HungUp:
+                hung_up = True
+            finally:
+                self._running.discard(stopped)
+        if hung_up:
+            return None
+        if stopped.cancelled_caught:
+            return (Status.UNAVAILABLE, "the server stopped while the call ran; retry against a running server"), []
+        if outcome is None:  # the handler met a client gone while writing
+            return None
+        if outcome is _DEADLINE:
+            return (Status.DEADLINE_EXCEEDED, f"the call's grpc-timeout ({headers.get('grpc-timeout')}) passed"), []
+        return outcome, stream.frames
+
+    async def _run_until_hang_up(self, conn: _Connection, handler: Handler, stream: _WebStream,
+                                 timeout_s: float | None) -> Outcome | None:
+        """The handler's outcome (`_DEADLINE` once its grpc-timeout passed); `_HungUp` if the
+        client hangs up meanwhile."""
         hung_up = False
         outcome: Outcome | None = None
         async with trio.open_nursery() as nursery:
@@ -365,13 +428,14 @@ class GrpcWebServer:
 
             nursery.start_soon(watch)
             with trio.move_on_after(math.inf if timeout_s is None else timeout_s) as deadline:
-                outcome = await call_asyncio(_run_handler, handler.func, stream)
+                try:
+                    outcome = await call_asyncio_task(_run_handler, handler.func, stream)
+                except AsyncioTaskCancelled:  # the bridge is closing under a call still running
+                    outcome = None
             nursery.cancel_scope.cancel()
         if hung_up:
-            return None
-        if deadline.cancelled_caught:
-            return (Status.DEADLINE_EXCEEDED, f"the call's grpc-timeout ({headers.get('grpc-timeout')}) passed"), []
-        return None if outcome is None else (outcome, stream.frames)
+            raise _HungUp()
+        return _DEADLINE if deadline.cancelled_caught else outcome
 
 
 async def serve_grpc_web(
@@ -404,4 +468,5 @@ async def serve_grpc_web(
             await trio.sleep_forever()
         else:
             await stopping.wait()
+        await server.stop()
         nursery.cancel_scope.cancel()

@@ -11,6 +11,7 @@ which a page could not otherwise read where a server sends them as headers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 PREFLIGHT_MAX_AGE_S = 86_400  # how long a browser may reuse a preflight's answer
@@ -19,6 +20,9 @@ EXPOSED = "grpc-status, grpc-message, grpc-status-details-bin"
 DEFAULT_ALLOWED = ("content-type", "x-grpc-web", "x-user-agent", "grpc-timeout")
 
 Headers = list[tuple[str, str]]
+# What a preflight may ask for, to be echoed: header names (RFC 9110 tokens) and commas. An
+# origin is echoed only once listed, or with `*` if it is plain ASCII (browsers send punycode).
+_HEADER_LIST = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*,\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*")
 
 
 class CorsPolicy:
@@ -29,7 +33,9 @@ class CorsPolicy:
 
     def allows(self, origin: str | None) -> bool:
         """No Origin (not a page) or one GRPC_WEB_CORS_ORIGINS lists."""
-        return origin is None or self._any or origin.lower() in self._origins
+        if origin is None:
+            return True
+        return (self._any and origin.isascii()) or origin.lower() in self._origins
 
     def response_headers(self, origin: str | None) -> Headers:
         """Headers of an answer to an allowed request: the page may read it and its status."""
@@ -41,7 +47,8 @@ class CorsPolicy:
     def preflight_headers(self, origin: str | None, requested_headers: str | None) -> Headers:
         """The answer to an allowed preflight. The headers the page asks to send are allowed as
         asked: they are call metadata, and the token check does not depend on which are sent."""
-        allowed = requested_headers.strip() if requested_headers and requested_headers.strip() else None
+        requested = (requested_headers or "").strip()
+        allowed = requested if _HEADER_LIST.fullmatch(requested) else None
         return [*self.response_headers(origin),
                 ("access-control-allow-methods", "POST, OPTIONS"),
                 ("access-control-allow-headers", allowed or self._default_allowed),

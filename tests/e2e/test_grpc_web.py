@@ -8,6 +8,8 @@ bounds: waits are for a signal from the server or its job, with a guard only aga
 from __future__ import annotations
 
 import socket
+import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -110,6 +112,45 @@ def test_health_needs_no_token(server: WebServer, client: httpx.Client) -> None:
                  headers={})
     assert answer.grpc_status == Status.OK.value
     assert HealthCheckResponse.FromString(answer.messages[0]).status == HealthCheckResponse.SERVING
+
+
+def test_a_server_stream_delivers_each_message_as_it_comes(server: WebServer, client: httpx.Client) -> None:
+    """ListenStreamByWorker never ends by itself: its results must reach the client one by one."""
+    worker = data.WorkerData(name="web-streamed", runner_id=data.RunnerId(value=1),
+                             runner_settings=bytes(runner_pb.CommandRunnerSettings(name="echo")),
+                             response_type=data.ResponseType.NO_RESULT)
+    assert web(client, server, "jobworkerp.service.WorkerService/Create", bytes(worker)).grpc_status == 0
+    listening = threading.Event()
+
+    def enqueue_until_heard() -> None:  # the subscription is live once a job's result comes through
+        with httpx.Client() as other:
+            request = bytes(svc.JobRequest(worker_name="web-streamed", args=bytes(runner_pb.CommandArgs(args=["hi"]))))
+            while not listening.wait(0.1):
+                web(other, server, "jobworkerp.service.JobService/Enqueue", request)
+
+    prober = threading.Thread(target=enqueue_until_heard)
+    request = frame(bytes(svc.ListenStreamByWorkerRequest(worker_name="web-streamed")))
+    received = b""
+    try:
+        with client.stream("POST", f"http://127.0.0.1:{server.web_port}/jobworkerp.service.JobResultService/"
+                           "ListenStreamByWorker", content=request, timeout=HANG_GUARD_S,
+                           headers={"content-type": BINARY, **AUTH}) as response:
+            assert response.status_code == 200
+            prober.start()
+            for chunk in response.iter_raw():
+                received += chunk
+                if len(received) >= 5 and len(received) >= 5 + struct.unpack(">I", received[1:5])[0]:
+                    break
+    finally:
+        listening.set()
+        if prober.is_alive():
+            prober.join()
+    assert received[0] == 0  # a message, not the trailer frame: the stream is still open
+    result = data.JobResult.parse(received[5:5 + struct.unpack(">I", received[1:5])[0]])
+    assert result.data.worker_name == "web-streamed"
+    assert result.data.output.items == [b"hi\n"]
+    # the stream was left by hanging up; the server goes on
+    assert web(client, server, "jobworkerp.service.RunnerService/Count", bytes(svc.CountCondition())).grpc_status == 0
 
 
 # --- CORS ----------------------------------------------------------------------------------
@@ -253,3 +294,27 @@ def test_grpc_timeout_ends_the_call_with_deadline_exceeded(server: WebServer, cl
     if marker.exists():  # the job may or may not have started in two seconds on a slow machine
         pid = int(marker.read_text())
         wait_until(lambda: gone(pid), "the job's command to be killed once the deadline passed")
+
+
+def test_a_stop_ends_open_streams_with_unavailable_and_the_server_exits_0(tmp_path: Path) -> None:
+    web_port = free_port()
+    server = ServerProcess(tmp_path, {"USE_GRPC_WEB": "true", "GRPC_WEB_ADDR": f"127.0.0.1:{web_port}"}).start()
+    worker = data.WorkerData(name="quiet", runner_id=data.RunnerId(value=1),
+                             runner_settings=bytes(runner_pb.CommandRunnerSettings(name="echo")))
+    try:
+        with httpx.Client() as client:
+            created = call(client, web_port, "jobworkerp.service.WorkerService/Create", bytes(worker))
+            assert created.grpc_status == 0, created.grpc_message
+        with httpx.Client() as client, client.stream(
+                "POST", f"http://127.0.0.1:{web_port}/jobworkerp.service.JobResultService/ListenStreamByWorker",
+                content=frame(bytes(svc.ListenStreamByWorkerRequest(worker_name="quiet"))),
+                headers={"content-type": BINARY}, timeout=HANG_GUARD_S) as response:
+            assert response.status_code == 200  # the stream is open
+            server.terminate()
+            response.read()
+            answer = parse(response)
+    finally:
+        assert server.stop() == 0, server.log()
+    assert answer.messages == []
+    assert answer.grpc_status == Status.UNAVAILABLE.value
+    assert "stopped" in answer.grpc_message
