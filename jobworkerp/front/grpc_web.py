@@ -92,8 +92,9 @@ class _Connection:
             raise _ClientGone() from None
 
     async def wait_for_hangup(self) -> None:
-        """Return once the client hangs up; what it sends meanwhile (a next request on the same
-        connection) is kept for h11, up to one request head."""
+        """Return once the client hangs up. What it sends meanwhile (a next request on the same
+        connection) is kept for h11; past one request head it counts as hanging up, and so does
+        a client that shuts down its sending side: HTTP/1.1 has no other way to say "gone"."""
         while len(self.h11.trailing_data[0]) <= MAX_HEAD_BYTES:
             try:
                 data = await self.stream.receive_some(RECEIVE_BYTES)
