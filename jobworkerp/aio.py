@@ -16,7 +16,7 @@ import asyncio
 import heapq
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -183,9 +183,65 @@ def iterate_trio(agen: AsyncIterator[T]) -> AsyncIterator[T]:
     return trio_asyncio.trio_as_aio(agen)
 
 
+def close_trio_generator(agen: AsyncGenerator[Any, None]) -> None:
+    """From asyncio code (a `finally`, even one run by a generator's finalizer): close a trio
+    async generator that `iterate_trio` stopped iterating, in a trio task of its own. Nothing is
+    awaited here, so a closing loop cannot hold the caller; what the close raises is logged."""
+
+    async def close() -> None:
+        try:
+            await agen.aclose()
+        except Exception as e:  # noqa: BLE001 - the iteration is over either way; its cleanup is best effort
+            log.debug("closing %r: %s: %s", agen, type(e).__name__, e)
+
+    try:
+        trio_asyncio.current_loop.get().run_trio_task(close)
+    except (LookupError, RuntimeError):  # no loop, or it is closed: the garbage collector closes it
+        pass
+
+
 async def call_asyncio(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
     """From trio code: run an asyncio coroutine function (e.g. a redis.asyncio command) to completion."""
     return await trio_asyncio.aio_as_trio(fn)(*args, **kwargs)
+
+
+RECANCEL_S = 0.5  # how often a cancelled `call_asyncio_task` repeats its cancel while the task runs on
+CANCEL_PATIENCE_S = 5.0  # after this, the task is left to end by itself (or at the bridge's close)
+
+
+class AsyncioTaskCancelled(Exception):
+    """The asyncio task was cancelled from asyncio's side (the bridge closing), not by its trio caller."""
+
+
+async def call_asyncio_task(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+    """From trio code: run `fn(*args)` as an asyncio task and return its value; a trio
+    cancellation cancels the task, and waits (shielded, at most CANCEL_PATIENCE_S) until it ends.
+
+    Unlike `call_asyncio`, the cancel is repeated while the task runs on: asyncio's `Task.cancel`
+    only cancels the future the task awaits, and if that future completes anyway — a trio call
+    made with `call_trio` that returned its value just as it was cancelled — the task goes on as if
+    never cancelled. `call_asyncio` cancels once and then waits for good: a grpc-web stream whose
+    client had left waited so for its next message forever, and held the server's stop
+    (front/grpc_web.py)."""
+    loop = trio_asyncio.current_loop.get()
+    finished = trio.Event()
+    task = loop.create_task(fn(*args))
+    task.add_done_callback(lambda _: finished.set())
+    try:
+        await finished.wait()
+    finally:
+        if not task.done():
+            with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_PATIENCE_S):
+                while not task.done():
+                    task.cancel()
+                    with trio.move_on_after(RECANCEL_S):
+                        await finished.wait()
+            if not task.done():
+                log.warning("an asyncio task ignored its cancellation for %.0f s; left to end by itself",
+                            CANCEL_PATIENCE_S)
+    if task.cancelled():
+        raise AsyncioTaskCancelled(f"{getattr(fn, '__qualname__', fn)} was cancelled by the asyncio loop")
+    return task.result()
 
 
 async def _execute_pipeline(client: Any, ops: Sequence[Callable[[Any], Any]]) -> list[Any]:

@@ -5,7 +5,8 @@ Supervision tree (all-in-one; `grpc-front` has no workers side, `worker` has no 
 
     run_server
     ├── storage (Standalone: SQLite + memory queues; Scalable: MySQL + Redis, its pub/sub reader)
-    ├── front: grpclib server on GRPC_ADDR (through the asyncio bridge)
+    ├── front: grpclib server on GRPC_ADDR (through the asyncio bridge); with USE_GRPC_WEB
+    │   grpc-web on GRPC_WEB_ADDR (front/grpc_web.py), the same service handlers
     └── worker side (serve_workers)
         ├── workers Supervisor (one_for_one)
         │   └── ChannelWorker per channel: its running jobs, and under its own supervisor the
@@ -32,6 +33,8 @@ from actors.process_pool import ProcessPool
 from actors.supervisor import ChildSpec, Supervisor
 from jobworkerp.aio import open_asyncio_bridge, wait_for_bridged_calls
 from jobworkerp.config import STANDALONE, ChannelConfig, Config, ConfigError, check_grpc_exposure
+from jobworkerp.front.auth import FailureLimiter, TokenCheck
+from jobworkerp.front.grpc_web import serve_grpc_web
 from jobworkerp.front.server import serve_grpc
 from jobworkerp.front.services import build_services
 from jobworkerp.front.tls import server_ssl_context
@@ -180,6 +183,34 @@ def check_mode(config: Config, mode: str) -> None:
         server_ssl_context(config)  # a certificate that does not load stops start-up here
 
 
+async def serve_fronts(app: App, stopping: trio.Event, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                       ) -> None:
+    """The gRPC server on GRPC_ADDR and, with USE_GRPC_WEB, grpc-web on GRPC_WEB_ADDR: the same
+    service objects, one count of failed token attempts per address for both (front/auth.py).
+    grpc-web is bound first, so a client that finds the gRPC port open finds it too. Reports the
+    gRPC port."""
+    config = app.config
+    services = build_services(app)
+    limiter = FailureLimiter()
+    async with trio.open_nursery() as nursery:
+        if config.use_grpc_web:
+            web_port = await nursery.start(partial(
+                serve_grpc_web, services, config.grpc_web_host, config.grpc_web_port,
+                token_check=TokenCheck(config.auth_token, limiter) if config.auth_token else None,
+                max_message_bytes=config.grpc_max_message_bytes, cors_origins=config.grpc_web_cors_origins,
+                ssl_context=server_ssl_context(config, alpn=("http/1.1",)), stopping=stopping,
+            ))
+            log.info("grpc-web listening on %s:%d%s", config.grpc_web_host, web_port,
+                     " (TLS)" if config.grpc_tls else "")
+        port = await nursery.start(partial(
+            serve_grpc, services, config.grpc_host, config.grpc_port,
+            auth_token=config.auth_token, failure_limiter=limiter, max_message_bytes=config.grpc_max_message_bytes,
+            max_concurrent_streams=config.grpc_max_concurrent_streams, max_frame_size=config.max_frame_size,
+            ssl_context=server_ssl_context(config), stopping=stopping,
+        ))
+        task_status.started(port)
+
+
 async def run_server(
     config: Config,
     stop: trio.Event,
@@ -222,12 +253,7 @@ async def run_server(
                 exposure_warning = check_grpc_exposure(config)
                 if exposure_warning:
                     log.warning("%s", exposure_warning)
-                port = await nursery.start(partial(
-                    serve_grpc, build_services(app), config.grpc_host, config.grpc_port,
-                    auth_token=config.auth_token, max_message_bytes=config.grpc_max_message_bytes,
-                    max_concurrent_streams=config.grpc_max_concurrent_streams, max_frame_size=config.max_frame_size,
-                    ssl_context=server_ssl_context(config), stopping=front_stop,
-                ))
+                port = await nursery.start(serve_fronts, app, front_stop)
             async with trio.open_nursery() as worker_nursery:
                 if serves_jobs:
                     await worker_nursery.start(partial(serve_workers, app, lambda channel: pools[channel.name],

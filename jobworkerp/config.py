@@ -94,6 +94,13 @@ class Config:
     # A non-loopback GRPC_ADDR with neither TLS nor AUTH_TOKEN is refused unless this is set
     # (e.g. a private network already encrypted below the process).
     allow_insecure_bind: bool = False
+    # grpc-web for browsers, on an HTTP/1.1 listener of its own (front/grpc_web.py): the same
+    # services, token check and limits as GRPC_ADDR. None = GRPC_ADDR's host, its port + 1.
+    use_grpc_web: bool = False
+    grpc_web_addr: str | None = None
+    # Browser origins (scheme://host[:port]) whose pages may call grpc-web; ("*",) = any. None by
+    # default: a page on any site could otherwise drive a server that has no AUTH_TOKEN.
+    grpc_web_cors_origins: tuple[str, ...] = ()
     sqlite_dbname: str = "jobworkerp.sqlite3"
     job_result_ttl_seconds: int = 3600
     fetch_interval_ms: int = 1000
@@ -221,6 +228,22 @@ class Config:
         return int(self.grpc_addr.rsplit(":", 1)[1])
 
     @property
+    def grpc_web_address(self) -> str:
+        """GRPC_WEB_ADDR, or GRPC_ADDR's host with its port + 1 (port 0 stays 0: any free port)."""
+        if self.grpc_web_addr is not None:
+            return self.grpc_web_addr
+        host = self.grpc_addr.rsplit(":", 1)[0]
+        return f"{host}:{self.grpc_port + 1 if self.grpc_port else 0}"
+
+    @property
+    def grpc_web_host(self) -> str:
+        return self.grpc_web_address.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def grpc_web_port(self) -> int:
+        return int(self.grpc_web_address.rsplit(":", 1)[1])
+
+    @property
     def grpc_tls(self) -> bool:
         return self.grpc_tls_cert is not None
 
@@ -298,21 +321,64 @@ def is_loopback_host(host: str) -> bool:
 
 
 def check_grpc_exposure(config: Config) -> str | None:
-    """Refuse (ConfigError naming GRPC_ADDR) a listener reachable from outside with neither TLS
-    nor AUTH_TOKEN; return a warning when a token would travel in plaintext to such a listener.
+    """Refuse (ConfigError naming GRPC_ADDR, or GRPC_WEB_ADDR with USE_GRPC_WEB) a listener
+    reachable from outside with neither TLS nor AUTH_TOKEN; return a warning when a token would
+    travel in plaintext to such a listener.
 
     Called only for processes that listen (a worker never binds GRPC_ADDR)."""
-    if config.grpc_tls or is_loopback_host(config.grpc_host):
+    listeners = [("GRPC_ADDR", config.grpc_addr, config.grpc_host)]
+    if config.use_grpc_web:
+        listeners.append(("GRPC_WEB_ADDR", config.grpc_web_address, config.grpc_web_host))
+    warnings = [w for var, addr, host in listeners if (w := _exposure(config, var, addr, host))]
+    return "; ".join(warnings) or None
+
+
+def _exposure(config: Config, var: str, addr: str, host: str) -> str | None:
+    if config.grpc_tls or is_loopback_host(host):
         return None
     if config.auth_token:
-        return (f"GRPC_ADDR {config.grpc_addr} is not a loopback address and TLS is off: "
+        return (f"{var} {addr} is not a loopback address and TLS is off: "
                 "AUTH_TOKEN travels in plaintext (set GRPC_TLS_CERT and GRPC_TLS_KEY)")
     if config.allow_insecure_bind:
-        return (f"GRPC_ADDR {config.grpc_addr} is not a loopback address and has neither TLS nor "
+        return (f"{var} {addr} is not a loopback address and has neither TLS nor "
                 "AUTH_TOKEN (allowed by ALLOW_INSECURE_BIND)")
-    raise ConfigError("GRPC_ADDR", f"{config.grpc_addr} is reachable from other machines but has neither TLS "
-                                   "(GRPC_TLS_CERT/GRPC_TLS_KEY) nor AUTH_TOKEN; bind 127.0.0.1, set one of them, "
-                                   "or set ALLOW_INSECURE_BIND=true")
+    raise ConfigError(var, f"{addr} is reachable from other machines but has neither TLS "
+                           "(GRPC_TLS_CERT/GRPC_TLS_KEY) nor AUTH_TOKEN; bind 127.0.0.1, set one of them, "
+                           "or set ALLOW_INSECURE_BIND=true")
+
+
+def _parse_origins(var: str, raw: str) -> tuple[str, ...]:
+    """`*` alone, or origins as a browser sends them: scheme://host[:port], nothing after."""
+    origins = _parse_allowlist(var, raw)
+    if origins == ("*",):
+        return origins
+    for origin in origins:
+        try:
+            parts = urlsplit(origin)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            parts = None
+        if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
+                or origin.rstrip("/") != f"{parts.scheme}://{parts.netloc}"):
+            raise ConfigError(var, f"{origin!r}: expected * or origins such as https://dash.example.com:8443")
+    return tuple(origin.rstrip("/").lower() for origin in origins)  # browsers send them lower-case
+
+
+def _grpc_web_settings(env: Mapping[str, str], grpc_addr: str) -> tuple[bool, str | None, tuple[str, ...]]:
+    """USE_GRPC_WEB and its listener; a grpc-web setting without it would silently do nothing."""
+    use = _get(env, "USE_GRPC_WEB", _parse_bool, False)
+    addr = _get(env, "GRPC_WEB_ADDR", _parse_addr, None)
+    origins: tuple[str, ...] = _get(env, "GRPC_WEB_CORS_ORIGINS", _parse_origins, ())
+    if not use:
+        for var, value in (("GRPC_WEB_ADDR", addr), ("GRPC_WEB_CORS_ORIGINS", origins)):
+            if value:
+                raise ConfigError(var, "applies only with USE_GRPC_WEB=true")
+        return False, None, ()
+    if addr is None and int(grpc_addr.rsplit(":", 1)[1]) == 65535:
+        raise ConfigError("GRPC_WEB_ADDR", f"GRPC_ADDR's port + 1 is not a port ({grpc_addr}); set GRPC_WEB_ADDR")
+    if addr is not None and addr.rsplit(":", 1)[1] != "0" and addr == grpc_addr:
+        raise ConfigError("GRPC_WEB_ADDR", f"must differ from GRPC_ADDR ({grpc_addr}): grpc-web has a port of its own")
+    return True, addr, origins
 
 
 def _parse_list(raw: str) -> list[str]:
@@ -506,10 +572,15 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
     _check_pair(("MYSQL_SSL_CERT", mysql_ssl_cert), ("MYSQL_SSL_KEY", mysql_ssl_key))
     mysql_ssl_ca = _get(env, "MYSQL_SSL_CA", _parse_readable_file, None)
 
+    grpc_addr = _get(env, "GRPC_ADDR", _parse_addr, "127.0.0.1:9000")
+    use_grpc_web, grpc_web_addr, grpc_web_cors_origins = _grpc_web_settings(env, grpc_addr)
     return Config(
         storage_type=storage_type,
         storage_restore_at_startup=_get(env, "STORAGE_RESTORE_AT_STARTUP", _parse_bool, False),
-        grpc_addr=_get(env, "GRPC_ADDR", _parse_addr, "127.0.0.1:9000"),
+        grpc_addr=grpc_addr,
+        use_grpc_web=use_grpc_web,
+        grpc_web_addr=grpc_web_addr,
+        grpc_web_cors_origins=grpc_web_cors_origins,
         auth_token=_token("AUTH_TOKEN", env["AUTH_TOKEN"]) if "AUTH_TOKEN" in env else None,
         grpc_tls_cert=grpc_tls_cert,
         grpc_tls_key=grpc_tls_key,

@@ -1,7 +1,7 @@
 """Upstream settings this server does not honour, refused at start-up by name.
 
 Why: upstream reads these (README: Configuration, "beyond upstream" aside), and a user who copies
-an upstream `.env` would otherwise get none of them, silently: no traces exported, no grpc-web,
+an upstream `.env` would otherwise get none of them, silently: no traces exported,
 pool sizes that do nothing. A refusal (exit 2, like every other bad setting) names the variable
 and says what to do instead. A feature that comes to honour one of them deletes its entry here
 and reads the variable in config.py.
@@ -34,9 +34,6 @@ NO_EQUIVALENT = {
                              "by their count and WORKER_CACHE_TTL_SECONDS; unset it",
     "MEMORY_CACHE_USE_METRICS": "not used here: there are no cache metrics; unset it",
 }
-# USE_GRPC_WEB: false (upstream's default) is fine, true is refused until grpc-web is served.
-GRPC_WEB_NOT_YET = "grpc-web is not supported yet; unset it or set it to false"
-_FALSE = ("0", "false", "no", "off")
 
 
 def refusal(env: Mapping[str, str]) -> tuple[str, str] | None:
@@ -47,7 +44,4 @@ def refusal(env: Mapping[str, str]) -> tuple[str, str] | None:
         for var, why in table.items():
             if env.get(var, "").strip():
                 return var, why
-    grpc_web = env.get("USE_GRPC_WEB", "").strip().lower()
-    if grpc_web and grpc_web not in _FALSE:
-        return "USE_GRPC_WEB", GRPC_WEB_NOT_YET
     return None

@@ -26,9 +26,9 @@ def _peer_of(event: RecvRequest) -> str:
     return str(addr[0]) if addr else "unknown peer"
 
 
-def _require_token(server: Server, token: str, metadata_key: str) -> None:
+def _require_token(server: Server, token: str, metadata_key: str, limiter: FailureLimiter) -> None:
     """Every call but health checks must carry the token (health stays open for probes)."""
-    check = TokenCheck(token, FailureLimiter())
+    check = TokenCheck(token, limiter)
 
     async def on_request(event: RecvRequest) -> None:
         from grpclib.const import Status
@@ -69,6 +69,7 @@ async def serve_grpc(
     *,
     auth_token: str | None = None,
     auth_metadata_key: str = "jobworkerp-auth",
+    failure_limiter: FailureLimiter | None = None,
     max_message_bytes: int,
     max_concurrent_streams: int = 100,
     max_frame_size: int | None = None,
@@ -88,7 +89,7 @@ async def serve_grpc(
                                 max_concurrent_streams=max_concurrent_streams, max_frame_size=max_frame_size)
     closing = _Closing(server)  # listens first: a stopping server refuses before checking tokens
     if auth_token:
-        _require_token(server, auth_token, auth_metadata_key)
+        _require_token(server, auth_token, auth_metadata_key, failure_limiter or FailureLimiter())
     await trio_asyncio.aio_as_trio(server.start)(host, port, ssl=ssl_context)
     try:
         listener = cast("asyncio.Server | None", server._server)  # grpclib types it as AbstractServer

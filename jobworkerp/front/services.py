@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from jobworkerp.aio import call_trio, iterate_trio
+from jobworkerp.aio import call_trio, close_trio_generator, iterate_trio
 from jobworkerp.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -65,7 +65,7 @@ async def _call(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         raise _to_grpc_error(e) from None
 
 
-async def _stream(agen: AsyncIterator[T]) -> AsyncIterator[T]:
+async def _stream(agen: AsyncGenerator[T, None]) -> AsyncIterator[T]:
     try:
         async for item in iterate_trio(agen):
             yield item
@@ -73,6 +73,12 @@ async def _stream(agen: AsyncIterator[T]) -> AsyncIterator[T]:
         raise
     except Exception as e:
         raise _to_grpc_error(e) from None
+    finally:
+        # A handler cancelled just as the generator handed over an item leaves it suspended at
+        # its `yield`: close it now rather than leave it to the garbage collector, whose
+        # finalizer logged "generator didn't stop after athrow()" (seen when a grpc-web client,
+        # front/grpc_web.py, hung up on ListenStreamByWorker).
+        close_trio_generator(agen)
 
 
 def _page(req: svc.FindListRequest) -> tuple[int | None, int | None]:

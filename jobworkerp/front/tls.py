@@ -12,16 +12,18 @@ import ssl
 from jobworkerp.config import Config, ConfigError
 
 
-def server_ssl_context(config: Config) -> ssl.SSLContext | None:
+def server_ssl_context(config: Config, alpn: tuple[str, ...] = ("h2",)) -> ssl.SSLContext | None:
     """The listener's context, or None when TLS is off.
 
     HTTP/2 over TLS needs ALPN `h2` (gRPC clients refuse a connection that does not select it),
-    and TLS 1.2 is the floor HTTP/2 itself demands (RFC 9113 section 9.2)."""
+    and TLS 1.2 is the floor HTTP/2 itself demands (RFC 9113 section 9.2). The grpc-web listener
+    (front/grpc_web.py) speaks HTTP/1.1 and asks for `("http/1.1",)`, with the same certificate
+    and client CA."""
     if config.grpc_tls_cert is None or config.grpc_tls_key is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_alpn_protocols(["h2"])
+    context.set_alpn_protocols(list(alpn))
     try:
         context.load_cert_chain(config.grpc_tls_cert, config.grpc_tls_key)
     except (ssl.SSLError, OSError) as e:

@@ -70,7 +70,6 @@ def test_without_max_frame_size_h2s_default_is_advertised(tmp_path: Path) -> Non
     ({"MAX_FRAME_SIZE": "16383"}, "16384"),
     ({"MAX_FRAME_SIZE": "16777216"}, "16777215"),
     ({"MAX_FRAME_SIZE": "big"}, "integer"),
-    ({"USE_GRPC_WEB": "true"}, "not supported yet"),
     ({"OTLP_ADDR": "http://127.0.0.1:4317"}, "not supported yet"),
     ({"ZIPKIN_ADDR": "http://127.0.0.1:9411/api/v2/spans"}, "not supported yet"),
     ({"MEMORY_CACHE_NUM_COUNTERS": "1296000"}, "unset it"),

@@ -49,7 +49,7 @@ def test_runner_env_allowlist_is_a_comma_separated_list_of_names() -> None:
         ({"TZ_OFFSET_HOURS": "5.33"}, "TZ_OFFSET_HOURS"),
         ({"TZ_OFFSET_HOURS": "nan"}, "TZ_OFFSET_HOURS"),
         ({"LOG_USE_STDOUT": "false"}, "LOG_USE_STDOUT"),
-        ({"USE_GRPC_WEB": "yes"}, "USE_GRPC_WEB"),
+        ({"USE_GRPC_WEB": "maybe"}, "USE_GRPC_WEB"),
     ],
 )
 def test_malformed_value_names_the_variable(env: dict[str, str], variable: str) -> None:
