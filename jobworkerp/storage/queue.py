@@ -116,3 +116,6 @@ class BatchPop(Protocol):
         """`try_pop` of up to `most` jobs at once; and True when the look left the channel's
         queue empty, so the caller may wait for a push's wake-up instead of looking again."""
 
+    async def pop_reporting(self, channel: str, *, found_empty: bool = False) -> tuple[Ticket, bool]:
+        """`pop`, and whether it left the channel's queue empty (as `try_pop_many`)."""
+

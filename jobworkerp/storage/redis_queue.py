@@ -344,25 +344,29 @@ class RedisJobQueue:
         """Take the next job; wait on the channel's wake-up list while it is empty.
 
         Cancel-safe: the job moves only inside the POP script, and a pop cancelled while that script
-        runs gives the job back (see `_take`); a cancelled BLPOP at worst swallows one token, which
-        the bounded wait (poll_timeout_s) makes up for.
+        runs gives the job back (see `_take_many`, `_wait_and_take`).
 
         `found_empty` (a `try_pop` just came back empty) skips the first look, a POP round trip
         that would find the same: a job pushed since left a wake-up token, so the BLPOP returns
         at once, and one that another popper took needs no look.
         """
+        ticket, _ = await self.pop_reporting(channel, found_empty=found_empty)
+        return ticket
+
+    async def pop_reporting(self, channel: str, *, found_empty: bool = False) -> tuple[Ticket, bool]:
+        """`pop`, and whether it left the channel's queue empty (`queue.BatchPop`)."""
         lock = self._channel_locks.get(channel)
         if lock is None:
             lock = self._channel_locks[channel] = trio.Lock()
         async with lock:
             if not found_empty:
-                job = await self._take(channel)
-                if job is not None:
-                    return job
+                tickets, drained = await self._take_many(channel, 1)
+                if tickets:
+                    return tickets[0], drained
             while True:
-                job = await self._wait_and_take(channel)
-                if job is not None:
-                    return job
+                ticket, drained = await self._wait_and_take(channel)
+                if ticket is not None:
+                    return ticket, drained
 
     async def try_pop(self, channel: str) -> Ticket | None:
         return await self._take(channel)
@@ -488,7 +492,7 @@ class RedisJobQueue:
             raise
         return tickets, int(raw[0]) == 0
 
-    async def _wait_and_take(self, channel: str) -> Ticket | None:
+    async def _wait_and_take(self, channel: str) -> tuple[Ticket | None, bool]:
         """Wait for the channel's wake-up (at most poll_timeout_s), then look: BLPOP and POP in
         one round trip (see the module docstring). The round trip is never cut off: a cancel
         ends the BLPOP through this instance's unblock key, the POP's jobs go back to their
@@ -526,9 +530,10 @@ class RedisJobQueue:
         popped = replies[0].unwrap()[1]
         if isinstance(popped, Exception):  # e.g. NoScriptError after a Redis restart: look the usual way
             log.debug("pop after a wake-up of channel %r failed (%s); looking again", channel, popped)
-            return await self._take(channel)
-        tickets = self._tickets(popped)
-        return tickets[0] if tickets else None
+            tickets, drained = await self._take_many(channel, 1)
+        else:
+            tickets, drained = self._tickets(popped), int(popped[0]) == 0
+        return (tickets[0] if tickets else None), drained
 
     def _pop_keys(self, channel: str) -> list[str]:
         k = self.keys

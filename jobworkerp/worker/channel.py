@@ -150,7 +150,11 @@ class ChannelWorker:
                         self.slots.release(held - 1)
                         held, drained = 1, False
                         with self.slots.idle():
-                            tickets = [await queue.pop(self.name, found_empty=True)]
+                            if batch is not None:
+                                ticket, drained = await batch.pop_reporting(self.name, found_empty=True)
+                                tickets = [ticket]
+                            else:
+                                tickets = [await queue.pop(self.name, found_empty=True)]
                 except Exception as e:
                     if not is_outage(e):
                         raise  # a bug: the supervisor restarts this fetcher

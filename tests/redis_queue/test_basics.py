@@ -272,6 +272,12 @@ async def test_one_look_takes_several_jobs_in_order_and_says_when_it_emptied_the
     assert [t.job_id for t in taken] == [4, 1] and drained
     assert await q.try_pop_many("c", 3) == ([], True)
     assert await inflight_ids(env, q) == {1, 2, 3, 4, 5}  # each in flight until acked
+    for i in (6, 7):
+        await q.push("c", job(i))
+    woken, drained = await q.pop_reporting("c", found_empty=True)  # a wake-up, then a look
+    assert woken.job_id == 6 and not drained
+    woken, drained = await q.pop_reporting("c", found_empty=True)
+    assert woken.job_id == 7 and drained
 
 
 async def test_a_pop_cancelled_as_its_wake_up_takes_a_job_gives_it_back(env: RedisEnv, monkeypatch) -> None:
