@@ -509,24 +509,29 @@ class RedisJobQueue:
                 replies.append(await outcome.acapture(run_redis_pipeline, self._client, ops))
             done.set()
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(round_trip)
-            try:
-                await done.wait()
-            except trio.Cancelled:
-                # (Bounded: should Redis not answer, the round trip ends with its BLPOP timeout,
-                # and a job its POP took goes back through `_release_orphans`.)
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + _SHIELD_S):
-                    try:
-                        await self._redis.call(_token(unblock))
-                    except Exception as e:  # the BLPOP then ends with its timeout
-                        log.debug("unblocking the pop of channel %r failed: %s", channel, e)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(round_trip)
+                try:
                     await done.wait()
-                    popped = replies[0].unwrap()[1] if isinstance(replies[0], outcome.Value) else None
-                    if isinstance(popped, list):
-                        for body in popped[1::2]:
-                            await self.release(Ticket.decode(body).job_id)
-                raise
+                except trio.Cancelled:
+                    with trio.CancelScope(shield=True, deadline=trio.current_time() + _SHIELD_S):
+                        try:
+                            await self._redis.call(_token(unblock))
+                        except Exception as e:  # the BLPOP then ends with its timeout
+                            log.debug("unblocking the pop of channel %r failed: %s", channel, e)
+                    raise
+        except BaseException:
+            # Cancelled while waiting, or while the nursery waited for the round trip's task to
+            # end (its reply already in): what the POP took goes back. Bounded: should Redis not
+            # answer, a job its POP took goes back through `_release_orphans`.
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + _SHIELD_S):
+                await done.wait()
+                popped = replies[0].unwrap()[1] if isinstance(replies[0], outcome.Value) else None
+                if isinstance(popped, list):
+                    for body in popped[1::2]:
+                        await self.release(Ticket.decode(body).job_id)
+            raise
         popped = replies[0].unwrap()[1]
         if isinstance(popped, Exception):  # e.g. NoScriptError after a Redis restart: look the usual way
             log.debug("pop after a wake-up of channel %r failed (%s); looking again", channel, popped)
