@@ -8,7 +8,8 @@ few windows still leave something behind that no live process will ever touch ag
   no row, not running here: e.g. a SIGKILL after an ending deleted the row but before the
   settle step reached Redis (the result is already stored), or in the middle of a Delete;
 * a uniq_key whose holder has no status: a SIGKILL after the key was taken but before the job
-  was placed (its enqueue never got an answer);
+  was placed (its enqueue never got an answer); likewise a DIRECT caller's reply route
+  (storage/redis_bus.py) whose job never got a status, when its caller could not drop it;
 * a WITH_BACKUP job stranded on its backup row: a SIGKILL after the row was written but before
   the job was pushed to its queue (the row says "instant", so no due-job fetcher claims it, and
   without a queue entry nothing pops it). It is queued again, as Restore would (soak seed 130266);
@@ -51,6 +52,7 @@ class OrphanSweep:
         self._statuses: dict[int, int] = {}
         self._keys: dict[int, int] = {}
         self._stranded: dict[int, int] = {}
+        self._routes: dict[int, int] = {}
 
     async def run(self) -> None:
         """Sweep every half grace period until cancelled; a failed sweep is logged and retried."""
@@ -78,6 +80,7 @@ class OrphanSweep:
                                               or await self.lifecycle.workers.get(row.data.worker_id.value) is None):
                 stranded.add(job_id)
         keyless = set(await storage.uniq_keys.holders()) - statuses
+        unrouted = set(await storage.bus.routed_jobs()) - statuses
         ended = 0
         for job_id in self._due(self._statuses, orphans, now):
             if await self._end(job_id):
@@ -91,6 +94,9 @@ class OrphanSweep:
                             job_id)
                 await storage.uniq_keys.release(job_id)
                 ended += 1
+        for job_id in self._due(self._routes, unrouted, now):
+            if await storage.status.get(job_id) is None:  # a settle drops a route with the status
+                await storage.bus.drop_route(job_id)
         return ended
 
     def _due(self, suspects: dict[int, int], seen: set[int], now: int) -> list[int]:

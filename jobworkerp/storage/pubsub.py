@@ -41,9 +41,22 @@ class JobResultWaiter:
 class ResultBus(Protocol):
     def listen_job(self, job_id: int) -> AbstractAsyncContextManager[JobResultWaiter]: ...
 
+    def listen_direct(self, job_id: int) -> AbstractAsyncContextManager[JobResultWaiter]:
+        """`listen_job` for the caller of a DIRECT job, entered right before the job is placed
+        (a bus may route the result to this process instead of subscribing: redis_bus.py)."""
+        ...
+
     def listen_worker(self, worker_id: int) -> AbstractAsyncContextManager[WorkerResultStream]: ...
 
     async def publish(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None: ...
+
+    async def routed_jobs(self) -> list[int]:
+        """Jobs whose results are routed to a DIRECT caller (for the orphan sweep)."""
+        ...
+
+    async def drop_route(self, job_id: int) -> None:
+        """Forget a job's route (its job is gone without a settle to drop it)."""
+        ...
 
 
 def deliver_to_streams(streams: set[WorkerResultStream], result: data.JobResult, topic: object) -> None:
@@ -77,6 +90,9 @@ class MemoryResultBus:
                 if not waiters:
                     del self._job_waiters[job_id]
 
+    def listen_direct(self, job_id: int) -> AbstractAsyncContextManager[JobResultWaiter]:
+        return self.listen_job(job_id)
+
     @asynccontextmanager
     async def listen_worker(self, worker_id: int) -> AsyncIterator[WorkerResultStream]:
         stream = WorkerResultStream(worker_id, self._stream_bounds)
@@ -94,6 +110,12 @@ class MemoryResultBus:
 
     async def publish(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None:
         self.publish_nowait(result, to_job=to_job, to_worker=to_worker)
+
+    async def routed_jobs(self) -> list[int]:
+        return []  # waiters are in this process: nothing to route
+
+    async def drop_route(self, job_id: int) -> None:
+        return None
 
     def publish_nowait(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None:
         rd = result.data

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import trio
 
@@ -107,3 +107,16 @@ class JobQueue(Protocol):
                               task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Background upkeep until cancelled: heartbeat this process's lease and return the
         in-flight jobs of dead processes to their queues."""
+
+
+@runtime_checkable
+class BatchPop(Protocol):
+    """What a queue whose every look is a round trip (Redis) offers beyond `JobQueue`."""
+
+    async def try_pop_many(self, channel: str, most: int) -> tuple[list[Ticket], bool]:
+        """`try_pop` of up to `most` jobs at once; and True when the look left the channel's
+        queue empty, so the caller may wait for a push's wake-up instead of looking again."""
+
+    async def pop_reporting(self, channel: str, *, found_empty: bool = False) -> tuple[Ticket, bool]:
+        """`pop`, and whether it left the channel's queue empty (as `try_pop_many`)."""
+

@@ -8,13 +8,24 @@ left is unsubscribed until Redis confirms it, across outages and reconnects, so 
 behind (tests/chaos/test_cross_process_races.py).
 
 Topics (prefixed): `job_result_changed:job:{id}`, `job_result_changed:worker:{id}`,
-`worker_changed` (worker create/update/delete events, so every process drops cached workers) and
-`job_cancel` (a deleted job, so the process running it cancels it).
+`worker_changed` (worker create/update/delete events, so every process drops cached workers),
+`job_cancel` (a deleted job, so the process running it cancels it) and
+`direct_reply:{bus}` (one per process: results for the DIRECT callers it serves).
+
+A DIRECT caller (`listen_direct`) does not subscribe its job's topic: a SUBSCRIBE confirmed before
+the push, and an UNSUBSCRIBE after, were two of the front's four Redis round trips per job, each
+through the subscription's lock and reader. Instead its job gets a *reply route* — the field
+job id -> this process's reply topic in `JOB_REPLY_TO`, written in the round trip that pushes the
+job (ahead of the push, so no worker can settle the job before its route exists) — and the
+scripts that publish a job's result (the settle script, `redis_settle.py`, and `_PUBLISH` here)
+publish it on the route too; the settle drops the route with the job's status. The reply topic is
+subscribed once, at start, before the process serves anything.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,22 +36,27 @@ from jobworkerp.aio import RedisSubscription, call_asyncio
 from jobworkerp.errors import is_outage
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.pubsub import JobResultWaiter, deliver_to_streams
-from jobworkerp.storage.redis_pipeline import RedisPipeliner
+from jobworkerp.storage.redis_pipeline import RedisPipeliner, Reply
 from jobworkerp.storage.worker_stream import StreamBounds, WorkerResultStream
 
 log = logging.getLogger(__name__)
 
 
 # Publish one result to its topics in one command. KEYS[1] is the job's result key (kept for
-# ARGV[2] ms when ARGV[2] > 0, for waiters that missed the message), KEYS[2..] the topics.
+# ARGV[2] ms when ARGV[2] > 0, for waiters that missed the message), KEYS[2] the reply routes
+# (with ARGV[3] = '1', a DIRECT caller's route of job ARGV[4] gets it too), KEYS[3..] the topics.
 _PUBLISH = """
 if tonumber(ARGV[2]) > 0 then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   redis.call('PUBLISH', KEYS[i], ARGV[1])
 end
-return #KEYS - 1
+if ARGV[3] == '1' then
+  local route = redis.call('HGET', KEYS[2], ARGV[4])
+  if route then redis.call('PUBLISH', route, ARGV[1]) end
+end
+return #KEYS - 2
 """
 
 # How long a job waiter trusts pub/sub alone before it also looks at the job's result key: a
@@ -57,8 +73,16 @@ class _RedisJobWaiter(JobResultWaiter):
         super().__init__()
         self._bus = bus
         self._job_id = job_id
+        self.route: Reply | None = None  # a DIRECT caller's reply route write, confirmed in `wait`
 
     async def wait(self) -> data.JobResult:
+        if self.route is not None:
+            try:
+                await self.route.reply()
+            except Exception as e:  # only the result key (read every RECHECK_S) tells us then
+                log.warning("reply route of job %s not written (%s: %s); its result is polled", self._job_id,
+                            type(e).__name__, e)
+            self.route = None
         while True:
             with trio.move_on_after(RECHECK_S):
                 return await super().wait()
@@ -86,6 +110,8 @@ class RedisResultBus:
         self._leaving: set[str] = set()  # topics without listeners whose UNSUBSCRIBE is not confirmed
         self._unreachable = False  # the last unsubscribe could not reach Redis: leave them to the retry loop
         self._nursery: trio.Nursery | None = None  # where unsubscribes run, off the caller's path
+        self.reply_routes_key = f"{prefix}JOB_REPLY_TO"  # job id -> reply topic of its DIRECT caller
+        self.reply_topic = f"{prefix}direct_reply:{uuid.uuid4().hex}"
 
     # --- topics ------------------------------------------------------------------------
     def job_topic(self, job_id: int) -> str:
@@ -112,6 +138,7 @@ class RedisResultBus:
             nursery.start_soon(self._subscription.messages, self._on_message)
             await self._subscription.subscribe(self._worker_changed_topic)
             await self._subscription.subscribe(self._job_cancel_topic)
+            await self._subscription.subscribe(self.reply_topic)
             self._nursery = nursery
             nursery.start_soon(self._unsubscribe_leftovers)
             task_status.started()
@@ -210,6 +237,11 @@ class RedisResultBus:
 
     def _on_message(self, channel: bytes, payload: bytes) -> None:
         topic = channel.decode()
+        if topic == self.reply_topic:  # a result for a DIRECT caller here
+            result = data.JobResult.parse(payload)
+            for waiter in self._job_waiters.get(self.job_topic(result.data.job_id.value), ()):
+                waiter.deliver(result)
+            return
         if topic == self._worker_changed_topic:
             worker_id = int(payload)
             for callback in self._worker_changed:
@@ -247,6 +279,36 @@ class RedisResultBus:
                     del self._job_waiters[topic]
 
     @asynccontextmanager
+    async def listen_direct(self, job_id: int) -> AsyncIterator[JobResultWaiter]:
+        """`listen_job` for the caller of a DIRECT job that is about to be placed: the result comes
+        on this process's reply topic (see the module docstring). The route is written without a
+        checkpoint, so the placement's own writes, queued after it, land after it; its reply is
+        awaited in `wait`. A caller that leaves without the result drops the route (the job may
+        still end later: nobody here waits for it)."""
+        field = str(job_id)
+        route = None
+        if self._nursery is not None:  # (else the reply topic is not read)
+            route = self._redis.submit(lambda p: p.hset(self.reply_routes_key, field, self.reply_topic))
+        if route is None:  # subscribe as any listener does
+            async with self.listen_job(job_id) as fallback:
+                yield fallback
+            return
+        topic = self.job_topic(job_id)
+        waiter = _RedisJobWaiter(self, job_id)
+        waiter.route = route
+        self._job_waiters.setdefault(topic, set()).add(waiter)
+        try:
+            yield waiter
+        finally:
+            waiters = self._job_waiters.get(topic)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._job_waiters[topic]
+            if waiter.result is None:  # (with its result, the job's settle dropped the route)
+                self._redis.send(lambda p: p.hdel(self.reply_routes_key, field), f"job {job_id}'s reply route")
+
+    @asynccontextmanager
     async def listen_worker(self, worker_id: int) -> AsyncIterator[WorkerResultStream]:
         topic = self.worker_topic(worker_id)
         stream = WorkerResultStream(worker_id, self._stream_bounds)
@@ -264,15 +326,22 @@ class RedisResultBus:
 
     async def publish(self, result: data.JobResult, *, to_job: bool, to_worker: bool) -> None:
         job_id = result.data.job_id.value
-        keys = [self.result_key(job_id)]
+        keys = [self.result_key(job_id), self.reply_routes_key]
         if to_job:
             keys.append(self.job_topic(job_id))
         if to_worker:
             keys.append(self.worker_topic(result.data.worker_id.value))
-        if len(keys) > 1:
-            args = [bytes(result), self.result_ttl_ms if to_job else 0]
+        if len(keys) > 2:
+            args = [bytes(result), self.result_ttl_ms if to_job else 0, "1" if to_job else "0", job_id]
             if not self._redis.send_script(self._publish, keys, args, f"publish of job {job_id}'s result"):
                 await self._redis.script(self._publish, keys, args)
+
+    async def routed_jobs(self) -> list[int]:
+        raw = await self._redis.call(lambda p: p.hkeys(self.reply_routes_key))
+        return [int(i) for i in raw]
+
+    async def drop_route(self, job_id: int) -> None:
+        await self._redis.call(lambda p: p.hdel(self.reply_routes_key, str(job_id)))
 
     async def stored_result(self, job_id: int) -> data.JobResult | None:
         """The job's final result if it was published within the result TTL."""

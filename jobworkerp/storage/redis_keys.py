@@ -29,6 +29,12 @@ class QueueKeys:
         return f"{self.prefix}queue-wake:"
 
     @property
+    def unblock_stem(self) -> str:
+        """LIST per instance and channel: a token that ends this instance's own blocked wait on the
+        channel (a popper that is cancelled), fed only by that instance."""
+        return f"{self.prefix}queue-unblock:"
+
+    @property
     def inflight_stem(self) -> str:
         """HASH per worker instance: job id -> packed (score, channel, job bytes) while in flight."""
         return f"{self.prefix}inflight:"
@@ -63,6 +69,9 @@ class QueueKeys:
 
     def wake(self, channel: str) -> str:
         return self.wake_stem + channel
+
+    def unblock(self, instance_id: str, channel: str) -> str:
+        return f"{self.unblock_stem}{len(instance_id)}:{instance_id}{channel}"
 
     def inflight(self, instance_id: str) -> str:
         return self.inflight_stem + instance_id

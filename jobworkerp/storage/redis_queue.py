@@ -17,6 +17,10 @@ Layout (names in `redis_keys.QueueKeys`, all under the deployment prefix):
   poison.
 * ``queue-wake:{channel}`` LIST holding at most one token: push (and a pop that leaves work behind)
   adds it, idle poppers wait for it with BLPOP. Lua cannot block, so this list is the wake-up path.
+  The BLPOP and the POP script after it go out as one pipeline: Redis runs the POP as soon as the
+  BLPOP returns, so a woken popper costs one round trip, not two. A cancelled popper ends its own
+  wait through ``queue-unblock:...`` (a second key its BLPOP watches) and gives back what the POP
+  took, so the cancel is exact.
 
 Every state change is one Lua script, i.e. atomic and one bridge hop. Scripts build per-channel and
 per-instance keys from stems passed as arguments, so this needs a single Redis (not Cluster).
@@ -29,14 +33,15 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import outcome
 import trio
 from redis.exceptions import RedisError
 
-from jobworkerp.aio import call_asyncio
+from jobworkerp.aio import call_asyncio, run_redis_pipeline
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.queue import PoisonHandler, Ticket
 from jobworkerp.storage.redis_keys import QueueKeys
-from jobworkerp.storage.redis_pipeline import RedisPipeliner
+from jobworkerp.storage.redis_pipeline import RedisPipeliner, evalsha
 
 log = logging.getLogger(__name__)
 
@@ -121,28 +126,36 @@ notify(KEYS[5])
 return 1
 """
 
-# POP: move the best job of a channel into this instance's in-flight record, refresh the lease
-# (which also registers an instance that pops before its first heartbeat, so every in-flight
-# record belongs to a known instance and can be reaped), and pass the wake-up on if work remains.
-# A job with a crash count came back from a dead instance: the reply says so (redelivered).
+# POP: move up to ARGV[4] of the best jobs of a channel into this instance's in-flight record,
+# refresh the lease (which also registers an instance that pops before its first heartbeat, so
+# every in-flight record belongs to a known instance and can be reaped), and pass the wake-up on
+# if work remains. A job with a crash count came back from a dead instance: the reply says so
+# (redelivered).
 # KEYS: queue:{channel}, jobs, channels, inflight:{instance}, instances, queue-wake:{channel}, crashes
-# ARGV: channel, instance id, lease ms.
-# Returns {job bytes, 1 if redelivered else 0}, or nil when the queue is empty.
+# ARGV: channel, instance id, lease ms, most jobs.
+# Returns {jobs left in the queue, job bytes 1, 1 if redelivered else 0, job bytes 2, ...}.
 POP = _LUA_NOW + _LUA_NOTIFY + _LUA_RECORD + """
-while true do
+local out = {0}
+local most = tonumber(ARGV[4])
+while #out < 2 * most + 1 do
   local head = redis.call('ZPOPMIN', KEYS[1])
-  if #head == 0 then return false end
+  if #head == 0 then break end
   local id, score = head[1], head[2]
   local job = redis.call('HGET', KEYS[2], id)
   redis.call('HDEL', KEYS[2], id)
   redis.call('HDEL', KEYS[3], id)
   if job then  -- (a queue entry without a body cannot happen; skip it rather than fail)
     redis.call('HSET', KEYS[4], id, pack(score, ARGV[1], job))
-    redis.call('ZADD', KEYS[5], string.format('%d', now_ms() + tonumber(ARGV[3])), ARGV[2])
-    if redis.call('ZCARD', KEYS[1]) > 0 then notify(KEYS[6]) end
-    return {job, redis.call('HEXISTS', KEYS[7], id)}
+    table.insert(out, job)
+    table.insert(out, redis.call('HEXISTS', KEYS[7], id))
   end
 end
+if #out > 1 then
+  redis.call('ZADD', KEYS[5], string.format('%d', now_ms() + tonumber(ARGV[3])), ARGV[2])
+  out[1] = redis.call('ZCARD', KEYS[1])
+  if out[1] > 0 then notify(KEYS[6]) end
+end
+return out
 """
 
 # ACK: this instance is done with a job. A no-op when the record is gone (the instance was
@@ -331,29 +344,37 @@ class RedisJobQueue:
         """Take the next job; wait on the channel's wake-up list while it is empty.
 
         Cancel-safe: the job moves only inside the POP script, and a pop cancelled while that script
-        runs gives the job back (see `_take`); a cancelled BLPOP at worst swallows one token, which
-        the bounded wait (poll_timeout_s) makes up for.
+        runs gives the job back (see `_take_many`, `_wait_and_take`).
 
         `found_empty` (a `try_pop` just came back empty) skips the first look, a POP round trip
         that would find the same: a job pushed since left a wake-up token, so the BLPOP returns
         at once, and one that another popper took needs no look.
         """
+        ticket, _ = await self.pop_reporting(channel, found_empty=found_empty)
+        return ticket
+
+    async def pop_reporting(self, channel: str, *, found_empty: bool = False) -> tuple[Ticket, bool]:
+        """`pop`, and whether it left the channel's queue empty (`queue.BatchPop`)."""
         lock = self._channel_locks.get(channel)
         if lock is None:
             lock = self._channel_locks[channel] = trio.Lock()
-        wake = self.keys.wake(channel)
         async with lock:
-            look = not found_empty
+            if not found_empty:
+                tickets, drained = await self._take_many(channel, 1)
+                if tickets:
+                    return tickets[0], drained
             while True:
-                if look:
-                    job = await self._take(channel)
-                    if job is not None:
-                        return job
-                look = True
-                await call_asyncio(self._client.blpop, [wake], timeout=self.poll_timeout_s)
+                ticket, drained = await self._wait_and_take(channel)
+                if ticket is not None:
+                    return ticket, drained
 
     async def try_pop(self, channel: str) -> Ticket | None:
         return await self._take(channel)
+
+    async def try_pop_many(self, channel: str, most: int) -> tuple[list[Ticket], bool]:
+        """`try_pop` of up to `most` jobs in one round trip (`queue.BatchPop`); True when it left
+        the channel's queue empty."""
+        return await self._take_many(channel, most)
 
     async def ack(self, job_id: int) -> None:
         # Awaited, not sent and forgotten: a lost ack leaves the job in flight here, and a restart
@@ -448,31 +469,96 @@ class RedisJobQueue:
     # --- internals --------------------------------------------------------------------------
 
     async def _take(self, channel: str) -> Ticket | None:
-        """One POP script call; shielded, because a cancel that lands after Redis moved the job
-        but before we read the reply would leave the job in flight here with nobody running it.
-        If we were cancelled meanwhile, the job is released back to its queue and Cancelled raised."""
-        k = self.keys
+        tickets, _ = await self._take_many(channel, 1)
+        return tickets[0] if tickets else None
+
+    async def _take_many(self, channel: str, most: int) -> tuple[list[Ticket], bool]:
+        """One POP script call; shielded, because a cancel that lands after Redis moved the jobs
+        but before we read the reply would leave them in flight here with nobody running them.
+        If we were cancelled meanwhile, the jobs are released back to their queue and Cancelled
+        raised. Through the pipeliner: under load the pop shares its round trip (and its hop
+        across the bridge) with the settles and status writes of the jobs already running."""
         with trio.CancelScope(shield=True, deadline=trio.current_time() + _SHIELD_S) as scope:
-            raw = await call_asyncio(self._pop, keys=[k.queue(channel), k.jobs, k.channels, self.inflight_key,
-                                                      k.instances, k.wake(channel), k.crashes],
-                                     args=[channel, self.instance_id, self.lease_ms])
+            raw = await self._run_pop(channel, most)
         if scope.cancelled_caught:
             raise TimeoutError(f"Redis did not answer a pop of channel {channel!r} within {_SHIELD_S} s")
-        if raw is None:
-            return None
-        body, redelivered = raw
-        ticket = Ticket.decode(body)
-        if int(redelivered):
-            ticket = dataclasses.replace(ticket, redelivered=True)
-        self._taken[ticket.job_id] = trio.current_time()
+        tickets = self._tickets(raw)
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
         except trio.Cancelled:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + _SHIELD_S):
-                await call_asyncio(self._release, keys=[self.inflight_key, k.jobs, k.channels],
-                                   args=[ticket.job_id, k.queue_stem, k.wake_stem])
+                for ticket in tickets:
+                    await self.release(ticket.job_id)
             raise
-        return ticket
+        return tickets, int(raw[0]) == 0
+
+    async def _wait_and_take(self, channel: str) -> tuple[Ticket | None, bool]:
+        """Wait for the channel's wake-up (at most poll_timeout_s), then look: BLPOP and POP in
+        one round trip (see the module docstring). The round trip is never cut off: a cancel
+        ends the BLPOP through this instance's unblock key, the POP's jobs go back to their
+        queue, and Cancelled is raised."""
+        k = self.keys
+        unblock = k.unblock(self.instance_id, channel)
+        ops = [_blpop([k.wake(channel), unblock], self.poll_timeout_s),
+               evalsha(self._pop, self._pop_keys(channel), [channel, self.instance_id, self.lease_ms, 1])]
+        done = trio.Event()
+        replies: list[outcome.Outcome[list[Any]]] = []
+
+        async def round_trip() -> None:
+            with trio.CancelScope(shield=True):
+                replies.append(await outcome.acapture(run_redis_pipeline, self._client, ops))
+            done.set()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(round_trip)
+                try:
+                    await done.wait()
+                except trio.Cancelled:
+                    with trio.CancelScope(shield=True, deadline=trio.current_time() + _SHIELD_S):
+                        try:
+                            await self._redis.call(_token(unblock))
+                        except Exception as e:  # the BLPOP then ends with its timeout
+                            log.debug("unblocking the pop of channel %r failed: %s", channel, e)
+                    raise
+        except BaseException:
+            # Cancelled while waiting, or while the nursery waited for the round trip's task to
+            # end (its reply already in): what the POP took goes back. Bounded: should Redis not
+            # answer, a job its POP took goes back through `_release_orphans`.
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + _SHIELD_S):
+                await done.wait()
+                popped = replies[0].unwrap()[1] if isinstance(replies[0], outcome.Value) else None
+                if isinstance(popped, list):
+                    for body in popped[1::2]:
+                        await self.release(Ticket.decode(body).job_id)
+            raise
+        popped = replies[0].unwrap()[1]
+        if isinstance(popped, Exception):  # e.g. NoScriptError after a Redis restart: look the usual way
+            log.debug("pop after a wake-up of channel %r failed (%s); looking again", channel, popped)
+            tickets, drained = await self._take_many(channel, 1)
+        else:
+            tickets, drained = self._tickets(popped), int(popped[0]) == 0
+        return (tickets[0] if tickets else None), drained
+
+    def _pop_keys(self, channel: str) -> list[str]:
+        k = self.keys
+        return [k.queue(channel), k.jobs, k.channels, self.inflight_key, k.instances, k.wake(channel), k.crashes]
+
+    def _tickets(self, popped: list[Any]) -> list[Ticket]:
+        """The tickets of a POP reply, recorded as taken by a pop here."""
+        tickets = []
+        now = trio.current_time()
+        for body, redelivered in zip(popped[1::2], popped[2::2], strict=True):
+            ticket = Ticket.decode(body)
+            if int(redelivered):
+                ticket = dataclasses.replace(ticket, redelivered=True)
+            self._taken[ticket.job_id] = now
+            tickets.append(ticket)
+        return tickets
+
+    async def _run_pop(self, channel: str, most: int) -> list[Any]:
+        return await self._redis.script(self._pop, self._pop_keys(channel), [channel, self.instance_id,
+                                                                             self.lease_ms, most])
 
     async def _queued_ids_of(self, channel: str) -> list[int]:
         key = self.keys.queue(channel)
@@ -536,6 +622,16 @@ class RedisJobQueue:
             await on_poison(ticket, poison_reason(crashes, self.max_crashes))
         except Exception:
             log.exception("job queue: on_poison failed for job %s", job_id)
+
+
+def _blpop(keys: list[str], timeout_s: float) -> Callable[[Any], Any]:
+    return lambda pipe: pipe.blpop(keys, timeout=timeout_s)
+
+
+def _token(key: str) -> Callable[[Any], Any]:
+    """Leave a token that ends a BLPOP on `key` (which takes it); kept briefly if none is waiting."""
+    return lambda pipe: pipe.eval("redis.call('RPUSH', KEYS[1], '1') redis.call('PEXPIRE', KEYS[1], ARGV[1])",
+                                  1, key, _WAKE_TTL_MS)
 
 
 def _zrange_page(key: str, low: str) -> Callable[[Any], Any]:

@@ -15,12 +15,15 @@ from jobworkerp.storage.redis_pipeline import RedisPipeliner
 from jobworkerp.storage.redis_queue import RedisJobQueue
 from jobworkerp.storage.redis_state import RedisJobStatusStore, RedisUniqKeyGuard
 
-# KEYS: status hash, uniq holder, uniq of job, inflight:{instance}, crashes, result key, topics...
+# KEYS: status hash, uniq holder, uniq of job, inflight:{instance}, crashes, reply routes, result key, topics...
 # ARGV: job id, ack ('1' / '0'), result bytes ('' = none), result ttl ms, only if it has a status ('1' / '0').
 # Returns 0 when ARGV[5] is '1' and the job had no status (nothing was changed), else 1.
+# The job's reply route (its DIRECT caller's reply topic, `redis_bus.py`) gets the result too, and goes.
 SETTLE = """
 local id = ARGV[1]
 if redis.call('HDEL', KEYS[1], id) == 0 and ARGV[5] == '1' then return 0 end
+local route = redis.call('HGET', KEYS[6], id)
+if route then redis.call('HDEL', KEYS[6], id) end
 local key = redis.call('HGET', KEYS[3], id)
 if key then
   redis.call('HDEL', KEYS[3], id)
@@ -30,8 +33,9 @@ if ARGV[2] == '1' and redis.call('HDEL', KEYS[4], id) == 1 then
   redis.call('HDEL', KEYS[5], id)
 end
 if ARGV[3] ~= '' then
-  if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[4]) end
-  for i = 7, #KEYS do redis.call('PUBLISH', KEYS[i], ARGV[3]) end
+  if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[7], ARGV[3], 'PX', ARGV[4]) end
+  for i = 8, #KEYS do redis.call('PUBLISH', KEYS[i], ARGV[3]) end
+  if route then redis.call('PUBLISH', route, ARGV[3]) end
 end
 return 1
 """
@@ -42,7 +46,7 @@ class RedisJobSettler:
                  uniq_keys: RedisUniqKeyGuard, queue: RedisJobQueue, bus: RedisResultBus) -> None:
         self._redis = pipeliner
         self._script = client.register_script(SETTLE)
-        self._fixed_keys = [status.key, *uniq_keys.keys, queue.inflight_key, queue.keys.crashes]
+        self._fixed_keys = [status.key, *uniq_keys.keys, queue.inflight_key, queue.keys.crashes, bus.reply_routes_key]
         self._bus = bus
 
     async def settle(self, job_id: int, result: data.JobResult | None, *, to_worker: bool, ack: bool) -> None:

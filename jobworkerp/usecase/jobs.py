@@ -123,7 +123,7 @@ class Jobs:
             await self._take_uniq_key(job)
             if worker.data.response_type == data.ResponseType.DIRECT:
                 # Subscribed before the job is placed, so its result cannot be published unseen.
-                async with self._storage.bus.listen_job(job.id.value) as waiter:
+                async with self._storage.bus.listen_direct(job.id.value) as waiter:
                     await self._lifecycle.accept(job, worker)
                     placed = True
                     return job.id.value, await self._wait_direct(job, worker, waiter)

@@ -30,7 +30,7 @@ from jobworkerp.config import ChannelConfig
 from jobworkerp.errors import is_outage
 from jobworkerp.joblog import job_context
 from jobworkerp.lifecycle.running import ActiveJob
-from jobworkerp.storage.queue import Ticket
+from jobworkerp.storage.queue import BatchPop, Ticket
 from jobworkerp.worker.executor import ExecutorContext, RunnerPool, execute_job
 from jobworkerp.worker.slots import Slots
 
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # beyond that the channel gives up and escalates (storage is down for good, not blinking).
 FETCHER_MAX_RESTARTS = 10
 FETCHER_RESTART_WINDOW_S = 10.0
+POP_BATCH = 16  # most jobs one look at a `BatchPop` queue takes (bounded by the free slots)
 
 WorkerIdsOnChannel = Callable[[str], Awaitable[list[int]]]
 
@@ -123,34 +124,54 @@ class ChannelWorker:
 
     # --- fetchers ------------------------------------------------------------------------------
     async def _fetch_queue(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Take a slot, then a job from the channel's queue, then start it; repeat."""
+        """Take a slot, then a job from the channel's queue, then start it; repeat.
+
+        A queue whose every look is a round trip (`BatchPop`: Redis) is read for as many jobs as
+        there are free slots (at most POP_BATCH) at once, and after a look that left it empty
+        the fetcher waits for a push's wake-up rather than look again: a look per job, and an
+        empty one between jobs, were most of a Scalable worker's Redis round trips."""
         queue = self._life.storage.queue
+        batch = queue if isinstance(queue, BatchPop) else None
+        most = min(POP_BATCH, self.channel.concurrency)
         backoff = Backoff(f"channel {self.name!r} queue fetcher", log)
+        drained = False  # the last look left the queue empty
         with self._fetch_scope():
             task_status.started()
             while not self._stopped:
                 await self.slots.acquire()
-                ticket: Ticket | None = None
+                held = 1
+                tickets: list[Ticket] = []
                 outage: Exception | None = None
                 try:
                     # Work that is already queued is taken at once; only the wait for more is
                     # idle, and may be pre-empted by the due fetcher.
-                    ticket = await queue.try_pop(self.name)
-                    if ticket is None:
+                    if batch is not None and not drained:
+                        held += self.slots.take_free(most - 1)
+                        tickets, drained = await batch.try_pop_many(self.name, held)
+                    elif not drained:
+                        ticket = await queue.try_pop(self.name)
+                        tickets = [] if ticket is None else [ticket]
+                    if not tickets:
+                        self.slots.release(held - 1)
+                        held, drained = 1, False
                         with self.slots.idle():
-                            ticket = await queue.pop(self.name, found_empty=True)
+                            if batch is not None:
+                                ticket, drained = await batch.pop_reporting(self.name, found_empty=True)
+                                tickets = [ticket]
+                            else:
+                                tickets = [await queue.pop(self.name, found_empty=True)]
                 except Exception as e:
                     if not is_outage(e):
                         raise  # a bug: the supervisor restarts this fetcher
                     outage = e
                 finally:
-                    if ticket is None:  # pre-empted, stopped or failed: the slot was not used
-                        self.slots.release()
+                    # Pre-empted, stopped or failed: the slots not used by a job go back.
+                    self.slots.release(held - len(tickets))
                 if outage is not None:  # storage is out: wait it out here, running jobs go on
                     await backoff.failed(outage)
                     continue
                 backoff.succeeded()
-                if ticket is not None:
+                for ticket in tickets:
                     self._start(self._life.take(ticket, from_queue=True))
 
     async def _fetch_due(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

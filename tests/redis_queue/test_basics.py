@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 import trio.testing
@@ -66,15 +68,15 @@ async def test_idle_pop_does_not_spin(env: RedisEnv) -> None:
     q = env.queue("a", client=env.new_client(), poll_timeout_s=poll_s)
     takes: list[float] = []
     third = trio.Event()
-    real_take = q._take
+    real_take = q._wait_and_take
 
-    async def counting_take(channel: str) -> Ticket | None:
+    async def counting_take(channel: str) -> Ticket | None:  # a BLPOP, then a look
         takes.append(trio.current_time())
         if len(takes) == 3:
             third.set()
         return await real_take(channel)
 
-    q._take = counting_take  # type: ignore[method-assign]
+    q._wait_and_take = counting_take  # type: ignore[method-assign]
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(q.pop, "c")
@@ -149,24 +151,24 @@ async def test_pop_cancelled_while_the_job_moves_gives_it_back(env: RedisEnv) ->
     await q.push("c", job(2, LOW))
     scope = trio.CancelScope()
     releases = 0
-    real_pop, real_release = q._pop, q._release
+    real_pop, real_release = q._run_pop, q.release
 
-    async def pop_then_cancel(**kwargs: object) -> object:  # runs on the asyncio side of the bridge
-        moved = await real_pop(**kwargs)
+    async def pop_then_cancel(channel: str, most: int) -> list[Any]:
+        moved = await real_pop(channel, most)
         scope.cancel()  # the caller gives up just after Redis moved the job, before pop returns it
         return moved
 
-    async def counting_release(**kwargs: object) -> object:
+    async def counting_release(job_id: int) -> None:
         nonlocal releases
         releases += 1
-        return await real_release(**kwargs)
+        await real_release(job_id)
 
-    q._pop, q._release = pop_then_cancel, counting_release
+    q._run_pop, q.release = pop_then_cancel, counting_release  # type: ignore[method-assign]
     with scope:
         await q.pop("c")
     assert scope.cancelled_caught and releases == 1
     assert await inflight_ids(env, q) == set()
-    q._pop = real_pop
+    q._run_pop = real_pop  # type: ignore[method-assign]
     assert [(await q.pop("c")).job_id for _ in range(2)] == [1, 2]  # back in its place
 
 
@@ -260,3 +262,45 @@ async def test_constructor_rejects_nonsense(env: RedisEnv) -> None:
         env.queue("a", lease_ms=0)
     with pytest.raises(ValueError):
         env.queue("a", max_crashes=0)
+
+
+async def test_one_look_takes_several_jobs_in_order_and_says_when_it_emptied_the_queue(env: RedisEnv) -> None:
+    q = env.queue("a")
+    for i, prio in [(1, LOW), (2, MEDIUM), (3, HIGH), (4, MEDIUM), (5, HIGH)]:
+        await q.push("c", job(i, prio))
+    taken, drained = await q.try_pop_many("c", 3)
+    assert [t.job_id for t in taken] == [3, 5, 2] and not drained
+    taken, drained = await q.try_pop_many("c", 3)
+    assert [t.job_id for t in taken] == [4, 1] and drained
+    assert await q.try_pop_many("c", 3) == ([], True)
+    assert await inflight_ids(env, q) == {1, 2, 3, 4, 5}  # each in flight until acked
+    for i in (6, 7):
+        await q.push("c", job(i))
+    woken, drained = await q.pop_reporting("c", found_empty=True)  # a wake-up, then a look
+    assert woken.job_id == 6 and not drained
+    woken, drained = await q.pop_reporting("c", found_empty=True)
+    assert woken.job_id == 7 and drained
+
+
+async def test_a_pop_cancelled_as_its_wake_up_takes_a_job_gives_it_back(env: RedisEnv, monkeypatch) -> None:
+    """The BLPOP and the POP after it are one round trip: a cancel that lands once the POP has
+    moved the job must give the job back, not leave it in flight with nobody running it."""
+    from jobworkerp.storage import redis_queue
+
+    q = env.queue("a", client=env.new_client())
+    await q.push("c", job(1))  # leaves a wake-up token: the BLPOP returns at once
+    scope = trio.CancelScope()
+    real = redis_queue.run_redis_pipeline
+
+    async def then_cancel(client: Any, ops: Any) -> list[Any]:
+        replies = await real(client, ops)
+        scope.cancel()  # the popper gives up just as its job arrives
+        return replies
+
+    monkeypatch.setattr(redis_queue, "run_redis_pipeline", then_cancel)
+    with scope:
+        await q.pop("c", found_empty=True)
+    assert scope.cancelled_caught
+    monkeypatch.setattr(redis_queue, "run_redis_pipeline", real)
+    assert await inflight_ids(env, q) == set()
+    assert (await q.pop("c")).job_id == 1

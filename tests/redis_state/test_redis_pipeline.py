@@ -101,3 +101,24 @@ async def test_a_status_written_ahead_of_a_push_shares_its_round_trip_and_lands_
         with pytest.raises(ResponseError):
             await failed()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_command_nobody_waits_for_goes_out_with_the_next_awaited_one(redis, monkeypatch) -> None:
+    """A job's RUNNING status write rides on its settle's round trip instead of costing one of
+    its own; a lone one still goes out by itself."""
+    client, prefix = redis
+    trips = count_round_trips(monkeypatch)
+    pipeliner = RedisPipeliner(client)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeliner.run)
+        assert pipeliner.send(lambda p: p.set(f"{prefix}status", "running"), "status")
+        await trio.lowlevel.checkpoint()  # the flusher wakes up to it, and waits for company
+        assert await pipeliner.call(lambda p: p.get(f"{prefix}status")) == b"running"
+        assert trips == [2]
+        assert pipeliner.send(lambda p: p.set(f"{prefix}alone", "1"), "lone write")
+        while True:  # nobody else comes: it goes out alone (Redis is the witness, so poll it)
+            if await call_asyncio(client.get, f"{prefix}alone") is not None:
+                break
+            await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert trips == [2, 1]

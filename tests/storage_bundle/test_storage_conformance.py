@@ -214,3 +214,27 @@ async def test_a_rerun_push_acknowledges_the_previous_run_in_the_same_step(stora
     assert (await q.pop("r")).job_id == 81
     await q.ack(81)
     assert await q.held([81]) == set()
+
+
+async def test_a_direct_caller_gets_its_result_from_every_kind_of_ending(storage: Storage) -> None:
+    """A DIRECT caller listens before its job is placed, and hears of its job whichever way it
+    ends: a settle after a run, the orphan sweep's settle, or a periodic run's announcement."""
+    for job_id in (91, 92, 93):
+        async with storage.bus.listen_direct(job_id) as waiter:
+            confirm = await storage.status.set_ahead(job_id, data.JobStatus.PENDING)
+            if confirm is None:
+                await storage.status.set(job_id, data.JobStatus.PENDING, confirm=True)
+            await storage.queue.push("d", job(job_id))
+            if confirm is not None:
+                await confirm()
+            if job_id == 91:
+                await storage.queue.pop("d")
+                await storage.settler.settle(job_id, result(job_id), to_worker=False, ack=True)
+            elif job_id == 92:
+                assert (await storage.queue.remove(job_id)) is not None
+                assert await storage.settler.settle_orphan(job_id, result(job_id), to_worker=False)
+            else:
+                await storage.bus.publish(result(job_id), to_job=True, to_worker=False)
+            with trio.fail_after(10):
+                assert (await waiter.wait()).data.job_id.value == job_id
+    assert await storage.status.all() == [(93, data.JobStatus.PENDING)]  # the periodic job lives on

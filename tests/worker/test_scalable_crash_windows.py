@@ -26,6 +26,7 @@ from jobworkerp.lifecycle.orphans import OrphanSweep
 from jobworkerp.lifecycle.placement import channel_of
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage import Storage, redis_storage
+from jobworkerp.storage.queue import Ticket
 from jobworkerp.storage.redis_queue import RedisJobQueue
 from tests.services import REDIS_URL, require_redis
 from tests.storage.mysql_support import mysql_repository, temporary_database
@@ -152,3 +153,19 @@ async def test_a_backed_job_whose_holder_died_with_nothing_stored_is_left_to_the
     assert swept == 1 and got is not None
     assert got.data.status == data.ResultStatus.FATAL_ERROR and b"lost between two steps" in got.data.output.items[0]
     assert s.pool.calls == []
+
+
+async def test_the_orphan_sweep_drops_a_reply_route_whose_job_never_got_a_status(tmp_path) -> None:
+    """A front killed after it wrote a DIRECT job's reply route but before the job was placed
+    left a route that no settle will ever drop; a live job's route is left alone."""
+    async with scalable_storage(tmp_path) as (storage, client, prefix):
+        config = load_config({"STORAGE_TYPE": "Scalable"})
+        app = App(config, storage)
+        routes = storage.bus.reply_routes_key  # type: ignore[attr-defined]
+        await call_asyncio(client.hset, routes, mapping={"7": "gone-front", "8": "live-front"})
+        await storage.status.set(8, data.JobStatus.PENDING, confirm=True)
+        await storage.queue.push("c", Ticket(data.Job(id=data.JobId(value=8), data=data.JobData(args=b"x"))))
+        sweep = OrphanSweep(app.lifecycle, app.running, grace_ms=0)  # at once: the grace is not tested here
+        await sweep.sweep()
+        left = await call_asyncio(client.hgetall, routes)
+    assert left == {b"8": b"live-front"}
