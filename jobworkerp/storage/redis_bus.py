@@ -272,11 +272,14 @@ class RedisResultBus:
             async with self._held(topic):
                 yield waiter
         finally:
-            waiters = self._job_waiters.get(topic)
-            if waiters is not None:
-                waiters.discard(waiter)
-                if not waiters:
-                    del self._job_waiters[topic]
+            self._forget_waiter(topic, waiter)
+
+    def _forget_waiter(self, topic: str, waiter: _RedisJobWaiter) -> None:
+        waiters = self._job_waiters.get(topic)
+        if waiters is not None:
+            waiters.discard(waiter)
+            if not waiters:
+                del self._job_waiters[topic]
 
     @asynccontextmanager
     async def listen_direct(self, job_id: int) -> AsyncIterator[JobResultWaiter]:
@@ -300,11 +303,7 @@ class RedisResultBus:
         try:
             yield waiter
         finally:
-            waiters = self._job_waiters.get(topic)
-            if waiters is not None:
-                waiters.discard(waiter)
-                if not waiters:
-                    del self._job_waiters[topic]
+            self._forget_waiter(topic, waiter)
             if waiter.result is None:  # (with its result, the job's settle dropped the route)
                 self._redis.send(lambda p: p.hdel(self.reply_routes_key, field), f"job {job_id}'s reply route")
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,6 +23,7 @@ from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.testing.server import ServerProcess, connect, free_port, run
 from tests.e2e.grpc_web_client import BINARY, HANG_GUARD_S, WebAnswer, call, frame, parse
+from tests.e2e.test_auth_and_shutdown import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -60,12 +60,6 @@ def web(client: httpx.Client, server: WebServer, method: str, message: bytes = b
     return call(client, server.web_port, method, message, **kwargs)
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + HANG_GUARD_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
 
 
 def grpc_runner_names(server: WebServer) -> list[str]:
