@@ -39,13 +39,12 @@ __all__ = ["SharedHost"]
 class _Call:
     """One call in flight: its caller waits on ``done``."""
 
-    __slots__ = ("abandoned", "done", "error", "kill_reason", "pids", "reply")
+    __slots__ = ("done", "error", "kill_reason", "pids", "reply")
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.reply: bytes | None = None
         self.error: BaseException | None = None
-        self.abandoned = False
         self.pids: list[int] = []  # processes the call started
         self.kill_reason: str | None = None  # set when the pool killed one of them
 
@@ -69,11 +68,6 @@ class SharedHost:
         """Whether new calls may go to this host."""
         host = self.host
         return not (self.retired or host.stop_requested or host.gone.is_set())
-
-    @property
-    def in_flight(self) -> int:
-        """Calls the host is running, abandoned ones included."""
-        return len(self._calls)
 
     async def call(self, call_id: int, request: bytes) -> tuple[bool, Any]:
         """Send ``request`` (a pickled ``(call_id, fn, args, kwargs)``) and wait for the reply.
@@ -130,7 +124,6 @@ class SharedHost:
     def _abandon(self, call_id: int, call: _Call) -> None:
         """The caller left: ask the host to cancel the call, and retire the host if it does not
         stop within the grace."""
-        call.abandoned = True
         if self.host.gone.is_set() or self.host.stop_requested:
             self._calls.pop(call_id, None)
             return
