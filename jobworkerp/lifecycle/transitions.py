@@ -49,9 +49,10 @@ from jobworkerp.lifecycle.placement import Route, channel_of, needs_rdb_time, ro
 from jobworkerp.lifecycle.results import build_result, fill_worker_fields, should_store
 from jobworkerp.lifecycle.running import ActiveJob, RunningJobs
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp.ext import JobExtras
 from jobworkerp.storage import Storage
 from jobworkerp.storage.group_commit import GroupCommitWriter
-from jobworkerp.storage.queue import Ticket
+from jobworkerp.storage.queue import Ticket, decode_extras, encode_extras
 
 log = logging.getLogger(__name__)
 
@@ -136,15 +137,17 @@ class JobLifecycle:
         self.on_due_soon: Callable[[], None] = lambda: None
 
     # --- accepted -> queued / scheduled ------------------------------------------------------
-    async def accept(self, job: data.Job, worker: data.Worker) -> Ticket:
+    async def accept(self, job: data.Job, worker: data.Worker, extras: JobExtras | None = None) -> Ticket:
         """Place a new job (client enqueue, next_workers chain); its uniq_key is already taken.
+        `extras` stay with the job wherever it waits, through its retries and re-runs.
 
         On failure nothing of the job is left behind (no row, no status)."""
-        ticket, _ = await self._place(job, worker, int(worker.data.queue_type), had_row=False, new=True)
+        ticket, _ = await self._place(job, worker, int(worker.data.queue_type), had_row=False, new=True,
+                                      extras=extras)
         return ticket
 
     async def _place(self, job: data.Job, worker: data.Worker, queue_type: int, *, had_row: bool,
-                     new: bool, ack: bool = False) -> tuple[Ticket, bool]:
+                     new: bool, ack: bool = False, extras: JobExtras | None = None) -> tuple[Ticket, bool]:
         """Write the job where its route says. `ack` (a re-run of a popped job): acknowledge the
         previous run's queue entry with the push, when the job goes back to a queue. Returns the
         ticket and whether it was queued (i.e. whether `ack` was done)."""
@@ -163,7 +166,7 @@ class JobLifecycle:
             # forever (soak seed 86872). Rewritten as a backup row first, a death before the push
             # leaves a stranded backup row (queued again by the orphan sweep or restart recovery).
             where = Route.RDB_AND_QUEUE
-        ticket = Ticket(job, backed=where is Route.RDB_AND_QUEUE, queue_type=queue_type)
+        ticket = Ticket(job, backed=where is Route.RDB_AND_QUEUE, queue_type=queue_type, extras=extras)
         repo = self.storage.repo
         pushed = False
         try:
@@ -181,9 +184,9 @@ class JobLifecycle:
                 jd.grabbed_until_time = 0
                 row = _backup_row(job) if where is Route.RDB_AND_QUEUE else job
                 if new:
-                    await repo.create_job(row)
+                    await repo.create_job(row, encode_extras(extras))
                 else:
-                    await repo.upsert_job(row)
+                    await repo.upsert_job(row, encode_extras(extras))
             if where.queued:
                 await self.storage.queue.push(channel_of(wd), ticket, ack=ack)
                 pushed = True
@@ -208,10 +211,13 @@ class JobLifecycle:
         return ticket, where.queued
 
     async def restore(self, job: data.Job, worker: data.Worker) -> None:
-        """Queue again a WITH_BACKUP job whose queue entry was lost (restart, Redis flushed)."""
+        """Queue again a WITH_BACKUP job whose queue entry was lost (restart, Redis flushed),
+        with the extras its row kept."""
+        extras = decode_extras((await self.storage.repo.find_job_extras([job.id.value])).get(job.id.value))
         await self.storage.status.set(job.id.value, PENDING)
         await self.storage.queue.push(channel_of(cast(data.WorkerData, worker.data)),
-                                      Ticket(job, backed=True, queue_type=int(data.QueueType.WITH_BACKUP)))
+                                      Ticket(job, backed=True, queue_type=int(data.QueueType.WITH_BACKUP),
+                                             extras=extras))
 
     async def park(self, tickets: Sequence[Ticket]) -> int:
         """Keep queued jobs as database rows when their queue is about to vanish (a Standalone
@@ -219,7 +225,7 @@ class JobLifecycle:
         repo = self.storage.repo
         for ticket in tickets:
             if not ticket.backed:  # a backed job has its row already
-                await repo.upsert_job(_backup_row(ticket.job))
+                await repo.upsert_job(_backup_row(ticket.job), encode_extras(ticket.extras))
         return len(tickets)
 
     # --- queued / scheduled -> taken ---------------------------------------------------------
@@ -282,7 +288,7 @@ class JobLifecycle:
         # A job taken from a row takes its worker's queue type (rows do not record one).
         queue_type = active.ticket.queue_type if active.from_queue else int(wd.queue_type)
         _, acked = await self._place(again, worker, queue_type, had_row=active.has_row, new=False,
-                                     ack=active.from_queue)
+                                     ack=active.from_queue, extras=active.ticket.extras)
         active.settled = True  # placed again: from here on nothing may release the old run
         self.running.remove(active)
         try:

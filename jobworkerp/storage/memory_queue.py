@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import trio
 
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp.ext import JobExtras
 from jobworkerp.storage.queue import PoisonHandler, Ticket
 
 # Pop order: HIGH, MEDIUM, LOW.
@@ -25,8 +26,10 @@ _PRIORITIES = (data.Priority.HIGH, data.Priority.MEDIUM, data.Priority.LOW)
 
 
 # (job id, worker id, args, uniq_key, enqueue_time, grabbed_until_time, run_after_time, retried,
-#  priority, timeout, backed, queue_type, redelivered)
-_Packed = tuple[int, "int | None", bytes, "str | None", int, "int | None", int, int, int, int, bool, int, bool]
+#  priority, timeout, backed, queue_type, redelivered, extras — never changed once made, so kept
+#  by reference)
+_Packed = tuple[int, "int | None", bytes, "str | None", int, "int | None", int, int, int, int, bool, int, bool,
+                "JobExtras | None"]
 
 
 _NO_DATA = data.JobData()
@@ -41,17 +44,17 @@ def _pack(ticket: Ticket) -> _Packed:
     worker_id = d.worker_id.value if d.worker_id is not None else 0
     return (job.id.value if job.id is not None else 0, worker_id or None, d.args, d.uniq_key,
             d.enqueue_time, d.grabbed_until_time, d.run_after_time, d.retried, int(d.priority), d.timeout,
-            ticket.backed, ticket.queue_type, ticket.redelivered)
+            ticket.backed, ticket.queue_type, ticket.redelivered, ticket.extras)
 
 
 def _unpack(p: _Packed) -> Ticket:
     job_id, worker_id, args, uniq_key, enqueue_time, grabbed_until, run_after, retried, priority, timeout, \
-        backed, queue_type, redelivered = p
+        backed, queue_type, redelivered, extras = p
     return Ticket(data.Job(id=data.JobId(value=job_id), data=data.JobData(
         worker_id=None if worker_id is None else data.WorkerId(value=worker_id), args=args, uniq_key=uniq_key,
         enqueue_time=enqueue_time, grabbed_until_time=grabbed_until, run_after_time=run_after, retried=retried,
         priority=data.Priority(priority), timeout=timeout)),
-        backed=backed, queue_type=queue_type, redelivered=redelivered)
+        backed=backed, queue_type=queue_type, redelivered=redelivered, extras=extras)
 
 
 class _Channel:

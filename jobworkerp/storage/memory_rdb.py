@@ -65,6 +65,7 @@ class MemoryRepository:
         self._workers: dict[int, bytes] = {}
         self._next_worker_id = 1
         self._jobs: dict[int, bytes] = {}
+        self._job_extras: dict[int, bytes] = {}
         self._results: dict[int, bytes] = {}
 
     async def _op(self, fn: Callable[[], T]) -> T:
@@ -180,23 +181,35 @@ class MemoryRepository:
             if other.id.value != job.id.value and other.data.uniq_key == key:
                 raise AlreadyExists(f"job uniq_key {key!r} already exists")
 
-    async def create_job(self, job: data.Job) -> None:
+    def _keep_extras(self, job_id: int, extras: bytes) -> None:
+        if extras:
+            self._job_extras[job_id] = bytes(extras)
+        else:
+            self._job_extras.pop(job_id, None)
+
+    async def create_job(self, job: data.Job, extras: bytes = b"") -> None:
         def create() -> None:
             raw = _normal_job(job)
             if job.id.value in self._jobs:
                 raise AlreadyExists(f"job id {job.id.value} already exists")
             self._check_uniq(job)
             self._jobs[job.id.value] = raw
+            self._keep_extras(job.id.value, extras)
 
         await self._op(create)
 
-    async def upsert_job(self, job: data.Job) -> None:
+    async def upsert_job(self, job: data.Job, extras: bytes = b"") -> None:
         def upsert() -> None:
             raw = _normal_job(job)
             self._check_uniq(job)
             self._jobs[job.id.value] = raw
+            self._keep_extras(job.id.value, extras)
 
         await self._op(upsert)
+
+    async def find_job_extras(self, job_ids: Sequence[int]) -> dict[int, bytes]:
+        return await self._op(lambda: {i: self._job_extras[i] for i in set(job_ids)
+                                       if i in self._jobs and i in self._job_extras})
 
     async def find_job(self, job_id: int) -> data.Job | None:
         return await self._op(lambda: data.Job.parse(self._jobs[job_id]) if job_id in self._jobs else None)
@@ -217,6 +230,7 @@ class MemoryRepository:
             if grabbed_until is not None and (data.Job.parse(raw).data.grabbed_until_time or 0) != grabbed_until:
                 return False
             del self._jobs[job_id]
+            self._job_extras.pop(job_id, None)
             return True
 
         return await self._op(delete)

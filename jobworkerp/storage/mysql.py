@@ -381,16 +381,16 @@ class MysqlRepository:
         return await self._count("worker")
 
     # --- jobs --------------------------------------------------------------------------
-    async def create_job(self, job: data.Job) -> None:
+    async def create_job(self, job: data.Job, extras: bytes = b"") -> None:
         """Insert; AlreadyExists when the id or the uniq_key is taken."""
-        await self._change(_JOB_INSERT, job_params(job, _TIMEOUT), _job_key_taken(job))
+        await self._change(_JOB_INSERT, job_params(job, _TIMEOUT, extras), _job_key_taken(job))
 
-    async def upsert_job(self, job: data.Job) -> None:
+    async def upsert_job(self, job: data.Job, extras: bytes = b"") -> None:
         """Insert or replace by id (retries and periodic re-runs reuse the job id).
 
         AlreadyExists when a *different* job holds the uniq_key (see module docstring).
         """
-        params = job_params(job, _TIMEOUT)
+        params = job_params(job, _TIMEOUT, extras)
         job_id, rest = params[0], params[1:]
         await self._run(
             lambda s: _update_or_insert(s, _JOB_UPDATE, (*rest, job_id), _JOB_INSERT, params),
@@ -400,6 +400,14 @@ class MysqlRepository:
     async def find_job(self, job_id: int) -> data.Job | None:
         row = await self._fetch_one(f"{_JOB_SELECT} WHERE `id` = %s", (int(job_id),))
         return job_from_row(row, _TIMEOUT) if row else None
+
+    async def find_job_extras(self, job_ids: Sequence[int]) -> dict[int, bytes]:
+        ids = sorted({int(j) for j in job_ids})
+        if not ids:
+            return {}
+        rows = await self._fetch_all(
+            f"SELECT `id`, `extras` FROM job WHERE `id` IN ({_marks(len(ids))}) AND `extras` IS NOT NULL", tuple(ids))
+        return {int(jid): bytes(raw) for jid, raw in rows if raw}
 
     async def list_jobs(self, limit: int | None = None, offset: int | None = None, *,
                         before_id: int | None = None) -> list[data.Job]:

@@ -152,7 +152,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         description="runner, worker, job and job_result tables (upstream v0.7 layout)",
         statements=(_CREATE_RUNNER, _CREATE_WORKER, _CREATE_JOB, _CREATE_JOB_RESULT),
     ),
+    Migration(
+        version=2,
+        description="job.extras: what the server keeps with a job beyond v0.7 (trace context, streaming)",
+        statements=("ALTER TABLE job ADD COLUMN `extras` LONGBLOB NULL",),
+    ),
 )
+
+ER_DUP_FIELDNAME = 1060  # ADD COLUMN of a column that exists: that step already ran
 
 # Inserted on every open, like the SQLite driver: a built-in runner row removed by hand
 # comes back at the next start. Only a duplicate key is ignored (INSERT IGNORE would also
@@ -212,7 +219,14 @@ class MysqlMigrationTarget:
 
     async def apply(self, migration: Migration) -> None:
         for statement in migration.statements:
-            await self._session.execute(statement)
+            try:
+                await self._session.execute(statement)
+            except Exception as e:
+                # DDL commits at once: a crash between an ADD COLUMN and its version record
+                # leaves the column; running the step again must not fail on it.
+                args = getattr(e, "args", ())
+                if not (args and args[0] == ER_DUP_FIELDNAME):
+                    raise
         await self._session.execute(
             "INSERT INTO schema_version (`version`, `description`, `applied_at`) "
             "VALUES (%s, %s, UNIX_TIMESTAMP(NOW(3)) * 1000)",

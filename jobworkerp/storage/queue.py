@@ -18,7 +18,13 @@ from typing import Protocol, runtime_checkable
 import trio
 
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp.ext import JobExtras
 from jobworkerp.wire import encode
+
+_BACKED = 0x01
+_QUEUE_TYPE_SHIFT = 1
+_QUEUE_TYPE_MASK = 0x3F  # queue types 0..63 in bits 1-6
+_HAS_EXTRAS = 0x80
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,19 +44,65 @@ class Ticket:
     # so when it hands the job out). Its run may have been re-placed, or even ended, elsewhere
     # before that death was noticed, so the executor checks before it runs such a copy.
     redelivered: bool = False
+    # What the server keeps with the job beyond the v0.7 message (trace context, streaming
+    # output asked for); None for most jobs, which then pay nothing for it.
+    extras: JobExtras | None = None
 
     @property
     def job_id(self) -> int:
         return self.job.id.value
 
     def encode(self) -> bytes:
-        """One header byte (backed flag, queue type) then the job's protobuf bytes."""
-        return bytes([(self.queue_type & 0x7F) << 1 | int(self.backed)]) + encode(self.job)
+        """One header byte (backed flag, queue type, extras present), then — with extras — their
+        length (one varint) and protobuf bytes, then the job's protobuf bytes. Without extras
+        this is the encoding of earlier releases, so queues written by them still decode."""
+        head = (self.queue_type & _QUEUE_TYPE_MASK) << _QUEUE_TYPE_SHIFT | int(self.backed)
+        if self.extras is None:
+            return bytes([head]) + encode(self.job)
+        extra = encode(self.extras)
+        return bytes([head | _HAS_EXTRAS]) + _varint(len(extra)) + extra + encode(self.job)
 
     @classmethod
     def decode(cls, raw: bytes) -> Ticket:
         head = raw[0]
-        return cls(data.Job.parse(raw[1:]), backed=bool(head & 1), queue_type=head >> 1)
+        extras = None
+        at = 1
+        if head & _HAS_EXTRAS:
+            size, at = _read_varint(raw, 1)
+            extras = JobExtras.parse(raw[at:at + size])
+            at += size
+        return cls(data.Job.parse(raw[at:]), backed=bool(head & _BACKED),
+                   queue_type=(head >> _QUEUE_TYPE_SHIFT) & _QUEUE_TYPE_MASK, extras=extras)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _read_varint(raw: bytes, at: int) -> tuple[int, int]:
+    """The varint at `at` and the offset after it."""
+    value = shift = 0
+    while True:
+        byte = raw[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+
+
+def encode_extras(extras: JobExtras | None) -> bytes:
+    """Extras as a job row keeps them (empty: none)."""
+    return b"" if extras is None else encode(extras)
+
+
+def decode_extras(raw: bytes | None) -> JobExtras | None:
+    return JobExtras.parse(bytes(raw)) if raw else None
 
 
 PoisonHandler = Callable[[Ticket, str], Awaitable[None]]  # (ticket, reason)

@@ -62,13 +62,20 @@ class Repository(Protocol):
     async def count_workers(self) -> int: ...
 
     # --- jobs kept in the RDB (backup, FORCED_RDB, scheduled, periodic) -------------
-    async def create_job(self, job: data.Job) -> None:
-        """Insert; AlreadyExists when the id or the uniq_key is taken."""
+    async def create_job(self, job: data.Job, extras: bytes = b"") -> None:
+        """Insert; AlreadyExists when the id or the uniq_key is taken. `extras`: the encoded
+        JobExtras kept with the job (empty: none)."""
 
-    async def upsert_job(self, job: data.Job) -> None:
-        """Insert or replace by id (retries and periodic re-runs reuse the job id)."""
+    async def upsert_job(self, job: data.Job, extras: bytes = b"") -> None:
+        """Insert or replace by id (retries and periodic re-runs reuse the job id), extras
+        included (a re-run writes the extras it carries)."""
 
     async def find_job(self, job_id: int) -> data.Job | None: ...
+
+    async def find_job_extras(self, job_ids: Sequence[int]) -> dict[int, bytes]:
+        """The encoded JobExtras kept with these jobs' rows, for the rows that have any: read
+        when a row becomes a queue ticket or a run again (claim, restore), apart from the
+        row itself so the v0.7 job reads stay as they are."""
 
     async def list_jobs(self, limit: int | None = None, offset: int | None = None, *,
                         before_id: int | None = None) -> list[data.Job]:

@@ -99,8 +99,9 @@ def worker_from_row(row: Row) -> data.Worker:
     )
 
 
-def job_params(job: data.Job, timeout: TimeoutCodec) -> Row:
-    """Column values in job-column order; the id is mandatory (jobs carry snowflakes)."""
+def job_params(job: data.Job, timeout: TimeoutCodec, extras: bytes = b"") -> Row:
+    """Column values in job-column order; the id is mandatory (jobs carry snowflakes).
+    `extras`: the encoded JobExtras kept with the job (empty: none, stored as NULL)."""
     if job.id is None:
         raise InvalidArgument("job.id", "a job must carry its id to be stored")
     d = job.data if job.data is not None else data.JobData()  # not `or`: betterproto2's __bool__ is slow
@@ -115,11 +116,12 @@ def job_params(job: data.Job, timeout: TimeoutCodec) -> Row:
         int(d.retried),
         int(d.priority),
         timeout.to_db(int(d.timeout)),
+        extras or None,
     )
 
 
 def job_from_row(row: Row, timeout: TimeoutCodec) -> data.Job:
-    jid, worker_id, args, uniq_key, enqueue, grabbed, run_after, retried, priority, stored_timeout = row
+    jid, worker_id, args, uniq_key, enqueue, grabbed, run_after, retried, priority, stored_timeout, _extras = row
     return data.Job(
         id=data.JobId(value=jid),
         data=data.JobData(

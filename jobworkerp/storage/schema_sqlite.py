@@ -47,6 +47,7 @@ JOB_COLUMNS = (
     "retried",
     "priority",
     "timeout",
+    "extras",  # encoded jobworkerp.ext.JobExtras, NULL for most jobs (migration 2)
 )
 
 JOB_RESULT_COLUMNS = (
@@ -149,4 +150,6 @@ SEED_RUNNERS: tuple[tuple[int, str, str, int], ...] = tuple(
 # Apply-once schema steps (jobworkerp.storage.migrations); add new steps at the end.
 MIGRATIONS = (
     Migration(1, "initial schema (spec 4.1)", tuple(st.strip() for st in SCHEMA.split(";") if st.strip())),
+    Migration(2, "job.extras: what the server keeps with a job beyond v0.7 (trace context, streaming)",
+              ("ALTER TABLE job ADD COLUMN extras BLOB",)),
 )

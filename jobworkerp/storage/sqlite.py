@@ -351,10 +351,10 @@ class SqliteRepository:
         return await self._count("worker")
 
     # --- jobs --------------------------------------------------------------------------
-    async def create_job(self, job: data.Job) -> None:
+    async def create_job(self, job: data.Job, extras: bytes = b"") -> None:
         """Insert; AlreadyExists when the id or the uniq_key is taken."""
         sql = f"INSERT INTO job ({_cols(JOB_COLUMNS)}) VALUES ({_marks(len(JOB_COLUMNS))})"
-        params = job_params(job, _TIMEOUT)
+        params = job_params(job, _TIMEOUT, extras)
 
         def insert(db: sqlite_utils.Database) -> None:
             with _unique_as_already_exists(_job_key_taken(job)):
@@ -362,7 +362,7 @@ class SqliteRepository:
 
         await self._run(insert)
 
-    async def upsert_job(self, job: data.Job) -> None:
+    async def upsert_job(self, job: data.Job, extras: bytes = b"") -> None:
         """Insert or replace by id (retries and periodic re-runs reuse the job id).
 
         ``ON CONFLICT(id) DO UPDATE`` rather than ``INSERT OR REPLACE``: REPLACE would also
@@ -373,7 +373,7 @@ class SqliteRepository:
             f"INSERT INTO job ({_cols(JOB_COLUMNS)}) VALUES ({_marks(len(JOB_COLUMNS))}) "
             f"ON CONFLICT(id) DO UPDATE SET {updates}"
         )
-        params = job_params(job, _TIMEOUT)
+        params = job_params(job, _TIMEOUT, extras)
 
         def upsert(db: sqlite_utils.Database) -> None:
             with _unique_as_already_exists(_job_key_taken(job)):
@@ -384,6 +384,14 @@ class SqliteRepository:
     async def find_job(self, job_id: int) -> data.Job | None:
         row = await self._fetch_one(f"{_JOB_SELECT} WHERE id = ?", (job_id,))
         return job_from_row(row, _TIMEOUT) if row else None
+
+    async def find_job_extras(self, job_ids: Sequence[int]) -> dict[int, bytes]:
+        ids = sorted(set(job_ids))
+        if not ids:
+            return {}
+        rows = await self._fetch_all(
+            f"SELECT id, extras FROM job WHERE id IN ({_marks(len(ids))}) AND extras IS NOT NULL", tuple(ids))
+        return {int(jid): bytes(raw) for jid, raw in rows if raw}
 
     async def list_jobs(self, limit: int | None = None, offset: int | None = None, *,
                         before_id: int | None = None) -> list[data.Job]:

@@ -30,7 +30,7 @@ from jobworkerp.config import ChannelConfig
 from jobworkerp.errors import is_outage
 from jobworkerp.joblog import job_context
 from jobworkerp.lifecycle.running import ActiveJob
-from jobworkerp.storage.queue import BatchPop, Ticket
+from jobworkerp.storage.queue import BatchPop, Ticket, decode_extras
 from jobworkerp.worker.executor import ExecutorContext, RunnerPool, execute_job
 from jobworkerp.worker.slots import Slots
 
@@ -211,6 +211,7 @@ class ChannelWorker:
         held = 1 + self.slots.take_free(len(due) - 1)
         started = 0
         try:
+            extras = await life.storage.repo.find_job_extras([job.id.value for job in due[:held]])
             for job in due:
                 if held == 0:
                     break
@@ -224,7 +225,8 @@ class ChannelWorker:
                 if await life.storage.repo.claim_job(job.id.value, job.data.grabbed_until_time or 0, lease,
                                                      run_after_time=job.data.run_after_time):
                     job.data.grabbed_until_time = lease
-                    self._start(life.take(Ticket(job), from_queue=False, lease_until=lease))
+                    ticket = Ticket(job, extras=decode_extras(extras.get(job.id.value)))
+                    self._start(life.take(ticket, from_queue=False, lease_until=lease))
                     held -= 1
                     started += 1
         finally:

@@ -287,6 +287,19 @@ async def test_upsert_job_does_not_steal_another_jobs_uniq_key(repo: Repository)
     assert (await repo.find_job(2)).data.uniq_key is None
 
 
+async def test_job_extras_are_kept_with_the_row_and_go_with_it(repo: Repository) -> None:
+    await repo.create_job(job(1), b"\x0a\x03abc")
+    await repo.create_job(job(2))
+    assert await repo.find_job_extras([1, 2, 3]) == {1: b"\x0a\x03abc"}
+    assert await repo.find_job(1) == job(1)  # the v0.7 job reads back as it was
+    await repo.upsert_job(job(2, retried=1), b"\x18\x01")  # a re-run writes what it carries
+    await repo.upsert_job(job(1, retried=1))  # ... and none, when it carries none
+    assert await repo.find_job_extras([1, 2]) == {2: b"\x18\x01"}
+    assert await repo.delete_job(2)
+    assert await repo.find_job_extras([2]) == {}
+    assert await repo.find_job_extras([]) == {}
+
+
 async def test_delete_job_frees_its_uniq_key(repo: Repository) -> None:
     await repo.create_job(job(1, uniq_key="k"))
     assert await repo.delete_job(1) is True

@@ -7,6 +7,7 @@ import trio
 import trio.testing
 
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp.ext import JobExtras
 from jobworkerp.storage import Storage
 from jobworkerp.storage.queue import Ticket
 
@@ -114,6 +115,17 @@ async def test_repository_and_queue_agree_on_a_backed_up_job(storage: Storage) -
     await storage.queue.ack(popped.job_id)
     assert await storage.repo.delete_job(popped.job_id)
     assert await storage.repo.find_job(popped.job_id) is None
+
+
+async def test_a_jobs_extras_travel_with_it_through_queue_and_row(storage: Storage) -> None:
+    extras = JobExtras(traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01", stream_output=True)
+    ticket = Ticket(job(12).job, backed=True, queue_type=int(data.QueueType.WITH_BACKUP), extras=extras)
+    await storage.repo.create_job(ticket.job, bytes(extras))
+    await storage.queue.push("c", ticket)
+    popped = await storage.queue.pop("c")
+    assert popped == ticket and popped.extras == extras
+    assert JobExtras.parse((await storage.repo.find_job_extras([12]))[12]) == extras
+    await storage.queue.ack(popped.job_id)
 
 
 async def test_a_released_job_goes_back_to_the_front_of_its_queue(storage: Storage) -> None:

@@ -5,6 +5,7 @@ import trio
 
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.memory_queue import MemoryJobQueue
+from jobworkerp.proto.jobworkerp.ext import JobExtras
 from jobworkerp.storage.queue import Ticket
 
 pytestmark = pytest.mark.timeout(10)
@@ -81,13 +82,25 @@ async def test_a_queued_job_comes_back_with_every_field() -> None:
     assert {f.name for f in data.Job.__dataclass_fields__.values()} == {"id", "data"}
     assert all(getattr(full.data, name) not in (None, 0, b"", "")
                for name in data.JobData.__dataclass_fields__)
-    ticket = Ticket(full, backed=True, queue_type=int(data.QueueType.WITH_BACKUP), redelivered=True)
-    assert {f for f in Ticket.__dataclass_fields__} == {"job", "backed", "queue_type", "redelivered"}
+    ticket = Ticket(full, backed=True, queue_type=int(data.QueueType.WITH_BACKUP), redelivered=True,
+                    extras=JobExtras(traceparent="00-ab-cd-01", stream_output=True))
+    assert {f for f in Ticket.__dataclass_fields__} == {"job", "backed", "queue_type", "redelivered", "extras"}
     q = MemoryJobQueue()
     await q.push("c", ticket)
     found = await q.find(9)
     popped = await q.pop("c")
     assert found == popped == ticket
+
+
+def test_a_ticket_encodes_its_extras_and_still_reads_the_encoding_without_them() -> None:
+    job = data.Job(id=data.JobId(value=7), data=data.JobData(args=b"\x01", priority=data.Priority.HIGH))
+    plain = Ticket(job, backed=True, queue_type=int(data.QueueType.WITH_BACKUP))
+    # The encoding earlier releases wrote (and still write for a job without extras).
+    assert plain.encode() == bytes([int(data.QueueType.WITH_BACKUP) << 1 | 1]) + bytes(job)
+    assert Ticket.decode(plain.encode()) == plain
+    extras = JobExtras(traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01", tracestate="k=v", stream_output=True)
+    carried = Ticket(job, queue_type=int(data.QueueType.FORCED_RDB), extras=extras)
+    assert Ticket.decode(carried.encode()) == carried
 
 
 async def test_a_popped_ticket_is_the_pushed_one() -> None:

@@ -254,8 +254,8 @@ async def test_a_delete_during_a_retry_placement_ends_the_job_even_if_a_later_st
         real_upsert = repo.upsert_job
         deleted = trio.Event()
 
-        async def upsert_then_delete(job: data.Job) -> None:
-            await real_upsert(job)
+        async def upsert_then_delete(job: data.Job, extras: bytes = b"") -> None:
+            await real_upsert(job, extras)
             if not deleted.is_set():  # the retry's row is written: a client deletes the job now
                 deleted.set()
                 assert await s.app.jobs.delete(job.id.value)
