@@ -470,7 +470,8 @@ async def test_a_half_applied_migration_is_completed_on_open(mysql_repo: MysqlRe
     await raw(mysql_repo, "DELETE FROM schema_version")
     await mysql_repo.aclose()
     await mysql_repo.open()
-    assert await raw(mysql_repo, "SELECT version FROM schema_version") == [(1,), (2,)]  # step 2 ran again over its existing column
+    # Step 2 (ADD COLUMN) ran again over the column it had added.
+    assert await raw(mysql_repo, "SELECT version FROM schema_version") == [(1,), (2,)]
     assert (await mysql_repo.find_worker_by_name("kept")) is not None
 
 

@@ -4,8 +4,8 @@ import pytest
 import trio
 
 from jobworkerp.proto.jobworkerp import data
-from jobworkerp.storage.memory_queue import MemoryJobQueue
 from jobworkerp.proto.jobworkerp.ext import JobExtras
+from jobworkerp.storage.memory_queue import MemoryJobQueue
 from jobworkerp.storage.queue import Ticket
 
 pytestmark = pytest.mark.timeout(10)
