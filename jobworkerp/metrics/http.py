@@ -48,6 +48,8 @@ class MetricsHttpServer:
                 await self._exchange(h11.Connection(h11.SERVER), stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away
+        except Exception:  # a scraper's connection must never take the server down with it
+            log.exception("metrics: a connection to /metrics failed")
         finally:
             self._open -= 1
 

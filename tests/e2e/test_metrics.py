@@ -196,6 +196,10 @@ def test_metrics_answer_only_get_and_head_of_their_path(server: MetricsServer) -
     assert "jobworkerp_running_jobs" in second.text and head.content == b""
     assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
     assert elsewhere.status_code == 404
+    with socket.create_connection(("127.0.0.1", server.metrics_port), timeout=30) as raw:
+        raw.sendall(b"not http at all\r\n\r\n")
+        assert raw.recv(1024).startswith(b"HTTP/1.1 400 ")
+    assert "jobworkerp_running_jobs" in scrape(server.metrics_port).text  # still serving
 
 
 def test_a_bad_metrics_addr_stops_start_up_naming_it(tmp_path: Path) -> None:
