@@ -182,6 +182,21 @@ def check_mode(config: Config, mode: str) -> None:
     if mode in FRONT_MODES:
         check_grpc_exposure(config)
         server_ssl_context(config)  # a certificate that does not load stops start-up here
+        _check_metrics_port_of_its_own(config)
+
+
+def _check_metrics_port_of_its_own(config: Config) -> None:
+    """METRICS_ADDR is bound first: on the gRPC (or grpc-web) address, it would leave that one a
+    bare bind error instead of a message naming the setting."""
+    addr = config.metrics_addr
+    if addr is None or addr.endswith(":0"):
+        return
+    listeners = [("GRPC_ADDR", config.grpc_addr)]
+    if config.use_grpc_web:
+        listeners.append(("GRPC_WEB_ADDR", config.grpc_web_address))
+    for var, taken in listeners:
+        if addr == taken:
+            raise ConfigError("METRICS_ADDR", f"must differ from {var} ({taken}): metrics have a port of their own")
 
 
 async def serve_fronts(app: App, stopping: trio.Event, *, on_call: Callable[[str, str], None] | None = None,
