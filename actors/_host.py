@@ -21,11 +21,23 @@ import trio
 from actors._framing import HEADER, HEADER_SIZE, READY_PAYLOAD
 from actors._tail import TailBuffer
 
-__all__ = ["Host", "HostCrashed", "HostEOF"]
+__all__ = ["CANCELLED", "EXITED", "HOST_END_CAUSES", "Host", "HostCrashed", "HostEOF", "MEMORY_LIMIT", "RETIRED",
+           "SIGNALLED", "STARTUP"]
 
 logger = logging.getLogger("actors.process_pool")
 
 RECEIVE_SIZE = 1 << 16
+# Why a host ended (`ProcessPool.host_ends`). The pool names the cause when it ends a host on
+# purpose; otherwise the exit status says it: the host exited by itself, or something else
+# (the kernel's OOM killer, an operator) signalled it.
+EXITED = "exit"  # exited by itself, with an exit code
+SIGNALLED = "signal"  # killed by a signal the pool did not send
+MEMORY_LIMIT = "memory_limit"  # killed by the pool: over its resident memory limit
+CANCELLED = "cancel"  # killed by the pool: the caller of its call was cancelled (timeout, delete, stop)
+RETIRED = "retired"  # ended by the pool: a cancelled call outlived its grace, or it broke the protocol
+STARTUP = "startup"  # never became ready
+HOST_END_CAUSES = (EXITED, SIGNALLED, MEMORY_LIMIT, CANCELLED, RETIRED, STARTUP)
+
 # After the host exits, how long to let its last stderr bytes (faulthandler's
 # report) arrive before building the crash report.
 STDERR_SETTLE_SECONDS = 0.05
@@ -97,6 +109,7 @@ class Host:
         self.tail = TailBuffer()
         self.stop_requested = False
         self.kill_reason: str | None = None  # why the pool killed it, when it did so on purpose
+        self.end_cause: str | None = None  # the first cause the pool gave for ending it (see EXITED...)
         self.returncode: int | None = None
         self._reaped = False
         self._nursery: trio.Nursery | None = None
@@ -198,12 +211,14 @@ class Host:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
 
-    def stop(self) -> None:
+    def stop(self, cause: str | None = None) -> None:
         """Kill the host now (its state is unknown); cleanup continues in ``live``.
 
         With a kill grace the group gets SIGTERM first and SIGKILL once the grace
-        is over, from a background task: whoever calls stop() never waits.
+        is over, from a background task: whoever calls stop() never waits. ``cause``
+        says why, unless the host already stopped or has a cause.
         """
+        self._name_cause(cause)
         if self.stop_requested:
             return
         self.stop_requested = True
@@ -213,13 +228,26 @@ class Host:
         else:
             self.signal_group(signal.SIGKILL)
 
-    def kill(self, reason: str) -> None:
+    def kill(self, reason: str, cause: str) -> None:
         """Kill the host's group at once, with no grace (it broke a limit); `reason` becomes the
         crash report of the call it was running."""
+        self._name_cause(cause)
         if self.kill_reason is None:
             self.kill_reason = reason
         self.stop_requested = True
         self.signal_group(signal.SIGKILL)
+
+    def _name_cause(self, cause: str | None) -> None:
+        """Keep the first cause given: the one that ended the host (a host that is already gone
+        ended by itself, whatever is said afterwards)."""
+        if cause is not None and self.end_cause is None and not self.stop_requested and not self.gone.is_set():
+            self.end_cause = cause
+
+    def ended_by(self) -> str:
+        """Why the host ended; call once ``gone`` is set (exit status known)."""
+        if self.end_cause is not None:
+            return self.end_cause
+        return SIGNALLED if self.returncode is not None and self.returncode < 0 else EXITED
 
     async def _kill_after_grace(self) -> None:
         with trio.move_on_after(self._kill_grace):

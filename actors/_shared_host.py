@@ -30,7 +30,7 @@ from typing import Any
 import trio
 
 from actors import _framing
-from actors._host import Host, HostCrashed, HostEOF
+from actors._host import RETIRED, Host, HostCrashed, HostEOF
 from actors.hosted import kill_tree
 
 __all__ = ["SharedHost"]
@@ -97,10 +97,10 @@ class SharedHost:
         try:
             reply_id, ok, value = pickle.loads(call.reply)
         except Exception as exc:
-            self.host.kill("it sent a reply that could not be unpickled")
+            self.host.kill("it sent a reply that could not be unpickled", RETIRED)
             raise RuntimeError(f"could not unpickle the reply of the runner host: {exc!r}") from exc
         if reply_id != call_id:
-            self.host.kill(f"it answered call {call_id} with the reply of call {reply_id}")
+            self.host.kill(f"it answered call {call_id} with the reply of call {reply_id}", RETIRED)
             raise RuntimeError(f"runner host answered call {reply_id}, expected {call_id}")
         return ok, value
 
@@ -143,7 +143,7 @@ class SharedHost:
 
     def _stop_if_drained(self) -> None:
         if self.retired and self._waited == 0:
-            self.host.stop()
+            self.host.stop(RETIRED)
 
     async def serve(self) -> None:
         """Write requests and read replies for the host's whole life (runs in the pool's
@@ -174,7 +174,7 @@ class SharedHost:
         except HostEOF:
             pass
         except Exception as exc:  # e.g. a frame too short for a call id: the pipe is not ours
-            self.host.kill(f"its protocol pipe carried something else than replies ({exc!r})")
+            self.host.kill(f"its protocol pipe carried something else than replies ({exc!r})", RETIRED)
         await self.host.gone.wait()
 
     def _started_process(self, call_id: int, pid: int) -> None:

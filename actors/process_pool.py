@@ -33,12 +33,12 @@ from typing import Any, TypeVar
 import trio
 
 from actors import _framing
-from actors._host import Host, HostCrashed, HostEOF
+from actors._host import CANCELLED, HOST_END_CAUSES, MEMORY_LIMIT, RETIRED, STARTUP, Host, HostCrashed, HostEOF
 from actors._shared_host import SharedHost
 from actors.hosted import child_pids
 from actors.isolation import NEUTRAL_CWD, python_command, python_environment
 
-__all__ = ["HostCrashed", "ProcessPool", "open_process_pool"]
+__all__ = ["HOST_END_CAUSES", "HostCrashed", "ProcessPool", "open_process_pool"]
 
 T = TypeVar("T")
 
@@ -151,6 +151,7 @@ class ProcessPool:
         self._crashes = 0
         self._killed = 0
         self._restarts = 0
+        self._ends: dict[str, int] = {}  # hosts that ended while the pool was open, by cause
 
     # --------------------------------------------------------------- lifecycle
 
@@ -316,7 +317,7 @@ class ProcessPool:
             raise await self._host_died(slot, host) from None
         except BaseException:
             # Cancelled mid-call (or an unexpected error): the host's state is unknown.
-            self._retire(slot, host, killed=True)
+            self._retire(slot, host, killed=True, cause=CANCELLED)
             raise
 
     async def _host_died(self, slot: _Slot, host: Host) -> Exception:
@@ -337,21 +338,22 @@ class ProcessPool:
         except Exception as exc:
             # A reply that does not load came from a host that wrote something else than its
             # reply on the protocol pipe: what it sends next cannot be trusted either.
-            self._retire(slot, host, killed=True)
+            self._retire(slot, host, killed=True, cause=RETIRED)
             raise RuntimeError(f"could not unpickle the reply of the runner host: {exc!r}") from exc
         if reply_id is not None and reply_id != call_id:
-            self._retire(slot, host, killed=True)
+            self._retire(slot, host, killed=True, cause=RETIRED)
             raise RuntimeError(f"runner host answered call {reply_id}, expected {call_id}")
         self._release_slot(slot)
         if ok:
             return value
         raise value
 
-    def _retire(self, slot: _Slot, host: Host, *, killed: bool) -> None:
-        """Kill ``host`` and give its slot to a background replacement task."""
+    def _retire(self, slot: _Slot, host: Host, *, killed: bool, cause: str | None = None) -> None:
+        """Kill ``host`` (for ``cause``; None: it died by itself) and give its slot to a background
+        replacement task."""
         if killed and not host.stop_requested:
             self._killed += 1
-        host.stop()
+        host.stop(cause)
         if self._closed or self._nursery is None:
             self._release_slot(slot)
             return
@@ -438,12 +440,17 @@ class ProcessPool:
             self._hosts.add(host)
             if self._closed:
                 host.stop()  # aclose() ran while we were spawning
+            started = False
             try:
                 await host.live(self._nursery, self._startup_timeout, self._kill_grace, task_status)
+                started = True
             finally:
                 self._hosts.discard(host)
                 if not host.stop_requested and not self._closed:
                     logger.warning("%s: runner host %d exited unexpectedly", self.name, host.pid)
+                if not self._closed:
+                    cause = host.ended_by() if started else STARTUP
+                    self._ends[cause] = self._ends.get(cause, 0) + 1
         finally:
             self._host_tasks -= 1
             if self._host_tasks == 0:
@@ -503,9 +510,16 @@ class ProcessPool:
     def _kill_over_limit(self, host: Host, rss: int, limit_mb: int) -> None:
         reason = self._over_limit(rss, limit_mb)
         logger.warning("%s: runner host %d %s", self.name, host.pid, reason)
-        host.kill(reason)
+        host.kill(reason, MEMORY_LIMIT)
 
     # -------------------------------------------------------------------- stats
+
+    @property
+    def host_ends(self) -> dict[str, int]:
+        """How many hosts ended while the pool was open (each is replaced: an exclusive host at
+        once, the shared host on its next call), by cause (``HOST_END_CAUSES``). For
+        metrics: read whenever wanted, a copy."""
+        return dict(self._ends)
 
     @property
     def stats(self) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from jobworkerp.lifecycle.orphans import OrphanSweep
 from jobworkerp.lifecycle.recovery import recover_standalone
 from jobworkerp.lifecycle.running import RunningJobs
 from jobworkerp.lifecycle.transitions import JobLifecycle
+from jobworkerp.metrics.exporter import serving_metrics
 from jobworkerp.runners.environment import runner_env_allowlist
 from jobworkerp.runners.policy import host_environment
 from jobworkerp.runners.registry import RunnerRegistry
@@ -181,14 +182,29 @@ def check_mode(config: Config, mode: str) -> None:
     if mode in FRONT_MODES:
         check_grpc_exposure(config)
         server_ssl_context(config)  # a certificate that does not load stops start-up here
+        _check_metrics_port_of_its_own(config)
 
 
-async def serve_fronts(app: App, stopping: trio.Event, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
-                       ) -> None:
+def _check_metrics_port_of_its_own(config: Config) -> None:
+    """METRICS_ADDR is bound first: on the gRPC (or grpc-web) address, it would leave that one a
+    bare bind error instead of a message naming the setting."""
+    addr = config.metrics_addr
+    if addr is None or addr.endswith(":0"):
+        return
+    listeners = [("GRPC_ADDR", config.grpc_addr)]
+    if config.use_grpc_web:
+        listeners.append(("GRPC_WEB_ADDR", config.grpc_web_address))
+    for var, taken in listeners:
+        if addr == taken:
+            raise ConfigError("METRICS_ADDR", f"must differ from {var} ({taken}): metrics have a port of their own")
+
+
+async def serve_fronts(app: App, stopping: trio.Event, *, on_call: Callable[[str, str], None] | None = None,
+                       task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """The gRPC server on GRPC_ADDR and, with USE_GRPC_WEB, grpc-web on GRPC_WEB_ADDR: the same
     service objects, one count of failed token attempts per address for both (front/auth.py).
     grpc-web is bound first, so a client that finds the gRPC port open finds it too. Reports the
-    gRPC port."""
+    gRPC port. `on_call` counts the calls answered on GRPC_ADDR (metrics)."""
     config = app.config
     services = build_services(app)
     limiter = FailureLimiter()
@@ -206,7 +222,7 @@ async def serve_fronts(app: App, stopping: trio.Event, *, task_status: trio.Task
             serve_grpc, services, config.grpc_host, config.grpc_port,
             auth_token=config.auth_token, failure_limiter=limiter, max_message_bytes=config.grpc_max_message_bytes,
             max_concurrent_streams=config.grpc_max_concurrent_streams, max_frame_size=config.max_frame_size,
-            ssl_context=server_ssl_context(config), stopping=stopping,
+            ssl_context=server_ssl_context(config), stopping=stopping, on_call=on_call,
         ))
         task_status.started(port)
 
@@ -246,6 +262,14 @@ async def run_server(
                                 max_rss_mb=config.runner_host_max_rss_mb or None,
                                 max_rss_name="RUNNER_HOST_MAX_RSS_MB", env=host_environment(config))
                 )
+        on_call = None
+        if config.metrics_addr is not None:  # served until storage closes, through the stop
+            channels = [c.name for c in config.all_channels()]
+            metrics = await exit_stack.enter_async_context(serving_metrics(
+                config.metrics_addr, running=app.running, queue=storage.queue, queue_channels=channels, pools=pools,
+                job_channels=channels if serves_jobs else []))
+            app.lifecycle.observer = metrics.jobs
+            on_call = metrics.grpc.call
         front_stop = trio.Event()
         async with trio.open_nursery() as nursery:
             port = 0
@@ -253,7 +277,7 @@ async def run_server(
                 exposure_warning = check_grpc_exposure(config)
                 if exposure_warning:
                     log.warning("%s", exposure_warning)
-                port = await nursery.start(serve_fronts, app, front_stop)
+                port = await nursery.start(partial(serve_fronts, app, front_stop, on_call=on_call))
             async with trio.open_nursery() as worker_nursery:
                 if serves_jobs:
                     await worker_nursery.start(partial(serve_workers, app, lambda channel: pools[channel.name],

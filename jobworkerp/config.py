@@ -101,6 +101,8 @@ class Config:
     # Browser origins (scheme://host[:port]) whose pages may call grpc-web; ("*",) = any. None by
     # default: a page on any site could otherwise drive a server that has no AUTH_TOKEN.
     grpc_web_cors_origins: tuple[str, ...] = ()
+    # Prometheus metrics: `GET /metrics` on this HOST:PORT (jobworkerp/metrics/); None = off.
+    metrics_addr: str | None = None
     sqlite_dbname: str = "jobworkerp.sqlite3"
     job_result_ttl_seconds: int = 3600
     fetch_interval_ms: int = 1000
@@ -581,6 +583,7 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         use_grpc_web=use_grpc_web,
         grpc_web_addr=grpc_web_addr,
         grpc_web_cors_origins=grpc_web_cors_origins,
+        metrics_addr=_get(env, "METRICS_ADDR", _parse_addr, None),
         auth_token=_token("AUTH_TOKEN", env["AUTH_TOKEN"]) if "AUTH_TOKEN" in env else None,
         grpc_tls_cert=grpc_tls_cert,
         grpc_tls_key=grpc_tls_key,

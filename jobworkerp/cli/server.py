@@ -74,8 +74,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(config, args.mode)
     settle_heap()  # after check_mode imported jobworkerp.app, i.e. what a server runs on
-    trio.run(_serve_until_signal, config, args.mode)
+    try:
+        trio.run(_serve_until_signal, config, args.mode)
+    except (ConfigError, BaseExceptionGroup) as e:
+        # A setting found wrong only once the server runs (METRICS_ADDR that cannot be bound)
+        # is reported like any other, not as a traceback through the nurseries it crossed.
+        error = _only_config_error(e)
+        if error is None:
+            raise
+        print(f"jobworkerp: configuration error: {error}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _only_config_error(error: BaseException) -> ConfigError | None:
+    """The ConfigError `error` is, or that a group of exceptions holds and nothing else."""
+    if isinstance(error, ConfigError):
+        return error
+    if isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        return _only_config_error(error.exceptions[0])
+    return None
 
 
 if __name__ == "__main__":

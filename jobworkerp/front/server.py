@@ -3,7 +3,7 @@ and TLS."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import trio
@@ -12,6 +12,7 @@ from grpclib.events import RecvRequest, listen
 from grpclib.server import Server
 
 from jobworkerp.front.auth import FailureLimiter, TokenCheck
+from jobworkerp.front.call_counts import count_calls
 from jobworkerp.front.decoding import RequestCodec, guard_servable
 from jobworkerp.front.stream_limit import StreamCappedServer
 
@@ -75,9 +76,11 @@ async def serve_grpc(
     max_frame_size: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
     stopping: trio.Event | None = None,
+    on_call: Callable[[str, str], None] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled (or `stopping` is set); reports the bound port via task_status.
+    `on_call(method, status name)` is told of each answered call (front/call_counts.py).
 
     Every handler reads its request through `guard_servable` and `RequestCodec`, so bytes that are
     not a request message are answered INVALID_ARGUMENT instead of grpclib's UNKNOWN, and a
@@ -87,7 +90,9 @@ async def serve_grpc(
     (front/stream_limit.py)."""
     server = StreamCappedServer([guard_servable(h, max_message_bytes) for h in handlers], codec=RequestCodec(),
                                 max_concurrent_streams=max_concurrent_streams, max_frame_size=max_frame_size)
-    closing = _Closing(server)  # listens first: a stopping server refuses before checking tokens
+    if on_call is not None:
+        count_calls(server, on_call)  # first: calls refused by the listeners below count too
+    closing = _Closing(server)  # listens before the token check: a stopping server refuses before checking tokens
     if auth_token:
         _require_token(server, auth_token, auth_metadata_key, failure_limiter or FailureLimiter())
     await trio_asyncio.aio_as_trio(server.start)(host, port, ssl=ssl_context)

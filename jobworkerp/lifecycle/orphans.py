@@ -35,7 +35,7 @@ import trio
 
 from jobworkerp.clock import now_ms
 from jobworkerp.lifecycle.running import RunningJobs
-from jobworkerp.lifecycle.transitions import JobLifecycle, to_worker
+from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class OrphanSweep:
         if finals:  # it had ended; only its settle step was lost
             result = max(finals, key=lambda r: r.data.end_time)
             worker = await lifecycle.workers.get(result.data.worker_id.value)
-            return await lifecycle.storage.settler.settle_orphan(job_id, result, to_worker=to_worker(worker))
+            return await lifecycle.settle_orphan(job_id, result, worker)
         # Nothing to go on but its id (and an attempt's result, if one was stored).
         job = data.Job(id=data.JobId(value=job_id), data=data.JobData())
         if past:
@@ -174,7 +174,7 @@ class OrphanSweep:
                   f"ended by the orphan sweep")
         now = now_ms()
         result = lifecycle.result_of(job, worker, data.ResultStatus.FATAL_ERROR, [reason.encode()], now, now)
-        if not await lifecycle.storage.settler.settle_orphan(job_id, result, to_worker=to_worker(worker)):
+        if not await lifecycle.settle_orphan(job_id, result, worker):
             return False
         log.warning("%s", reason)
         await lifecycle.store_result(result, worker)

@@ -10,6 +10,7 @@ remembered for a while, so the job is cancelled as soon as it is registered.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import trio
@@ -31,6 +32,7 @@ class ActiveJob:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     deleted: bool = False
     settled: bool = False  # it ended or went back: nothing more may change it from here
+    running_on: str | None = None  # its channel, once its run started (the running-jobs metric)
 
     @property
     def job_id(self) -> int:
@@ -79,3 +81,7 @@ class RunningJobs:
 
     def __len__(self) -> int:
         return len(self._jobs)
+
+    def __iter__(self) -> Iterator[ActiveJob]:
+        """The jobs taken here now (read without a checkpoint: the set may change at the next)."""
+        return iter(self._jobs.values())

@@ -45,6 +45,7 @@ from jobworkerp.clock import now_ms
 from jobworkerp.errors import Unavailable, is_outage
 from jobworkerp.ids import SnowflakeGenerator
 from jobworkerp.lifecycle import chain
+from jobworkerp.lifecycle.observer import UNOBSERVED, JobObserver
 from jobworkerp.lifecycle.placement import Route, channel_of, needs_rdb_time, route
 from jobworkerp.lifecycle.results import build_result, fill_worker_fields, should_store
 from jobworkerp.lifecycle.running import ActiveJob, RunningJobs
@@ -135,6 +136,8 @@ class JobLifecycle:
         # Called when a job was stored as a row due within the fetch window, so the local due-job
         # fetchers look now instead of at their next poll (set by the app; no-op without workers).
         self.on_due_soon: Callable[[], None] = lambda: None
+        # Told of every job accepted, started, run and ended (the metrics, when they are on).
+        self.observer: JobObserver = UNOBSERVED
 
     # --- accepted -> queued / scheduled ------------------------------------------------------
     async def accept(self, job: data.Job, worker: data.Worker, extras: JobExtras | None = None) -> Ticket:
@@ -144,6 +147,7 @@ class JobLifecycle:
         On failure nothing of the job is left behind (no row, no status)."""
         ticket, _ = await self._place(job, worker, int(worker.data.queue_type), had_row=False, new=True,
                                       extras=extras)
+        self.observer.enqueued(job, worker)
         return ticket
 
     async def _place(self, job: data.Job, worker: data.Worker, queue_type: int, *, had_row: bool,
@@ -273,8 +277,10 @@ class JobLifecycle:
         await _through_outages(lambda: self.storage.queue.ack(job_id), idempotent=True)
         return True
 
-    async def mark_running(self, active: ActiveJob) -> None:
+    async def mark_running(self, active: ActiveJob, worker: data.Worker) -> None:
         await self.storage.status.set(active.job_id, RUNNING)
+        active.running_on = channel_of(cast(data.WorkerData, worker.data))
+        self.observer.started(active.ticket.job, worker)
 
     # --- taken -> queued / scheduled again ---------------------------------------------------
     @_uninterruptible
@@ -291,6 +297,8 @@ class JobLifecycle:
                                      ack=active.from_queue, extras=active.ticket.extras)
         active.settled = True  # placed again: from here on nothing may release the old run
         self.running.remove(active)
+        if active.running_on is not None:
+            self.observer.ran(result, worker)
         try:
             # Stored once the next run is placed: if placing fails, the run is released and
             # repeats, and each attempt still has one stored result.
@@ -354,6 +362,9 @@ class JobLifecycle:
             self.running.remove(active)
         await _through_outages(lambda: self.storage.settler.settle(job_id, result, to_worker=to_worker(worker),
                                                                     ack=ack), idempotent=True)
+        if active is not None and active.running_on is not None:
+            self.observer.ran(result, worker)
+        self.observer.ended(result, worker)
 
     @_uninterruptible
     async def drop(self, active: ActiveJob, status: data.ResultStatus, reason: str) -> None:
@@ -368,6 +379,7 @@ class JobLifecycle:
         """End a taken job whose runs keep failing outside its runner (the same error every
         time, not an outage) with FATAL_ERROR saying why, rather than run it again forever."""
         log.error("job %s gave up: %s", active.job_id, reason)
+        active.running_on = None  # its run is over (its report failed): this ending is not a run's
         worker = await self.workers.get(active.ticket.job.data.worker_id.value)
         now = now_ms()
         await self.finish(self.result_of(active.ticket.job, worker, Status.FATAL_ERROR, [reason.encode()], now, now),
@@ -438,8 +450,17 @@ class JobLifecycle:
             result = fill_worker_fields(ended, worker)
             await _through_outages(lambda: self.storage.settler.settle(
                 job_id, result, to_worker=to_worker(worker), ack=active.from_queue), idempotent=True)
+            self.observer.ended(result, worker)
         elif active.from_queue:
             await _through_outages(lambda: self.storage.queue.ack(job_id), idempotent=True)
+
+    async def settle_orphan(self, job_id: int, result: data.JobResult, worker: data.Worker | None) -> bool:
+        """End a job the orphan sweep found abandoned (`lifecycle/orphans.py`) with `result`;
+        False when it had ended meanwhile (concurrent sweeps of several processes end it once)."""
+        if not await self.storage.settler.settle_orphan(job_id, result, to_worker=to_worker(worker)):
+            return False
+        self.observer.ended(result, worker)
+        return True
 
     async def _stored_ending(self, job: data.Job) -> data.JobResult | None:
         """The final result stored for this attempt of the job (same retry count and due time:

@@ -182,3 +182,16 @@ class MemoryJobQueue:
     async def length(self, channel: str) -> int:
         ch = self._channels.get(channel)
         return 0 if ch is None else ch.live
+
+    async def lengths_by_priority(self, channels: Iterable[str]) -> dict[tuple[str, int], int]:
+        """Counted over the queued jobs at each call (no per-priority count kept on the job path,
+        which would cost every push and pop for the sake of an occasional scrape)."""
+        counts = {(channel, int(p)): 0 for channel in channels for p in _PRIORITIES}
+        medium = int(data.Priority.MEDIUM)
+        for channel, packed in self._queued.values():
+            key = (channel, packed[8])
+            if key in counts:
+                counts[key] += 1
+            elif (channel, medium) in counts:  # an unknown priority waits (and pops) as MEDIUM
+                counts[channel, medium] += 1
+        return counts

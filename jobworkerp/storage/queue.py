@@ -140,6 +140,11 @@ class JobQueue(Protocol):
     async def length(self, channel: str) -> int:
         """How many jobs wait on the channel."""
 
+    async def lengths_by_priority(self, channels: Iterable[str]) -> dict[tuple[str, int], int]:
+        """How many jobs wait on each of these channels at each priority: (channel, `Priority`
+        value) -> count, zeros included (an unknown priority counts as MEDIUM, as it pops). For
+        the queue-depth metric: read when metrics are scraped, so the job path pays nothing."""
+
     async def queued_ids(self, channels: Iterable[str]) -> set[int]:
         """Ids of every job waiting (or in flight) on these channels (for JobRestoreService)."""
 

@@ -398,6 +398,16 @@ class RedisJobQueue:
     async def length(self, channel: str) -> int:
         return int(await call_asyncio(self._client.zcard, self.keys.queue(channel)))
 
+    async def lengths_by_priority(self, channels: Iterable[str]) -> dict[tuple[str, int], int]:
+        """One ZCOUNT per channel and priority rank (a rank is a band of scores), in one round trip."""
+        keys = [(channel, priority, rank) for channel in dict.fromkeys(channels) for priority, rank in _RANK.items()]
+        replies = await run_redis_pipeline(self._client, [_zcount_rank(self.keys.queue(channel), rank)
+                                                          for channel, _, rank in keys])
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return {(channel, priority): int(count) for (channel, priority, _), count in zip(keys, replies, strict=True)}
+
     async def queued_ids(self, channels: Iterable[str]) -> set[int]:
         """Queued ids read in score order, a page per round trip (paging by score, not by index,
         so pops running meanwhile cannot shift entries past us), plus every in-flight id."""
@@ -632,6 +642,11 @@ def _token(key: str) -> Callable[[Any], Any]:
     """Leave a token that ends a BLPOP on `key` (which takes it); kept briefly if none is waiting."""
     return lambda pipe: pipe.eval("redis.call('RPUSH', KEYS[1], '1') redis.call('PEXPIRE', KEYS[1], ARGV[1])",
                                   1, key, _WAKE_TTL_MS)
+
+
+def _zcount_rank(key: str, rank: int) -> Callable[[Any], Any]:
+    """Count the entries of one priority rank: scores from rank * 2^50 up to the next rank's."""
+    return lambda pipe: pipe.zcount(key, rank << 50, f"({(rank + 1) << 50}")
 
 
 def _zrange_page(key: str, low: str) -> Callable[[Any], Any]:

@@ -150,7 +150,7 @@ async def _run_attempt(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob
     outcome = _deleted(active.job_id)
     with active.scope:  # JobService.Delete cancels this scope
         await sleep_until_ms(job.data.run_after_time)
-        await life.mark_running(active)
+        await life.mark_running(active, worker)
         start = now_ms()
         spec = ctx.registry.get(worker.data.runner_id.value)
         if spec is None:

@@ -89,6 +89,7 @@ async def test_segfault_fails_the_call_and_the_next_call_succeeds() -> None:
         assert "segfault" in error.stderr_tail  # ...with the Python stack
         assert await pool.run(f.add, 1, 2) == 3
         assert pool.stats["crashes"] == 1 and pool.stats["restarts"] == 1
+        assert pool.host_ends == {"signal": 1}
 
 
 async def test_os_exit_fails_the_call_with_its_exit_code() -> None:
@@ -97,6 +98,7 @@ async def test_os_exit_fails_the_call_with_its_exit_code() -> None:
             await pool.run(f.exit_with, 3)
         assert info.value.returncode == 3 and info.value.signal_name is None
         assert await pool.run(f.add, 1, 2) == 3
+        assert pool.host_ends == {"exit": 1}
 
 
 async def test_host_killed_from_outside_fails_the_call_with_sigkill(inbox: FifoInbox) -> None:
@@ -130,6 +132,7 @@ async def test_cancelled_call_returns_without_waiting_for_the_call_and_the_host_
         new_pid = await pool.run(f.getpid)
         assert new_pid != old_pid and not process_exists(old_pid)
         assert pool.stats["killed"] == 1 and pool.stats["crashes"] == 0
+        assert pool.host_ends == {"cancel": 1}
 
 
 async def test_cancelling_a_call_kills_processes_it_spawned(inbox: FifoInbox) -> None:
@@ -202,6 +205,7 @@ async def test_preload_failure_is_reported_as_a_start_up_crash() -> None:
         with pytest.raises(HostCrashed, match="during start-up") as info:
             await pool.run(f.noop)
         assert "ModuleNotFoundError" in info.value.stderr_tail
+        assert pool.host_ends == {"startup": 1}
 
 
 async def test_aclose_leaves_no_child_process_and_no_resource_warning() -> None:
@@ -299,6 +303,7 @@ async def test_a_host_over_its_memory_limit_is_killed_and_its_call_fails_naming_
         # The next call gets a fresh host, and an ordinary call is left alone.
         assert await pool.run(f.getpid) != old_pid
         assert await pool.run(f.add, 1, 2) == 3
+        assert pool.host_ends == {"memory_limit": 1}
 
 
 async def wait_exit(pid: int) -> None:
@@ -336,6 +341,7 @@ async def test_a_garbage_reply_fails_only_its_call_and_the_host_is_replaced() ->
         # The real reply that followed the garbage must not be taken for the next call's.
         assert await pool.run(f.add, 2, 3) == 5
         assert await pool.run(f.getpid) != old_pid
+        assert pool.host_ends == {"retired": 1}
 
 
 async def test_a_host_that_closes_its_pipes_fails_only_its_call() -> None:

@@ -97,6 +97,10 @@ async def test_a_call_that_ignores_its_cancel_retires_the_host_once_the_others_a
             gate.touch()
         await wait_exit(old_pid)  # killed once its last waited-for call was over
         assert await pool.run_shared(f.getpid) == new_pid
+        with trio.fail_after(20):  # the pool counts the host once it has reaped it
+            while not pool.host_ends:  # noqa: ASYNC110 - the count is the only signal
+                await trio.sleep(0.01)
+        assert pool.host_ends == {"retired": 1}
 
 
 async def _cancel_when_reported(inbox: FifoInbox, scope: trio.CancelScope) -> None:

@@ -40,6 +40,18 @@ async def test_queue_pops_by_priority_then_fifo_per_channel(storage: Storage) ->
     assert await q.length("c") == 0 and await q.length("other") == 1
 
 
+async def test_queue_lengths_by_priority_count_only_jobs_still_waiting(storage: Storage) -> None:
+    q = storage.queue
+    for job_id, prio in [(1, LOW), (2, MEDIUM), (3, HIGH), (4, MEDIUM), (5, HIGH), (6, data.Priority(7))]:
+        await q.push("c", job(job_id, prio))
+    await q.push("other", job(7, LOW))
+    await q.remove(4)
+    assert (await q.pop("c")).job_id == 3  # in flight: no longer waiting
+    counts = await q.lengths_by_priority(["c", "empty"])
+    assert counts == {("c", int(HIGH)): 1, ("c", int(MEDIUM)): 2, ("c", int(LOW)): 1,  # 6: unknown = MEDIUM
+                      ("empty", int(HIGH)): 0, ("empty", int(MEDIUM)): 0, ("empty", int(LOW)): 0}
+
+
 async def test_queue_pop_waits_for_a_push(storage: Storage) -> None:
     got: list[int] = []
     popped = trio.Event()

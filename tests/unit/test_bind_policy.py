@@ -57,3 +57,13 @@ def test_exposed_bind_with_tls_is_quiet(tmp_path) -> None:
 
 def test_a_worker_does_not_listen_so_its_grpc_addr_is_not_checked() -> None:
     check_mode(load_config({"GRPC_ADDR": "0.0.0.0:9000", "STORAGE_TYPE": "Scalable"}), "worker")
+
+
+def test_metrics_need_a_port_of_their_own_where_grpc_listens() -> None:
+    env = {"GRPC_ADDR": "127.0.0.1:9000", "METRICS_ADDR": "127.0.0.1:9000"}
+    with pytest.raises(ConfigError) as info:
+        check_mode(load_config(env), "all-in-one")
+    assert info.value.variable == "METRICS_ADDR" and "GRPC_ADDR" in str(info.value)
+    with pytest.raises(ConfigError, match="GRPC_WEB_ADDR"):
+        check_mode(load_config({"USE_GRPC_WEB": "true", "METRICS_ADDR": "127.0.0.1:9001"}), "all-in-one")
+    check_mode(load_config({**env, "STORAGE_TYPE": "Scalable"}), "worker")  # a worker does not listen on it

@@ -50,6 +50,8 @@ def test_runner_env_allowlist_is_a_comma_separated_list_of_names() -> None:
         ({"TZ_OFFSET_HOURS": "nan"}, "TZ_OFFSET_HOURS"),
         ({"LOG_USE_STDOUT": "false"}, "LOG_USE_STDOUT"),
         ({"USE_GRPC_WEB": "maybe"}, "USE_GRPC_WEB"),
+        ({"METRICS_ADDR": "9100"}, "METRICS_ADDR"),
+        ({"METRICS_ADDR": "127.0.0.1:65536"}, "METRICS_ADDR"),
     ],
 )
 def test_malformed_value_names_the_variable(env: dict[str, str], variable: str) -> None:
@@ -102,6 +104,11 @@ def test_worker_channels_are_honoured_as_a_pair() -> None:
 
 def test_upstream_defaults_and_blank_values_of_refused_settings_are_accepted() -> None:
     assert load_config({"USE_GRPC_WEB": "false", "OTLP_ADDR": "", "ZIPKIN_ADDR": " "}) == load_config({})
+
+
+def test_metrics_are_off_unless_metrics_addr_is_set() -> None:
+    assert load_config({}).metrics_addr is None
+    assert load_config({"METRICS_ADDR": " 0.0.0.0:9100 "}).metrics_addr == "0.0.0.0:9100"
 
 
 def test_frame_size_offset_and_stdout_are_read() -> None:
