@@ -73,8 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jobworkerp: configuration error: {e}", file=sys.stderr)
         return 2
     setup_logging(config, args.mode)
+    from jobworkerp import tracing
+
+    tracing.configure(config)  # OTLP_ADDR / ZIPKIN_ADDR; process-wide, like logging
     settle_heap()  # after check_mode imported jobworkerp.app, i.e. what a server runs on
-    trio.run(_serve_until_signal, config, args.mode)
+    try:
+        trio.run(_serve_until_signal, config, args.mode)
+    finally:
+        tracing.shutdown()  # the last spans, within tracing.SHUTDOWN_FLUSH_S
     return 0
 
 
