@@ -8,7 +8,9 @@ import os
 import secrets
 from pathlib import Path
 
+import httpx
 import pytest
+import trio
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -16,7 +18,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
-from jobworkerp.testing.server import connect
+from jobworkerp.testing.server import connect, free_port
+from tests.e2e.grpc_web_client import call
 from tests.tracing.harness import client, named, of_job, serving, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -164,4 +167,34 @@ async def test_without_a_client_context_a_job_gets_a_trace_of_its_own(
     [enqueue] = named(job, ENQUEUE)
     assert enqueue.parent is None
     assert_one_trace(job, enqueue.context.trace_id)
+    assert_host_span(job)
+
+
+async def test_grpc_web_enqueue_continues_the_clients_trace(spans: InMemorySpanExporter, tmp_path: Path) -> None:
+    """A page's traceparent header reaches the Enqueue span through grpc-web as through gRPC."""
+    trace_id, client_span, traceparent = client_context()
+    web_port = free_port()
+
+    async def create_worker() -> None:
+        async with connect(port) as c:
+            await c.worker.create(shell("web", response_type=data.ResponseType.DIRECT))
+
+    def enqueue_over_grpc_web() -> svc.CreateJobResponse:
+        request = bytes(svc.JobRequest(worker_name="web", args=script("true")))
+        with httpx.Client() as http:
+            answer = call(http, web_port, "jobworkerp.service.JobService/Enqueue", request,
+                          headers={"traceparent": traceparent})
+        assert answer.grpc_status == 0, answer.grpc_message
+        return svc.CreateJobResponse.parse(answer.messages[0])
+
+    env = {"SQLITE_DBNAME": str(tmp_path / "db.sqlite3"), "USE_GRPC_WEB": "true",
+           "GRPC_WEB_ADDR": f"127.0.0.1:{web_port}"}
+    async with serving(env) as port:
+        await client(create_worker)
+        job_id = (await trio.to_thread.run_sync(enqueue_over_grpc_web)).id.value
+        await wait_for("the job's result delivery span", lambda: bool(named(of_job(spans, job_id), "job.deliver")))
+    job = of_job(spans, job_id)
+    assert_one_trace(job, trace_id)
+    [enqueue] = named(job, ENQUEUE)
+    assert enqueue.parent is not None and enqueue.parent.span_id == client_span
     assert_host_span(job)
