@@ -56,6 +56,7 @@ RUNNER = "jobworkerp.runner"
 STATUS = "jobworkerp.job.status"
 RETRIED = "jobworkerp.job.retried"
 BATCH_ITEMS = "jobworkerp.batch.items"
+SERVICE_NAME = "service.name"
 
 
 def _headers(context: Context) -> dict[str, str]:
@@ -98,9 +99,13 @@ class JobTracing:
     @classmethod
     def create(cls, service_name: str, processors: Sequence[SpanProcessor]) -> JobTracing:
         """A provider with parent-based sampling: a client that sent an unsampled context gets
-        no spans recorded for its job, anywhere (the flag travels with the job)."""
+        no spans recorded for its job, anywhere (the flag travels with the job). The service is
+        `service_name` unless OTEL_SERVICE_NAME (or OTEL_RESOURCE_ATTRIBUTES) names it."""
+        resource = Resource.create()  # OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME, as the SDK reads them
+        if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+            resource = resource.merge(Resource({SERVICE_NAME: service_name}))
         provider = TracerProvider(
-            resource=Resource.create({"service.name": service_name}), sampler=ParentBased(ALWAYS_ON),
+            resource=resource, sampler=ParentBased(ALWAYS_ON),
             span_limits=SpanLimits(max_attribute_length=ATTRIBUTE_MAX_CHARS), shutdown_on_exit=False)
         for processor in processors:
             provider.add_span_processor(processor)
