@@ -194,6 +194,10 @@ class Config:
     # A job whose request gives no `timeout` gets this one (0 = none). Upstream's one year let a
     # hung job hold its slot for good; an hour ends it (as a retryable timeout) the same day.
     job_default_timeout_ms: int = DEFAULT_JOB_TIMEOUT_MS
+    # Trace export (jobworkerp/tracing/): an OTLP/gRPC collector (`http://host:4317`) and a Zipkin
+    # collector's span endpoint (`http://host:9411/api/v2/spans`); neither = tracing off.
+    otlp_addr: str | None = None
+    zipkin_addr: str | None = None
 
     def __repr__(self) -> str:
         """Every setting, secrets redacted: a Config may be logged or shown in a traceback."""
@@ -347,6 +351,44 @@ def _exposure(config: Config, var: str, addr: str, host: str) -> str | None:
     raise ConfigError(var, f"{addr} is reachable from other machines but has neither TLS "
                            "(GRPC_TLS_CERT/GRPC_TLS_KEY) nor AUTH_TOKEN; bind 127.0.0.1, set one of them, "
                            "or set ALLOW_INSECURE_BIND=true")
+
+
+OTLP_DEFAULT_PORT = 4317  # OTLP over gRPC (upstream jobworkerp-rs exports OTLP/gRPC too)
+ZIPKIN_SPANS_PATH = "/api/v2/spans"
+
+
+def _collector_url(var: str, raw: str, example: str) -> tuple[str, str, str]:
+    """scheme, netloc and path of an http(s) collector URL; anything else is refused naming `var`
+    (a typo would otherwise surface as export errors in the log, long after start-up)."""
+    url = raw.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query
+            or parts.fragment or parts.username is not None):
+        raise ConfigError(var, f"expected an http:// or https:// URL such as {example} (no user or password "
+                               f"in it), got {redact_url(url)!r}")
+    return parts.scheme, parts.netloc, parts.path
+
+
+def _parse_otlp_addr(var: str, raw: str) -> str:
+    """`http://host:port` (plain gRPC) or `https://host:port` (TLS) of an OTLP/gRPC collector; no
+    port = 4317. A path is refused: OTLP/gRPC has none (a `/v1/traces` URL is OTLP/HTTP's)."""
+    scheme, netloc, path = _collector_url(var, raw, "http://otel-collector:4317")
+    if path not in ("", "/"):
+        raise ConfigError(var, f"an OTLP/gRPC address has no path (got {path!r}); expected e.g. "
+                               "http://otel-collector:4317")
+    if urlsplit(f"{scheme}://{netloc}").port is None:
+        netloc = f"{netloc}:{OTLP_DEFAULT_PORT}"
+    return f"{scheme}://{netloc}"
+
+
+def _parse_zipkin_addr(var: str, raw: str) -> str:
+    """The Zipkin collector's span endpoint; a URL without a path gets Zipkin's /api/v2/spans."""
+    scheme, netloc, path = _collector_url(var, raw, "http://zipkin:9411/api/v2/spans")
+    return f"{scheme}://{netloc}{path if path not in ('', '/') else ZIPKIN_SPANS_PATH}"
 
 
 def _parse_origins(var: str, raw: str) -> tuple[str, ...]:
@@ -637,6 +679,8 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         job_enqueue_batch_max_items=_get(env, "JOB_ENQUEUE_BATCH_MAX_ITEMS", pos_int, 1000),
         shutdown_grace_ms=_get(env, "SHUTDOWN_GRACE_MS", nonneg_int, 20_000),
         job_default_timeout_ms=_get(env, "JOB_DEFAULT_TIMEOUT_MS", job_timeout, DEFAULT_JOB_TIMEOUT_MS),
+        otlp_addr=_get(env, "OTLP_ADDR", _parse_otlp_addr, None),
+        zipkin_addr=_get(env, "ZIPKIN_ADDR", _parse_zipkin_addr, None),
         runners_enabled=_get(env, "RUNNERS_ENABLED", _parse_runner_names, None),
         command_allowlist=_get(env, "COMMAND_ALLOWLIST", _parse_executables, None),
         docker_allowed_binds=_get(env, "DOCKER_ALLOWED_BINDS", _parse_binds, ()),

@@ -1,10 +1,10 @@
 """Upstream settings this server does not honour, refused at start-up by name.
 
 Why: upstream reads these (README: Configuration, "beyond upstream" aside), and a user who copies
-an upstream `.env` would otherwise get none of them, silently: no traces exported,
-pool sizes that do nothing. A refusal (exit 2, like every other bad setting) names the variable
-and says what to do instead. A feature that comes to honour one of them deletes its entry here
-and reads the variable in config.py.
+an upstream `.env` would otherwise get none of them, silently: pool sizes that do nothing. A
+refusal (exit 2, like every other bad setting) names the variable and says what to do instead.
+A feature that comes to honour one of them deletes its entry here and reads the variable in
+config.py.
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 # Set to anything (but blank) these stop start-up. Features not built yet: the entry goes once
-# the feature reads the variable.
-NOT_SUPPORTED_YET = {
-    "OTLP_ADDR": "tracing export (OpenTelemetry OTLP) is not supported yet; unset it",
-    "ZIPKIN_ADDR": "tracing export (Zipkin) is not supported yet; unset it",
-}
+# the feature reads the variable (OTLP_ADDR and ZIPKIN_ADDR went with tracing, jobworkerp/tracing/).
+NOT_SUPPORTED_YET: dict[str, str] = {}
 # Upstream's tuning of parts this server does not have: no equivalent to honour.
 NO_EQUIVALENT = {
     "SQLITE_MAX_CONNECTIONS": "not used here: Standalone keeps one SQLite connection and serialises "

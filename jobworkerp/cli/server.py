@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jobworkerp: configuration error: {e}", file=sys.stderr)
         return 2
     setup_logging(config, args.mode)
+    from jobworkerp import tracing
+
+    tracing.configure(config)  # OTLP_ADDR / ZIPKIN_ADDR; process-wide, like logging
     settle_heap()  # after check_mode imported jobworkerp.app, i.e. what a server runs on
     try:
         trio.run(_serve_until_signal, config, args.mode)
@@ -84,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"jobworkerp: configuration error: {error}", file=sys.stderr)
         return 2
+    finally:
+        tracing.shutdown()  # the last spans, within tracing.SHUTDOWN_FLUSH_S
     return 0
 
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from grpclib.const import Status
+from grpclib.const import Handler, Status
 from grpclib.exceptions import GRPCError
 
 from jobworkerp.aio import call_trio, close_trio_generator, iterate_trio
@@ -28,6 +28,7 @@ from jobworkerp.errors import (
 )
 from jobworkerp.proto.jobworkerp import data, ext
 from jobworkerp.proto.jobworkerp import service as svc
+from jobworkerp.tracing.carrier import Carrier, client_context
 
 if TYPE_CHECKING:
     from grpclib._typing import IServable
@@ -140,12 +141,29 @@ class WorkerService(svc.WorkerServiceBase):
         return svc.CountResponse(total=await _call(self._app.workers.count))
 
 
+def _with_trace_context(mapping: dict[str, Handler], path: str, handler: Callable[[Any], Awaitable[None]]
+                        ) -> dict[str, Handler]:
+    """`mapping` with the unary method at `path` served by `handler`, which reads the request
+    metadata (the generated handler hands on only the message): a client's W3C `traceparent`
+    travels there (jobworkerp/tracing/)."""
+    mapping[path] = mapping[path]._replace(func=handler)
+    return mapping
+
+
 class JobService(svc.JobServiceBase):
     def __init__(self, app: Any) -> None:
         self._app = app
 
-    async def enqueue(self, message: svc.JobRequest) -> svc.CreateJobResponse:
-        job_id, result = await _call(self._app.jobs.enqueue, message)
+    def __mapping__(self) -> dict[str, Handler]:
+        return _with_trace_context(super().__mapping__(), "/jobworkerp.service.JobService/Enqueue", self._rpc_enqueue)
+
+    async def _rpc_enqueue(self, stream: Any) -> None:
+        request = await stream.recv_message()
+        assert request is not None  # refused before (front/decoding.py)
+        await stream.send_message(await self.enqueue(request, client_context(stream.metadata)))
+
+    async def enqueue(self, message: svc.JobRequest, client_trace: Carrier | None = None) -> svc.CreateJobResponse:
+        job_id, result = await _call(self._app.jobs.enqueue, message, client_trace)
         return svc.CreateJobResponse(id=data.JobId(value=job_id), result=result)
 
     async def delete(self, message: data.JobId) -> svc.SuccessResponse:
@@ -169,8 +187,18 @@ class BulkJobService(ext.BulkJobServiceBase):
     def __init__(self, app: Any) -> None:
         self._app = app
 
-    async def enqueue_batch(self, message: ext.EnqueueBatchRequest) -> ext.EnqueueBatchResponse:
-        outcomes = await _call(self._app.jobs.enqueue_batch, message.items)
+    def __mapping__(self) -> dict[str, Handler]:
+        return _with_trace_context(super().__mapping__(), "/jobworkerp.ext.BulkJobService/EnqueueBatch",
+                                   self._rpc_enqueue_batch)
+
+    async def _rpc_enqueue_batch(self, stream: Any) -> None:
+        request = await stream.recv_message()
+        assert request is not None  # refused before (front/decoding.py)
+        await stream.send_message(await self.enqueue_batch(request, client_context(stream.metadata)))
+
+    async def enqueue_batch(self, message: ext.EnqueueBatchRequest, client_trace: Carrier | None = None
+                            ) -> ext.EnqueueBatchResponse:
+        outcomes = await _call(self._app.jobs.enqueue_batch, message.items, client_trace)
         results = [_item_result(index, outcome) for index, outcome in enumerate(outcomes)]
         accepted = sum(1 for r in results if r.id is not None)
         return ext.EnqueueBatchResponse(results=results, accepted=accepted, failed=len(results) - accepted)

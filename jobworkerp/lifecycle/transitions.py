@@ -501,9 +501,11 @@ class JobLifecycle:
 
     # --- next_workers --------------------------------------------------------------------------
     @_uninterruptible
-    async def start_chain(self, job: data.Job, wd: data.WorkerData, items: Sequence[bytes]) -> None:
+    async def start_chain(self, job: data.Job, wd: data.WorkerData, items: Sequence[bytes],
+                          extras: JobExtras | None = None) -> None:
         """Each output item becomes the args of one job for each next worker (missing workers are
-        skipped). The finished job has its result already; a chain that cannot start is logged."""
+        skipped). The finished job has its result already; a chain that cannot start is logged.
+        `extras`: what each next job keeps (the trace context it continues)."""
         for next_id in wd.next_workers:
             nxt = await self.workers.get(next_id.value)
             if nxt is None:
@@ -512,7 +514,7 @@ class JobLifecycle:
             for args in chain.chained_args(list(items)):
                 chained = chain.chained_job(job, nxt, args, self.ids.next_id(), now_ms())
                 try:
-                    await self.accept(chained, nxt)
+                    await self.accept(chained, nxt, extras)
                 except Exception:
                     log.exception("job %s: could not start next worker %s; the rest of the chain is skipped",
                                   job.id.value, next_id.value)

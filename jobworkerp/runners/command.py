@@ -20,6 +20,7 @@ from jobworkerp.proto.jobworkerp.runner import CommandArgs, CommandRunnerSetting
 from jobworkerp.runners.base import FatalError, OtherError, RetryableError, RunnerLoadError, describe_exit
 from jobworkerp.runners.output_limit import CappedBuffer, output_limit
 from jobworkerp.runners.policy import PolicyViolation, RunnerPolicy
+from jobworkerp.tracing.host import child_environment
 
 SETTINGS_PROTO = """syntax = "proto3";
 package jobworkerp.runner;
@@ -100,7 +101,8 @@ class CommandRunner:
         stdout = CappedBuffer(output_limit(), f"the stdout of command {self._command!r}")
         try:
             self._proc = subprocess.Popen(
-                [self._command, *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                [self._command, *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=child_environment(),  # with TRACEPARENT when the job is traced (jobworkerp/tracing/host.py)
             )
         except OSError as e:
             raise RetryableError(f"cannot start command {self._command!r}: {e}") from None

@@ -11,6 +11,8 @@ import builtins
 import logging
 import math
 from collections.abc import Awaitable, Sequence
+from functools import partial
+from typing import Protocol
 
 import trio
 
@@ -22,9 +24,12 @@ from jobworkerp.lifecycle import retry
 from jobworkerp.lifecycle.placement import channel_of, route
 from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp.ext import JobExtras
 from jobworkerp.proto.jobworkerp.service import JobRequest
 from jobworkerp.storage import Storage
 from jobworkerp.storage.pubsub import JobResultWaiter
+from jobworkerp.tracing import current as current_tracing
+from jobworkerp.tracing.carrier import Carrier, PassedOn
 from jobworkerp.usecase.bulk import Batch
 from jobworkerp.usecase.paging import page
 from jobworkerp.usecase.queue_limit import QueueLimit
@@ -41,6 +46,13 @@ MAX_RUN_AFTER_TIME = 253_402_300_799_999
 DIRECT_WAIT_GRACE_S = 5.0  # beyond the job timeout, for queueing and result hand-off
 _PRIORITIES = {int(p) for p in data.Priority}
 UNIQ_KEY_MAX_CHARS = 128  # job.uniq_key and job_result.uniq_key are VARCHAR(128) (storage/mysql_schema.py)
+
+
+class TraceOrigin(Protocol):
+    """Where an accepted job's trace context comes from (jobworkerp/tracing/): the Enqueue's
+    span, or, in a process that does not trace, the client's context passed on as it came."""
+
+    def extras_for(self, job: data.Job, worker: data.Worker, channel: str) -> JobExtras: ...
 
 
 class Jobs:
@@ -95,25 +107,40 @@ class Jobs:
         if self.stopping.is_set():
             raise Unavailable("the server is stopping and accepts no new jobs; retry against a running server")
 
-    async def enqueue(self, req: JobRequest) -> tuple[int, data.JobResult | None]:
-        """Accept a job; for DIRECT workers also wait for and return its result."""
+    async def enqueue(self, req: JobRequest, client_trace: Carrier | None = None) -> tuple[int, data.JobResult | None]:
+        """Accept a job; for DIRECT workers also wait for and return its result. `client_trace`:
+        the trace context the client sent (jobworkerp/tracing/carrier.py)."""
         self._refuse_if_stopping()
-        worker = await self._workers.resolve(req.worker_id, req.worker_name)
-        return await self._enqueue_to(worker, req)
+        tracing = current_tracing()
+        if tracing is None:
+            worker = await self._workers.resolve(req.worker_id, req.worker_name)
+            return await self._enqueue_to(worker, req, None if client_trace is None else PassedOn(client_trace))
+        with tracing.enqueue(client_trace) as trace:
+            worker = await self._workers.resolve(req.worker_id, req.worker_name)
+            return await self._enqueue_to(worker, req, trace)
 
-    async def enqueue_batch(self, reqs: Sequence[JobRequest]) -> builtins.list[int | Exception]:
+    async def enqueue_batch(self, reqs: Sequence[JobRequest], client_trace: Carrier | None = None
+                            ) -> builtins.list[int | Exception]:
         """Accept many jobs: per item, in request order, its job id or the error the single
-        Enqueue would have raised (usecase/bulk.py says what differs and why)."""
+        Enqueue would have raised (usecase/bulk.py says what differs and why). Traced, the jobs
+        of a batch share the batch's span as their parent."""
         batch = Batch(self._workers, self._config.job_enqueue_batch_max_items, reqs)
-        return await batch.run(self._refuse_if_stopping, self._enqueue_to)
+        tracing = current_tracing()
+        if tracing is None:
+            origin = None if client_trace is None else PassedOn(client_trace)
+            return await batch.run(self._refuse_if_stopping, partial(self._enqueue_to, trace=origin))
+        with tracing.enqueue(client_trace, items=len(reqs)) as trace:
+            return await batch.run(self._refuse_if_stopping, partial(self._enqueue_to, trace=trace))
 
-    async def _enqueue_to(self, worker: data.Worker, req: JobRequest) -> tuple[int, data.JobResult | None]:
+    async def _enqueue_to(self, worker: data.Worker, req: JobRequest, trace: TraceOrigin | None = None
+                          ) -> tuple[int, data.JobResult | None]:
         self._workers.check_args(worker, req.args)
         job = self._build_job(req, worker)
         if worker.data.response_type == data.ResponseType.DIRECT and job.data.run_after_time > 0:
             raise InvalidArgument("run_after_time", "DIRECT workers run jobs at once; run_after_time must be 0")
         wd = worker.data
         assert wd is not None  # a stored worker always has its data
+        extras = None if trace is None else trace.extras_for(job, worker, channel_of(wd))
         if route(wd, job.data.run_after_time, now_ms(), self._config.fetch_interval_ms, int(wd.queue_type)).queued:
             await self._queue_limit.admit(channel_of(wd))
         placed = False
@@ -124,10 +151,10 @@ class Jobs:
             if worker.data.response_type == data.ResponseType.DIRECT:
                 # Subscribed before the job is placed, so its result cannot be published unseen.
                 async with self._storage.bus.listen_direct(job.id.value) as waiter:
-                    await self._lifecycle.accept(job, worker)
+                    await self._lifecycle.accept(job, worker, extras)
                     placed = True
                     return job.id.value, await self._wait_direct(job, worker, waiter)
-            await self._lifecycle.accept(job, worker)
+            await self._lifecycle.accept(job, worker, extras)
         except BaseException:
             # Once placed, the job holds its key until it ends (even a DIRECT job whose caller
             # left: it is deleted, and may still be running while that takes effect).

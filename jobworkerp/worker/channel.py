@@ -31,6 +31,7 @@ from jobworkerp.errors import is_outage
 from jobworkerp.joblog import job_context
 from jobworkerp.lifecycle.running import ActiveJob
 from jobworkerp.storage.queue import BatchPop, Ticket, decode_extras
+from jobworkerp.tracing.carrier import trace_id_of
 from jobworkerp.worker.executor import ExecutorContext, RunnerPool, execute_job
 from jobworkerp.worker.slots import Slots
 
@@ -112,7 +113,8 @@ class ChannelWorker:
 
         try:
             # Every log line of this job's task carries its fields in JSON logs (joblog.py).
-            with job_context(active.job_id, active.ticket.job.data.worker_id.value, self.name):
+            with job_context(active.job_id, active.ticket.job.data.worker_id.value, self.name,
+                             trace_id_of(active.ticket.extras)):
                 log.debug("job %s: starting", active.job_id)
                 await execute_job(self._ctx, self._pool, active, ran)
                 log.debug("job %s: done", active.job_id)

@@ -18,7 +18,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import trio
 
@@ -26,12 +26,18 @@ from actors.process_pool import HostCrashed
 from jobworkerp.clock import now_ms, sleep_until_ms
 from jobworkerp.errors import is_outage
 from jobworkerp.lifecycle import periodic, retry
+from jobworkerp.lifecycle.placement import channel_of
 from jobworkerp.lifecycle.running import ActiveJob
 from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners.base import RunnerError
 from jobworkerp.runners.host import run_job
 from jobworkerp.runners.registry import RunnerRegistry, RunnerSpec
+from jobworkerp.tracing import current as current_tracing
+from jobworkerp.tracing.carrier import trace_only
+
+if TYPE_CHECKING:
+    from jobworkerp.tracing.spans import JobTrace  # loaded only once tracing is installed
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +109,10 @@ def _error(status: data.ResultStatus, message: str) -> Outcome:
     return Outcome(status, [encoded])
 
 
-async def _perform(pool: RunnerPool, spec: RunnerSpec, worker: data.Worker, job: data.Job) -> Outcome:
-    """Run the job in a runner host and turn every way it can end into an Outcome."""
+async def _perform(pool: RunnerPool, spec: RunnerSpec, worker: data.Worker, job: data.Job,
+                   trace: JobTrace | None = None) -> Outcome:
+    """Run the job in a runner host and turn every way it can end into an Outcome (traced: in
+    a `job.run` span, and the host records its own)."""
     ref = spec.ref
     if ref is None:
         return _error(Status.FATAL_ERROR, f"runner {spec.name} is not available in this version")
@@ -113,7 +121,8 @@ async def _perform(pool: RunnerPool, spec: RunnerSpec, worker: data.Worker, job:
     run = pool.run_shared if spec.concurrent else pool.run
     with trio.move_on_after(timeout_ms / 1000 if timeout_ms else float("inf")) as scope:
         try:
-            items = await run(run_job, ref, wd.runner_settings, job.data.args, worker.id.value, wd.use_static)
+            call = (ref, wd.runner_settings, job.data.args, worker.id.value, wd.use_static)
+            items = await (run(run_job, *call) if trace is None else trace.call_host(run, spec.name, run_job, *call))
             return Outcome(Status.SUCCESS, list(items))
         except RunnerError as e:
             return _error(e.status, e.message)
@@ -141,8 +150,8 @@ def _deleted(job_id: int) -> Outcome:
     return _error(Status.CANCELLED, f"job {job_id} was deleted while it was running")
 
 
-async def _run_attempt(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob, worker: data.Worker
-                       ) -> tuple[Outcome, int]:
+async def _run_attempt(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob, worker: data.Worker,
+                       trace: JobTrace | None = None) -> tuple[Outcome, int]:
     """Wait until due, run once; returns the outcome and the start time."""
     job = active.ticket.job
     life = ctx.lifecycle
@@ -156,11 +165,11 @@ async def _run_attempt(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob
         if spec is None:
             outcome = _error(Status.FATAL_ERROR, f"runner {worker.data.runner_id.value} does not exist")
         elif active.lease_until is None:  # the common case: no row claim to keep alive
-            outcome = await _perform(pool, spec, worker, job)
+            outcome = await _perform(pool, spec, worker, job, trace)
         else:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_keep_claim, life, active)
-                outcome = await _perform(pool, spec, worker, job)
+                outcome = await _perform(pool, spec, worker, job, trace)
                 nursery.cancel_scope.cancel()
     if active.deleted:  # deleted while (or just as) it ran
         outcome = _deleted(active.job_id)
@@ -176,6 +185,8 @@ async def execute_job(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob,
     over (its runner host is free again), before the report.
     """
     life = ctx.lifecycle
+    tracing = current_tracing()
+    trace = None if tracing is None else tracing.job(active.ticket.extras)  # None: untraced
     try:
         if await life.skip_if_stale(active):
             return
@@ -188,9 +199,15 @@ async def execute_job(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob,
         if active.ticket.backed and active.lease_until is None and not await life.claim_backup_row(active):
             await life.let_go(active)
             return
-        outcome, start = await _run_attempt(ctx, pool, active, worker)
+        if trace is not None:
+            trace.waited(active.ticket.job, worker, channel_of(cast(data.WorkerData, worker.data)))
+        outcome, start = await _run_attempt(ctx, pool, active, worker, trace)
         on_ran()
-        await _report(life, active, worker, outcome, start, now_ms())
+        if trace is None:
+            await _report(life, active, worker, outcome, start, now_ms())
+        else:
+            with trace.delivering(outcome.status):
+                await _report(life, active, worker, outcome, start, now_ms(), trace)
         ctx.stumbles.forget(active.job_id)
     except BaseException as exc:
         outage = is_outage(exc)
@@ -230,7 +247,7 @@ async def _gave_up(ctx: ExecutorContext, active: ActiveJob, exc: Exception) -> b
 
 
 async def _report(life: JobLifecycle, active: ActiveJob, worker: data.Worker, outcome: Outcome, start: int,
-                  end: int) -> None:
+                  end: int, trace: JobTrace | None = None) -> None:
     """Fold the outcome into one report: retry, next periodic run, or the end of the job."""
     job = active.ticket.job
     wd = worker.data
@@ -249,4 +266,6 @@ async def _report(life: JobLifecycle, active: ActiveJob, worker: data.Worker, ou
     else:
         await life.finish(result, worker, active=active)
     if status == Status.SUCCESS and wd.next_workers:
-        await life.start_chain(job, wd, outcome.items)
+        # The next jobs continue this job's trace (passed on as it is when this process does not trace).
+        extras = trace_only(active.ticket.extras) if trace is None else trace.chain_extras()
+        await life.start_chain(job, wd, outcome.items, extras)
