@@ -132,11 +132,6 @@ class MemoryOutputStreams:
             if not buffer.listeners and not buffer.entries and self._buffers.get(job_id) is buffer:
                 del self._buffers[job_id]  # nothing was written: no need to keep it
 
-    async def exists(self, job_id: int) -> bool:
-        self._prune()
-        buffer = self._buffers.get(job_id)
-        return buffer is not None and bool(buffer.entries)
-
     async def ended_result(self, job_id: int) -> data.JobResult | None:
         buffer = self._buffers.get(job_id)
         return None if buffer is None else buffer.result

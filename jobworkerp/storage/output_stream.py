@@ -118,9 +118,6 @@ class OutputStreams(Protocol):
     def follow(self, job_id: int) -> AbstractAsyncContextManager[OutputFeed]:
         """Read the job's stream from its oldest kept entry on, also before it has any."""
 
-    async def exists(self, job_id: int) -> bool:
-        """Whether the job has a stream with entries (it was streamed, and they are kept)."""
-
     async def ended_result(self, job_id: int) -> data.JobResult | None:
         """The job's final result for a listener who came after it was published, when this
         storage still has it (beyond a stored result row)."""

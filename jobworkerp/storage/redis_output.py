@@ -267,9 +267,6 @@ class RedisOutputStreams:
             feed.detached = True
             self._feeds.discard(feed)
 
-    async def exists(self, job_id: int) -> bool:
-        return bool(await self.redis.call(lambda p: p.exists(self.key(job_id))))
-
     async def ended_result(self, job_id: int) -> data.JobResult | None:
         return await self._bus.stored_result(job_id)
 

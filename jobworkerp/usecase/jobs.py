@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import logging
 import math
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
@@ -22,6 +22,7 @@ from jobworkerp.lifecycle import retry
 from jobworkerp.lifecycle.placement import channel_of, route
 from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp.ext import JobExtras
 from jobworkerp.proto.jobworkerp.service import JobRequest
 from jobworkerp.storage import Storage
 from jobworkerp.storage.pubsub import JobResultWaiter
@@ -41,6 +42,7 @@ MAX_RUN_AFTER_TIME = 253_402_300_799_999
 DIRECT_WAIT_GRACE_S = 5.0  # beyond the job timeout, for queueing and result hand-off
 _PRIORITIES = {int(p) for p in data.Priority}
 UNIQ_KEY_MAX_CHARS = 128  # job.uniq_key and job_result.uniq_key are VARCHAR(128) (storage/mysql_schema.py)
+BeforePlace = Callable[[data.Job, data.Worker], Awaitable[None]]  # see Jobs.enqueue
 
 
 class Jobs:
@@ -95,11 +97,18 @@ class Jobs:
         if self.stopping.is_set():
             raise Unavailable("the server is stopping and accepts no new jobs; retry against a running server")
 
-    async def enqueue(self, req: JobRequest) -> tuple[int, data.JobResult | None]:
-        """Accept a job; for DIRECT workers also wait for and return its result."""
+    async def enqueue(self, req: JobRequest, *, extras: JobExtras | None = None,
+                      before_place: BeforePlace | None = None) -> tuple[int, data.JobResult | None]:
+        """Accept a job; for DIRECT workers also wait for and return its result.
+
+        `extras` stay with the job (`usecase/extras.py`). `before_place(job, worker)` is awaited
+        once the job is checked and built, right before it is placed: a caller that follows the
+        job (streamed output, `usecase/streams.py`) subscribes there, so nothing the job publishes
+        goes unseen. With it, waiting for a DIRECT job's result is left to that caller, and so is
+        deleting the job if its client leaves first."""
         self._refuse_if_stopping()
         worker = await self._workers.resolve(req.worker_id, req.worker_name)
-        return await self._enqueue_to(worker, req)
+        return await self._enqueue_to(worker, req, extras, before_place)
 
     async def enqueue_batch(self, reqs: Sequence[JobRequest]) -> builtins.list[int | Exception]:
         """Accept many jobs: per item, in request order, its job id or the error the single
@@ -107,7 +116,8 @@ class Jobs:
         batch = Batch(self._workers, self._config.job_enqueue_batch_max_items, reqs)
         return await batch.run(self._refuse_if_stopping, self._enqueue_to)
 
-    async def _enqueue_to(self, worker: data.Worker, req: JobRequest) -> tuple[int, data.JobResult | None]:
+    async def _enqueue_to(self, worker: data.Worker, req: JobRequest, extras: JobExtras | None = None,
+                          before_place: BeforePlace | None = None) -> tuple[int, data.JobResult | None]:
         self._workers.check_args(worker, req.args)
         job = self._build_job(req, worker)
         if worker.data.response_type == data.ResponseType.DIRECT and job.data.run_after_time > 0:
@@ -121,13 +131,15 @@ class Jobs:
             # Inside the try: a caller that goes away while the key is being taken must not
             # leave it held by a job that never existed (release only frees a key this job holds).
             await self._take_uniq_key(job)
-            if worker.data.response_type == data.ResponseType.DIRECT:
+            if before_place is not None:
+                await before_place(job, worker)
+            elif worker.data.response_type == data.ResponseType.DIRECT:
                 # Subscribed before the job is placed, so its result cannot be published unseen.
                 async with self._storage.bus.listen_direct(job.id.value) as waiter:
-                    await self._lifecycle.accept(job, worker)
+                    await self._lifecycle.accept(job, worker, extras)
                     placed = True
                     return job.id.value, await self._wait_direct(job, worker, waiter)
-            await self._lifecycle.accept(job, worker)
+            await self._lifecycle.accept(job, worker, extras)
         except BaseException:
             # Once placed, the job holds its key until it ends (even a DIRECT job whose caller
             # left: it is deleted, and may still be running while that takes effect).

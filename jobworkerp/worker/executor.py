@@ -32,6 +32,8 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners.base import RunnerError
 from jobworkerp.runners.host import run_job
 from jobworkerp.runners.registry import RunnerRegistry, RunnerSpec
+from jobworkerp.storage.output_stream import OutputWriter
+from jobworkerp.worker.output import open_output
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +43,13 @@ GIVE_UP_AFTER = 3  # runs of one job failing outside the runner (not an outage) 
 
 
 class RunnerPool(Protocol):
-    """What the executor needs of a runner-host pool (actors.ProcessPool)."""
+    """What the executor needs of a runner-host pool (actors.ProcessPool); `on_emit` takes the
+    chunks a streamed job's runner sends as it runs (worker/output.py)."""
 
-    async def run(self, fn: Any, *args: Any) -> Any:
+    async def run(self, fn: Any, *args: Any, on_emit: Callable[[bytes], None] | None = None) -> Any:
         """On a host of its own (killed if the caller is cancelled)."""
 
-    async def run_shared(self, fn: Any, *args: Any) -> Any:
+    async def run_shared(self, fn: Any, *args: Any, on_emit: Callable[[bytes], None] | None = None) -> Any:
         """On the pool's shared host, alongside other calls (cancelled by request)."""
 
 
@@ -103,7 +106,8 @@ def _error(status: data.ResultStatus, message: str) -> Outcome:
     return Outcome(status, [encoded])
 
 
-async def _perform(pool: RunnerPool, spec: RunnerSpec, worker: data.Worker, job: data.Job) -> Outcome:
+async def _perform(pool: RunnerPool, spec: RunnerSpec, worker: data.Worker, job: data.Job,
+                   output: OutputWriter | None) -> Outcome:
     """Run the job in a runner host and turn every way it can end into an Outcome."""
     ref = spec.ref
     if ref is None:
@@ -113,7 +117,8 @@ async def _perform(pool: RunnerPool, spec: RunnerSpec, worker: data.Worker, job:
     run = pool.run_shared if spec.concurrent else pool.run
     with trio.move_on_after(timeout_ms / 1000 if timeout_ms else float("inf")) as scope:
         try:
-            items = await run(run_job, ref, wd.runner_settings, job.data.args, worker.id.value, wd.use_static)
+            items = await run(run_job, ref, wd.runner_settings, job.data.args, worker.id.value, wd.use_static,
+                              on_emit=None if output is None else output.emit)
             return Outcome(Status.SUCCESS, list(items))
         except RunnerError as e:
             return _error(e.status, e.message)
@@ -141,8 +146,8 @@ def _deleted(job_id: int) -> Outcome:
     return _error(Status.CANCELLED, f"job {job_id} was deleted while it was running")
 
 
-async def _run_attempt(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob, worker: data.Worker
-                       ) -> tuple[Outcome, int]:
+async def _run_attempt(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob, worker: data.Worker,
+                       output: OutputWriter | None) -> tuple[Outcome, int]:
     """Wait until due, run once; returns the outcome and the start time."""
     job = active.ticket.job
     life = ctx.lifecycle
@@ -156,11 +161,11 @@ async def _run_attempt(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob
         if spec is None:
             outcome = _error(Status.FATAL_ERROR, f"runner {worker.data.runner_id.value} does not exist")
         elif active.lease_until is None:  # the common case: no row claim to keep alive
-            outcome = await _perform(pool, spec, worker, job)
+            outcome = await _perform(pool, spec, worker, job, output)
         else:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_keep_claim, life, active)
-                outcome = await _perform(pool, spec, worker, job)
+                outcome = await _perform(pool, spec, worker, job, output)
                 nursery.cancel_scope.cancel()
     if active.deleted:  # deleted while (or just as) it ran
         outcome = _deleted(active.job_id)
@@ -188,9 +193,10 @@ async def execute_job(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob,
         if active.ticket.backed and active.lease_until is None and not await life.claim_backup_row(active):
             await life.let_go(active)
             return
-        outcome, start = await _run_attempt(ctx, pool, active, worker)
+        output = await open_output(life.storage, active.ticket)
+        outcome, start = await _run_attempt(ctx, pool, active, worker, output)
         on_ran()
-        await _report(life, active, worker, outcome, start, now_ms())
+        await _report(life, active, worker, outcome, start, now_ms(), output)
         ctx.stumbles.forget(active.job_id)
     except BaseException as exc:
         outage = is_outage(exc)
@@ -230,7 +236,7 @@ async def _gave_up(ctx: ExecutorContext, active: ActiveJob, exc: Exception) -> b
 
 
 async def _report(life: JobLifecycle, active: ActiveJob, worker: data.Worker, outcome: Outcome, start: int,
-                  end: int) -> None:
+                  end: int, output: OutputWriter | None = None) -> None:
     """Fold the outcome into one report: retry, next periodic run, or the end of the job."""
     job = active.ticket.job
     wd = worker.data
@@ -239,10 +245,14 @@ async def _report(life: JobLifecycle, active: ActiveJob, worker: data.Worker, ou
     if not active.deleted and retry.should_retry(outcome.status, policy, job.data.retried):
         assert policy is not None
         attempt = life.result_of(job, worker, outcome.status, outcome.items, start, end)
+        if output is not None:  # this attempt's chunks land before the next attempt's
+            await output.flush()
         await life.rerun(active, worker, retry.retry_job(job, policy, end), attempt, announce=False)
         return
     status = retry.final_status(outcome.status, policy, job.data.retried)
     result = life.result_of(job, worker, status, outcome.items, start, end)
+    if output is not None:  # before the result is published: whoever has it has every chunk kept
+        await output.end(result)
     if wd.periodic_interval and not active.deleted:
         nxt = periodic.next_periodic_run_ms(job.data.run_after_time, start, wd.periodic_interval, now_ms())
         await life.rerun(active, worker, periodic.next_run_job(job, nxt), result, announce=True)
