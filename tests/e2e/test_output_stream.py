@@ -126,6 +126,22 @@ def test_a_failing_command_sends_its_chunks_then_its_failed_result(server: Serve
     assert b"exit code 3" in result.output.items[0]
 
 
+def test_a_retried_job_streams_the_chunks_of_every_attempt_in_order(server: ServerProcess, tmp_path: Path) -> None:
+    marker = tmp_path / "attempted"
+    script = f"if [ -e '{marker}' ]; then echo attempt 2; else touch '{marker}'; echo attempt 1; exit 1; fi"
+    retry = data.RetryPolicy(type=data.RetryType.CONSTANT, interval=10, max_retry=1, basis=1.0)
+
+    async def scenario() -> list[tuple[str, object]]:
+        async with connect(server.port) as c:
+            await c.worker.create(command_worker("retried", response_type=data.ResponseType.DIRECT,
+                                                 retry_policy=retry))
+            return await collect(streams(c).enqueue_for_stream(svc.JobRequest(worker_name="retried", args=sh(script))))
+
+    items = run(scenario(), HANG_S)
+    assert items[1:-1] == [("data", b"attempt 1\n"), ("data", b"attempt 2\n")]
+    assert ended(items).status == data.ResultStatus.SUCCESS and ended(items).output.items == [b"attempt 2\n"]
+
+
 def test_a_plugins_yielded_chunks_arrive_one_by_one_and_its_output_is_them_joined(server: ServerProcess) -> None:
     settings = proto_messages(hello.SETTINGS_PROTO).HelloRunnerSettings(name="w").SerializeToString()
     args = proto_messages(hello.ARGS_PROTO).HelloArgs(arg="streamed").SerializeToString()
