@@ -128,7 +128,8 @@ class SharedHost:
 
     def _abandon(self, call_id: int, call: _Call) -> None:
         """The caller left: ask the host to cancel the call, and retire the host if it does not
-        stop within the grace."""
+        stop within the grace. What the call still emits meanwhile is dropped."""
+        call.on_emit = None
         if self.host.gone.is_set() or self.host.stop_requested:
             self._calls.pop(call_id, None)
             return

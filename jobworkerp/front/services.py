@@ -187,19 +187,21 @@ def _item_result(index: int, outcome: int | Exception) -> ext.EnqueueItemResult:
 
 
 class JobStreamService(ext.JobStreamServiceBase):
-    """Streamed output (beyond upstream; usecase/streams.py): one trio hop per item, as
-    ListenStreamByWorker."""
+    """Streamed output (beyond upstream; usecase/streams.py): one trio hop per batch of the items
+    ready at once (a burst of a command's lines), each item then sent as a message of its own."""
 
     def __init__(self, app: Any) -> None:
         self._app = app
 
     async def enqueue_for_stream(self, message: svc.JobRequest) -> AsyncIterator[ext.JobOutputItem]:
-        async for item in _stream(self._app.streams.enqueue_for_stream(message)):
-            yield item
+        async for items in _stream(self._app.streams.enqueue_for_stream(message)):
+            for item in items:
+                yield item
 
     async def listen_stream(self, message: ext.ListenStreamRequest) -> AsyncIterator[ext.JobOutputItem]:
-        async for item in _stream(self._app.streams.listen_stream(message)):
-            yield item
+        async for items in _stream(self._app.streams.listen_stream(message)):
+            for item in items:
+                yield item
 
 
 class JobStatusService(svc.JobStatusServiceBase):

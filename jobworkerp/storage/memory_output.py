@@ -66,19 +66,22 @@ class _Buffer:
 
 
 class _Writer:
-    __slots__ = ("_bounds", "_buffer")
+    __slots__ = ("_bounds", "_buffer", "_ended")
 
     def __init__(self, buffer: _Buffer, bounds: OutputBounds) -> None:
         self._buffer = buffer
         self._bounds = bounds
+        self._ended = False
 
     def emit(self, chunk: bytes) -> None:
-        self._buffer.add(chunk, self._bounds)
+        if not self._ended:  # (nothing may follow the end marker)
+            self._buffer.add(chunk, self._bounds)
 
     async def flush(self) -> None:
         return None  # in the buffer already
 
     async def end(self, result: data.JobResult) -> None:
+        self._ended = True
         self._buffer.result = result
         self._buffer.add(None, self._bounds)
 

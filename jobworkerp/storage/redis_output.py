@@ -105,8 +105,11 @@ class _Writer:
         self._idle = trio.Event()
         self._idle.set()
         self._failed = False
+        self._ended = False
 
     def emit(self, chunk: bytes) -> None:
+        if self._ended:  # (nothing may follow the end marker)
+            return
         self._n += 1
         bounds, waiting = self._bounds, self._waiting
         waiting.append((self._n, chunk))
@@ -160,6 +163,7 @@ class _Writer:
             await self._idle.wait()
 
     async def end(self, result: data.JobResult) -> None:
+        self._ended = True
         await self.flush()
         self._n += 1
         key, n, keep_ms = self._key, self._n, int(self._bounds.keep_s * 1000)

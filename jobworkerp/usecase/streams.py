@@ -7,9 +7,11 @@ The result is what ends a follower, not the stream's end marker: a job that ends
 (deleted while queued, its worker gone) has none. The end marker is written before the result is
 published, so when the result arrives every chunk kept is already readable.
 
-The operations are async generators iterated from the gRPC front one item per trio hop
-(`aio.iterate_trio`): each step may run in a different trio task, so no cancel scope or nursery
-is held across a `yield` (the waiting is done inside one step, `_Following.next`).
+The operations are async generators iterated from the gRPC front one step per trio hop
+(`aio.iterate_trio`). Each step yields every item that is ready (a burst of a command's lines
+crosses the bridge once, not once a line), and may run in a different trio task than the one
+before, so no cancel scope or nursery is held across a `yield` (the waiting is done inside one
+step, `_Following.next`).
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class Streams:
         self._workers = workers
         self._jobs = jobs
 
-    async def enqueue_for_stream(self, req: JobRequest) -> AsyncIterator[JobOutputItem]:
+    async def enqueue_for_stream(self, req: JobRequest) -> AsyncIterator[list[JobOutputItem]]:
         """Enqueue with the output streamed: the job's id, its chunks, then its result. A DIRECT
         job is waited for as Enqueue waits for it (at most its longest run), and deleted if the
         caller leaves first; other jobs are followed for at most a day, and go on without it."""
@@ -110,16 +112,15 @@ class Streams:
             state = _Following(job_id, waiter, feed, trio.current_time() + timeout_ms / 1000, timeout_ms)
             finished = False
             try:
-                yield JobOutputItem(job_id=data.JobId(value=job_id))
+                yield [JobOutputItem(job_id=data.JobId(value=job_id))]
                 while items := await state.next():
-                    for item in items:
-                        yield item
+                    yield items
                 finished = True
             finally:
                 if direct and not finished:  # caller gone or timed out: nobody gets the result
                     await _undo(self._jobs.delete(job_id), f"delete of DIRECT job {job_id} whose caller left")
 
-    async def listen_stream(self, req: ListenStreamRequest) -> AsyncIterator[JobOutputItem]:
+    async def listen_stream(self, req: ListenStreamRequest) -> AsyncIterator[list[JobOutputItem]]:
         """Follow a job by id: the chunks kept so far, the rest as they come, then its result."""
         if req.job_id is None or req.job_id.value == 0:
             raise InvalidArgument("job_id", "is required")
@@ -137,8 +138,7 @@ class Streams:
                                    f"can give")
             state = _Following(job_id, waiter, feed, deadline, timeout_ms, result=ended)
             while items := await state.next():
-                for item in items:
-                    yield item
+                yield items
 
     async def _ended_result(self, job_id: int) -> data.JobResult | None:
         """The final result of a job that has ended: as the output streams keep it (the result key
