@@ -1,8 +1,10 @@
 """What a new job keeps beyond the v0.7 message (`jobworkerp.ext.JobExtras`), decided at enqueue.
 
-One place builds them, so each feature adds its field here rather than building its own message
-(a job has one JobExtras, carried by its queue entry and row through retries and re-runs:
-`storage/queue.py`). None when nothing is set: most jobs carry no extras and pay nothing for them.
+One place builds them (`Jobs._enqueue_to` calls `job_extras` once per job, for Enqueue,
+EnqueueBatch and EnqueueForStream alike), so each feature adds its field here rather than
+building its own message: a job has one JobExtras, carried by its queue entry and row through
+retries and re-runs (`storage/queue.py`). None when nothing is set: most jobs carry no extras and
+pay nothing for them.
 """
 
 from __future__ import annotations

@@ -22,11 +22,11 @@ from jobworkerp.lifecycle import retry
 from jobworkerp.lifecycle.placement import channel_of, route
 from jobworkerp.lifecycle.transitions import JobLifecycle
 from jobworkerp.proto.jobworkerp import data
-from jobworkerp.proto.jobworkerp.ext import JobExtras
 from jobworkerp.proto.jobworkerp.service import JobRequest
 from jobworkerp.storage import Storage
 from jobworkerp.storage.pubsub import JobResultWaiter
 from jobworkerp.usecase.bulk import Batch
+from jobworkerp.usecase.extras import job_extras
 from jobworkerp.usecase.paging import page
 from jobworkerp.usecase.queue_limit import QueueLimit
 from jobworkerp.usecase.workers import Workers
@@ -97,18 +97,19 @@ class Jobs:
         if self.stopping.is_set():
             raise Unavailable("the server is stopping and accepts no new jobs; retry against a running server")
 
-    async def enqueue(self, req: JobRequest, *, extras: JobExtras | None = None,
+    async def enqueue(self, req: JobRequest, *, stream_output: bool = False,
                       before_place: BeforePlace | None = None) -> tuple[int, data.JobResult | None]:
         """Accept a job; for DIRECT workers also wait for and return its result.
 
-        `extras` stay with the job (`usecase/extras.py`). `before_place(job, worker)` is awaited
+        `stream_output`: the job's output is streamed (kept in its JobExtras, `usecase/extras.py`).
+        `before_place(job, worker)` is awaited
         once the job is checked and built, right before it is placed: a caller that follows the
         job (streamed output, `usecase/streams.py`) subscribes there, so nothing the job publishes
         goes unseen. With it, waiting for a DIRECT job's result is left to that caller, and so is
         deleting the job if its client leaves first."""
         self._refuse_if_stopping()
         worker = await self._workers.resolve(req.worker_id, req.worker_name)
-        return await self._enqueue_to(worker, req, extras, before_place)
+        return await self._enqueue_to(worker, req, stream_output, before_place)
 
     async def enqueue_batch(self, reqs: Sequence[JobRequest]) -> builtins.list[int | Exception]:
         """Accept many jobs: per item, in request order, its job id or the error the single
@@ -116,7 +117,7 @@ class Jobs:
         batch = Batch(self._workers, self._config.job_enqueue_batch_max_items, reqs)
         return await batch.run(self._refuse_if_stopping, self._enqueue_to)
 
-    async def _enqueue_to(self, worker: data.Worker, req: JobRequest, extras: JobExtras | None = None,
+    async def _enqueue_to(self, worker: data.Worker, req: JobRequest, stream_output: bool = False,
                           before_place: BeforePlace | None = None) -> tuple[int, data.JobResult | None]:
         self._workers.check_args(worker, req.args)
         job = self._build_job(req, worker)
@@ -126,6 +127,7 @@ class Jobs:
         assert wd is not None  # a stored worker always has its data
         if route(wd, job.data.run_after_time, now_ms(), self._config.fetch_interval_ms, int(wd.queue_type)).queued:
             await self._queue_limit.admit(channel_of(wd))
+        extras = job_extras(stream_output=stream_output)
         placed = False
         try:
             # Inside the try: a caller that goes away while the key is being taken must not

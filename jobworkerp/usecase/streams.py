@@ -32,7 +32,6 @@ from jobworkerp.proto.jobworkerp.service import JobRequest
 from jobworkerp.storage import Storage
 from jobworkerp.storage.output_stream import OutputFeed
 from jobworkerp.storage.pubsub import JobResultWaiter
-from jobworkerp.usecase.extras import job_extras
 from jobworkerp.usecase.jobs import DIRECT_WAIT_GRACE_S, Jobs, _undo
 from jobworkerp.usecase.results import DEFAULT_LISTEN_TIMEOUT_MS
 from jobworkerp.usecase.workers import Workers
@@ -101,7 +100,7 @@ class Streams:
                 feed = await stack.enter_async_context(self._storage.output.follow(job_id))
                 following.append((job, worker, waiter, feed))
 
-            job_id, _ = await self._jobs.enqueue(req, extras=job_extras(stream_output=True), before_place=follow)
+            job_id, _ = await self._jobs.enqueue(req, stream_output=True, before_place=follow)
             job, worker, waiter, feed = following[0]
             direct = worker.data.response_type == data.ResponseType.DIRECT
             if direct:
