@@ -42,7 +42,6 @@ PID = struct.Struct(">Q")
 # chunk frames before its reply: EMIT, then the chunk. The reply stays a bare pickle, which always
 # starts with the PROTO opcode (0x80, pickle protocol 2 and later), never with EMIT, so nothing
 # else changes and calls without a taker pay nothing for the feature.
-PICKLE_PROTO = 0x80
 
 
 def encode_frame(payload: bytes) -> bytes:
