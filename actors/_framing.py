@@ -27,13 +27,21 @@ SHARED_FLAG = "--shared"
 # a garbage reply fails only its own call) without unpickling it first: each starts with the call
 # id and a kind byte. Requests: RUN (followed by the pickled call) or CANCEL (nothing follows).
 # From the host: REPLY (followed by the pickled reply) or PROCESS (the call started the process
-# whose pid follows, 8 bytes, so the parent can hold it to the memory limit on its own).
+# whose pid follows, 8 bytes, so the parent can hold it to the memory limit on its own), or EMIT
+# (a chunk of output the call sent while running, `hosted.emit`: the raw bytes follow).
 SHARED_HEAD = struct.Struct(">Qc")
 RUN = b"R"
 CANCEL = b"C"
 REPLY = b"A"
 PROCESS = b"P"
+EMIT = b"E"
 PID = struct.Struct(">Q")
+
+# An exclusive host's frames carry no head: one call at a time, and its reply is the only frame.
+# A call whose caller takes emitted chunks (`ProcessPool.run(..., on_emit=...)`) may also send
+# chunk frames before its reply: EMIT, then the chunk. The reply stays a bare pickle, which always
+# starts with the PROTO opcode (0x80, pickle protocol 2 and later), never with EMIT, so nothing
+# else changes and calls without a taker pay nothing for the feature.
 
 
 def encode_frame(payload: bytes) -> bytes:

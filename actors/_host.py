@@ -13,11 +13,12 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
 import trio
 
+from actors._emitted import read_reply_emitting
 from actors._framing import HEADER, HEADER_SIZE, READY_PAYLOAD
 from actors._tail import TailBuffer
 
@@ -287,10 +288,13 @@ class Host:
 
     # ----------------------------------------------------------------- protocol
 
-    async def call(self, frame: bytes) -> bytes:
-        """Send one request frame and return the reply payload; HostEOF if it died."""
+    async def call(self, frame: bytes, on_emit: Callable[[bytes], None] | None = None) -> bytes:
+        """Send one request frame and return the reply payload; HostEOF if it died. With
+        ``on_emit``, the chunks the call emits before its reply are handed to it on the way."""
         await self.send(frame)
-        return await self.read_frame()
+        if on_emit is None:
+            return await self.read_frame()
+        return await read_reply_emitting(self, on_emit)
 
     async def send(self, frame: bytes) -> None:
         """Write one frame; HostEOF if the host's end of the pipe is gone."""

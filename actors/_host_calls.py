@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import pickle
 import traceback
+from collections.abc import Callable
 
 from tblib import pickling_support
 
-from actors._framing import REPLY, SHARED_HEAD, encode_frame, pickled
-from actors.hosted import CallTable
+from actors._framing import EMIT, REPLY, SHARED_HEAD, encode_frame, pickled
+from actors.hosted import CallTable, emitting_to
+
+Write = Callable[[bytes], None]  # sends one whole frame to the parent
 
 __all__ = ["CallCancelled", "serve_one", "serve_shared"]
 
@@ -22,23 +25,34 @@ class CallCancelled(Exception):
     """The parent cancelled the call before a thread of the shared host began it."""
 
 
-def serve_one(request: bytes) -> bytes:
+def serve_one(request: bytes, write: Write) -> bytes:
     """Run the call in ``request`` (an exclusive host's) and return the framed
-    ``(call_id, ok, value)`` reply."""
-    return encode_frame(_serve(request, None, None))
+    ``(call_id, ok, value)`` reply; chunks the call emits go out through ``write`` meanwhile."""
+
+    def send(chunk: bytes) -> None:
+        write(encode_frame(EMIT + chunk))
+
+    return encode_frame(_serve(request, None, None, send))
 
 
-def serve_shared(call_id: int, request: bytes | memoryview, calls: CallTable) -> bytes:
+def serve_shared(call_id: int, request: bytes | memoryview, calls: CallTable, write: Write) -> bytes:
     """Run call ``call_id`` of a shared host, registered in ``calls`` while it runs so a cancel
-    request reaches its hooks (:mod:`actors.hosted`); returns the framed reply, led by the id."""
-    return encode_frame(SHARED_HEAD.pack(call_id, REPLY) + _serve(request, call_id, calls))
+    request reaches its hooks (:mod:`actors.hosted`); returns the framed reply, led by the id.
+    Chunks the call emits go out through ``write`` meanwhile, led by the id too."""
+    head = SHARED_HEAD.pack(call_id, EMIT)
+
+    def send(chunk: bytes) -> None:
+        write(encode_frame(head + chunk))
+
+    return encode_frame(SHARED_HEAD.pack(call_id, REPLY) + _serve(request, call_id, calls, send))
 
 
-def _serve(request: bytes | memoryview, shared_id: int | None, calls: CallTable | None) -> bytes:
-    """The pickled reply to the call in ``request``."""
+def _serve(request: bytes | memoryview, shared_id: int | None, calls: CallTable | None, send: Write) -> bytes:
+    """The pickled reply to the call in ``request``; a call whose caller takes emitted chunks
+    (the request's last field) runs with ``send`` as its :func:`actors.hosted.emit`."""
     call_id: int | None = shared_id
     try:
-        call_id, fn, args, kwargs = pickle.loads(request)
+        call_id, fn, args, kwargs, emits = pickle.loads(request)
     except BaseException as exc:  # e.g. the function's module is not importable here
         # call_id None means "the call you sent": an exclusive host runs one call at a time,
         # and a shared host's reply carries the id outside the pickle anyway.
@@ -47,7 +61,11 @@ def _serve(request: bytes | memoryview, shared_id: int | None, calls: CallTable 
         if not calls.begin(shared_id):
             return _error_reply(call_id, CallCancelled("cancelled before it began"), None)
     try:
-        value = fn(*args, **kwargs)
+        if emits:
+            with emitting_to(send):
+                value = fn(*args, **kwargs)
+        else:
+            value = fn(*args, **kwargs)
     except BaseException as exc:  # report everything; the host itself keeps serving
         return _error_reply(call_id, _as_exception(exc), None)
     finally:

@@ -69,15 +69,15 @@ def _serve_shared(reader: BinaryIO, proto_out: int) -> int:
     write_lock = threading.Lock()
     head = _framing.SHARED_HEAD
 
-    def run(call_id: int, request: bytes) -> None:
-        reply = serve_shared(call_id, memoryview(request)[head.size:], calls)
-        with write_lock:
-            _framing.write_all(proto_out, reply)
-
-    def report_process(call_id: int, pid: int) -> None:
-        frame = _framing.encode_frame(head.pack(call_id, _framing.PROCESS) + _framing.PID.pack(pid))
+    def write(frame: bytes) -> None:
         with write_lock:
             _framing.write_all(proto_out, frame)
+
+    def run(call_id: int, request: bytes) -> None:
+        write(serve_shared(call_id, memoryview(request)[head.size:], calls, write))
+
+    def report_process(call_id: int, pid: int) -> None:
+        write(_framing.encode_frame(head.pack(call_id, _framing.PROCESS) + _framing.PID.pack(pid)))
 
     calls.report_process = report_process
 
@@ -125,11 +125,14 @@ def main(argv: list[str]) -> int:
     with open(proto_in, "rb", buffering=1 << 16) as reader:
         if shared:
             return _serve_shared(reader, proto_out)
+        def write(frame: bytes) -> None:
+            _framing.write_all(proto_out, frame)
+
         while True:
             request = _read_frame(reader, _framing.HEADER)
             if request is None:
                 return 0
-            _framing.write_all(proto_out, serve_one(request))
+            write(serve_one(request, write))
 
 
 if __name__ == "__main__":

@@ -25,11 +25,13 @@ What a host's death or a cancel does here differs from an exclusive host:
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
 from actors import _framing
+from actors._emitted import Taker
 from actors._host import RETIRED, Host, HostCrashed, HostEOF
 from actors.hosted import kill_tree
 
@@ -39,14 +41,15 @@ __all__ = ["SharedHost"]
 class _Call:
     """One call in flight: its caller waits on ``done``."""
 
-    __slots__ = ("done", "error", "kill_reason", "pids", "reply")
+    __slots__ = ("done", "error", "kill_reason", "on_emit", "pids", "reply")
 
-    def __init__(self) -> None:
+    def __init__(self, on_emit: Taker | None = None) -> None:
         self.done = trio.Event()
         self.reply: bytes | None = None
         self.error: BaseException | None = None
         self.pids: list[int] = []  # processes the call started
         self.kill_reason: str | None = None  # set when the pool killed one of them
+        self.on_emit = on_emit  # takes the chunks the call emits (`_emitted.py`)
 
 
 class SharedHost:
@@ -69,14 +72,16 @@ class SharedHost:
         host = self.host
         return not (self.retired or host.stop_requested or host.gone.is_set())
 
-    async def call(self, call_id: int, request: bytes) -> tuple[bool, Any]:
-        """Send ``request`` (a pickled ``(call_id, fn, args, kwargs)``) and wait for the reply.
+    async def call(self, call_id: int, request: bytes,
+                   on_emit: Callable[[bytes], None] | None = None) -> tuple[bool, Any]:
+        """Send ``request`` (a pickled ``(call_id, fn, args, kwargs, emits)``) and wait for the
+        reply; chunks the call emits meanwhile go to ``on_emit``.
 
         Returns ``(ok, value)``; raises the crash report if the host dies first, or
         ``RuntimeError`` if the reply does not unpickle (the host is then killed: it wrote
         something else than replies on its protocol pipe).
         """
-        call = _Call()
+        call = _Call(None if on_emit is None else Taker(on_emit, f"{self.host.pool_name} call {call_id}"))
         self._calls[call_id] = call
         self._waited += 1
         try:
@@ -123,7 +128,8 @@ class SharedHost:
 
     def _abandon(self, call_id: int, call: _Call) -> None:
         """The caller left: ask the host to cancel the call, and retire the host if it does not
-        stop within the grace."""
+        stop within the grace. What the call still emits meanwhile is dropped."""
+        call.on_emit = None
         if self.host.gone.is_set() or self.host.stop_requested:
             self._calls.pop(call_id, None)
             return
@@ -161,6 +167,11 @@ class SharedHost:
             while True:
                 payload = await self.host.read_frame()
                 call_id, kind = head.unpack_from(payload)
+                if kind == _framing.EMIT:
+                    emitting = self._calls.get(call_id)
+                    if emitting is not None and emitting.on_emit is not None:
+                        emitting.on_emit(payload[head.size:])
+                    continue
                 if kind == _framing.PROCESS:
                     self._started_process(call_id, _framing.PID.unpack_from(payload, head.size)[0])
                     continue

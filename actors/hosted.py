@@ -1,4 +1,5 @@
-"""What code running inside a runner host may ask of it: to be told when its call is cancelled.
+"""What code running inside a runner host may ask of it: to be told when its call is cancelled,
+and to send output to its caller while it runs (`emit`).
 
 A host started for :meth:`actors.ProcessPool.run_shared` runs many calls at once, each on a
 thread of its own. A cancelled call there cannot be ended by killing the process (that would
@@ -11,6 +12,13 @@ pool stops giving that host new calls and kills it once its other calls are over
 In an exclusive host (:meth:`actors.ProcessPool.run`) a cancelled call's host is killed, so
 :func:`on_cancel` does nothing there.
 
+A call whose caller passed ``on_emit`` to the pool may :func:`emit` chunks of bytes: each goes to
+the parent at once, as a frame of its own, and reaches ``on_emit`` before the call's reply, in the
+order emitted. Only the thread running the call may emit (a thread it starts has no call). For a
+caller that passed no ``on_emit``, :func:`emit` does nothing and :func:`emitting` is False, so
+code can skip preparing output nobody takes. The write blocks while the pipe to the parent is
+full: a call emitting faster than the parent reads is slowed down, never buffered without bound.
+
 This module is imported by the host process: it must stay free of trio.
 """
 
@@ -20,9 +28,11 @@ import os
 import signal
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-__all__ = ["CallTable", "cancelled", "child_pids", "current_calls", "kill_tree", "on_cancel", "started_process"]
+__all__ = ["CallTable", "cancelled", "child_pids", "current_calls", "emit", "emitting", "emitting_to", "kill_tree",
+           "on_cancel", "started_process"]
 
 # Cancels that arrived before their call began (the request still queued for a thread), kept so
 # the call does not start at all. Bounded: a cancel for a call that already ended is never used.
@@ -140,6 +150,35 @@ def started_process(pid: int) -> None:
     do in an exclusive host, whose whole tree belongs to its one call.
     """
     _CALLS.started_process(pid)
+
+
+# The calling thread's way to send a chunk to its caller, while it runs a call whose caller takes
+# them (set by the host around the call, `_host_calls`); absent otherwise.
+_emitter = threading.local()
+
+
+@contextmanager
+def emitting_to(send: Callable[[bytes], None]) -> Iterator[None]:
+    """While inside, :func:`emit` on this thread hands its chunks to ``send`` (used by the host
+    around a call whose caller takes them)."""
+    _emitter.send = send
+    try:
+        yield
+    finally:
+        _emitter.send = None
+
+
+def emitting() -> bool:
+    """Whether the caller of the call this thread runs takes its output as it comes."""
+    return getattr(_emitter, "send", None) is not None
+
+
+def emit(chunk: bytes) -> None:
+    """Send ``chunk`` to the caller now, as output of the call this thread runs; nothing when the
+    caller takes no output (see the module docstring), or for an empty chunk."""
+    send = getattr(_emitter, "send", None)
+    if send is not None and chunk:
+        send(bytes(chunk))
 
 
 _TREE_MAX = 256  # processes looked at under one, at most

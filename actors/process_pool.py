@@ -207,20 +207,26 @@ class ProcessPool:
 
     # -------------------------------------------------------------------- calls
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, on_emit: Callable[[bytes], None] | None = None,
+                  **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` in an idle host and return its value.
 
         Raises what ``fn`` raised (same type, remote traceback attached),
         :class:`HostCrashed` if the host died during the call, or
         ``trio.ClosedResourceError`` if the pool is closed. If the caller is
         cancelled while the host runs the call, the host is killed and replaced.
+
+        ``on_emit`` (so ``fn`` cannot take a keyword of that name) receives, in order and before
+        the call returns, each chunk ``fn`` sends with :func:`actors.hosted.emit`; it is called
+        synchronously by the task reading the host's pipe and must not block (``_emitted.py``).
+        Without it, ``emit`` does nothing in the host and no chunk crosses the pipe.
         """
         if self._closed or self._nursery is None:
             raise trio.ClosedResourceError(f"process pool {self.name!r} is not open")
         self._next_call_id += 1
         call_id = self._next_call_id
         # Pickle before taking a slot: an unpicklable call must not cost a host.
-        frame = _framing.encode_object((call_id, fn, args, kwargs))
+        frame = _framing.encode_object((call_id, fn, args, kwargs, on_emit is not None))
         slot = await self._acquire_slot()
         try:
             host = slot.host
@@ -232,30 +238,32 @@ class ProcessPool:
         self._busy += 1
         self._calls += 1
         try:
-            reply = await self._call_host(slot, host, frame)
+            reply = await self._call_host(slot, host, frame, on_emit)
         finally:
             self._busy -= 1
         return self._unpack_reply(call_id, slot, host, reply)
 
-    async def run_shared(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def run_shared(self, fn: Callable[..., T], *args: Any, on_emit: Callable[[bytes], None] | None = None,
+                         **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` on the shared host, alongside its other calls.
 
         For calls that mostly wait on something outside Python, and whose code is thread-safe.
-        Raises like :meth:`run`. If the caller is cancelled, the host is asked to cancel the call
-        (running the hooks it registered with :func:`actors.hosted.on_cancel`) and keeps serving
-        the others; a call that does not stop within ``cancel_grace`` seconds gets its host
-        retired (no new calls; killed once the others are over).
+        Raises like :meth:`run`, and takes ``on_emit`` as :meth:`run` does. If the caller is
+        cancelled, the host is asked to cancel the call (running the hooks it registered with
+        :func:`actors.hosted.on_cancel`) and keeps serving the others; a call that does not stop
+        within ``cancel_grace`` seconds gets its host retired (no new calls; killed once the
+        others are over).
         """
         if self._closed or self._nursery is None:
             raise trio.ClosedResourceError(f"process pool {self.name!r} is not open")
         self._next_call_id += 1
         call_id = self._next_call_id
-        request = _framing.pickled((call_id, fn, args, kwargs))
+        request = _framing.pickled((call_id, fn, args, kwargs, on_emit is not None))
         shared = await self._shared_host()
         self._busy += 1
         self._calls += 1
         try:
-            ok, value = await shared.call(call_id, request)
+            ok, value = await shared.call(call_id, request, on_emit)
         except HostCrashed:
             if self._closed:
                 raise trio.ClosedResourceError(f"process pool {self.name!r} was closed during the call") from None
@@ -303,7 +311,8 @@ class ProcessPool:
             if self._shared is shared:
                 self._shared = None
 
-    async def _call_host(self, slot: _Slot, host: Host, frame: bytes) -> bytes:
+    async def _call_host(self, slot: _Slot, host: Host, frame: bytes,
+                         on_emit: Callable[[bytes], None] | None) -> bytes:
         """One round trip; on cancel or death, retire the host and pass the slot on."""
         try:
             # A cancel delivered here leaves the host untouched and reusable.
@@ -312,7 +321,7 @@ class ProcessPool:
             self._release_slot(slot)
             raise
         try:
-            return await host.call(frame)
+            return await host.call(frame, on_emit)
         except HostEOF:
             raise await self._host_died(slot, host) from None
         except BaseException:

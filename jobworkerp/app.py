@@ -52,6 +52,7 @@ from jobworkerp.usecase.jobs import Jobs
 from jobworkerp.usecase.restore import Restorer
 from jobworkerp.usecase.results import Results
 from jobworkerp.usecase.runners import Runners
+from jobworkerp.usecase.streams import Streams
 from jobworkerp.usecase.workers import Workers
 from jobworkerp.worker.channel import ChannelWorker
 from jobworkerp.worker.executor import ExecutorContext, RunnerPool
@@ -87,6 +88,7 @@ class App:
         self.workers.on_deleted = self.lifecycle.end_jobs_of_deleted_worker
         self.jobs = Jobs(storage, self.workers, self.ids, self.lifecycle, config)
         self.results = Results(storage, self.workers)
+        self.streams = Streams(storage, self.workers, self.jobs)
         self.restorer = Restorer(storage, self.workers, self.lifecycle, config)
         self.executor_context = ExecutorContext(lifecycle=self.lifecycle, registry=self.registry)
         self.channels: list[ChannelWorker] = []

@@ -183,6 +183,13 @@ class Config:
     # bytes) before its stream ends with RESOURCE_EXHAUSTED (storage/worker_stream.py).
     listen_stream_max_buffered: int = 1000
     listen_stream_max_buffered_bytes: int = 64 * 1024 * 1024
+    # Streamed output (JobStreamService, beyond upstream): how many chunks, and bytes of them, of
+    # one job are kept for its listeners (older ones go: a listener that falls further behind, or
+    # comes late, is told how many it missed), and how long after the job ended
+    # (storage/output_stream.py). Bytes: one job output's worth by default.
+    job_stream_max_chunks: int = 1024
+    job_stream_max_bytes: int = 8 * 1024 * 1024
+    job_stream_keep_s: int = 60
     # How long a process may serve a cached worker definition when a change event was missed
     # (Scalable pushes changes to every process; the expiry only bounds a missed push).
     worker_cache_ttl_s: int = 60
@@ -673,6 +680,9 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         job_output_max_bytes=_get(env, "JOB_OUTPUT_MAX_BYTES", output_bytes, 8 * 1024 * 1024),
         listen_stream_max_buffered=_get(env, "LISTEN_STREAM_MAX_BUFFERED", pos_int, 1000),
         listen_stream_max_buffered_bytes=_get(env, "LISTEN_STREAM_MAX_BUFFERED_BYTES", pos_int, 64 * 1024 * 1024),
+        job_stream_max_chunks=_get(env, "JOB_STREAM_MAX_CHUNKS", pos_int, 1024),
+        job_stream_max_bytes=_get(env, "JOB_STREAM_MAX_BYTES", pos_int, 8 * 1024 * 1024),
+        job_stream_keep_s=_get(env, "JOB_STREAM_KEEP_SECONDS", nonneg_int, 60),
         runner_host_max_rss_mb=_get(env, "RUNNER_HOST_MAX_RSS_MB", nonneg_int, 4096),
         runner_hosts_max=_get(env, "RUNNER_HOSTS_MAX", pos_int, os.cpu_count() or 1),
         job_queue_max_length=_get(env, "JOB_QUEUE_MAX_LENGTH", nonneg_int, 100_000),

@@ -214,6 +214,24 @@ def _item_result(index: int, outcome: int | Exception) -> ext.EnqueueItemResult:
         code=error.status.value, message=f"items[{index}]{separator}{error.message}"))
 
 
+class JobStreamService(ext.JobStreamServiceBase):
+    """Streamed output (beyond upstream; usecase/streams.py): one trio hop per batch of the items
+    ready at once (a burst of a command's lines), each item then sent as a message of its own."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def enqueue_for_stream(self, message: svc.JobRequest) -> AsyncIterator[ext.JobOutputItem]:
+        async for items in _stream(self._app.streams.enqueue_for_stream(message)):
+            for item in items:
+                yield item
+
+    async def listen_stream(self, message: ext.ListenStreamRequest) -> AsyncIterator[ext.JobOutputItem]:
+        async for items in _stream(self._app.streams.listen_stream(message)):
+            for item in items:
+                yield item
+
+
 class JobStatusService(svc.JobStatusServiceBase):
     def __init__(self, app: Any) -> None:
         self._app = app
@@ -273,8 +291,8 @@ class JobResultService(svc.JobResultServiceBase):
 
 
 def build_services(app: Any) -> list[Any]:
-    """The six jobworkerp services, the bulk extension, gRPC health and server reflection
-    (front/introspection.py)."""
+    """The six jobworkerp services, the bulk and streaming extensions, gRPC health and server
+    reflection (front/introspection.py)."""
     from jobworkerp.front.introspection import with_health_and_reflection
 
     services: list[IServable] = [
@@ -285,5 +303,6 @@ def build_services(app: Any) -> list[Any]:
         JobRestoreService(app),
         JobResultService(app),
         BulkJobService(app),
+        JobStreamService(app),
     ]
     return with_health_and_reflection(services)

@@ -3,7 +3,8 @@
 Departure from upstream: a non-zero exit code is a failure (ERROR_AND_RETRY) whose output is
 the exit status and stderr; on success the output is stdout. Stdout is read as it comes and the
 command is killed once it passes JOB_OUTPUT_MAX_BYTES (the job fails, `output_limit`); of stderr
-only the last STDERR_LIMIT bytes are kept, so neither can fill the runner host's memory.
+only the last STDERR_LIMIT bytes are kept, so neither can fill the runner host's memory. A job
+enqueued for streaming also sends its stdout line by line as it comes (`streaming.py`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import selectors
 import subprocess
 from typing import ClassVar
 
-from actors.hosted import cancelled, kill_tree, started_process
+from actors.hosted import cancelled, emitting, kill_tree, started_process
 from jobworkerp.config import ConfigError
 from jobworkerp.proto.jobworkerp.data import RunnerType
 from jobworkerp.proto.jobworkerp.runner import CommandArgs, CommandRunnerSettings
 from jobworkerp.runners.base import FatalError, OtherError, RetryableError, RunnerLoadError, describe_exit
 from jobworkerp.runners.output_limit import CappedBuffer, output_limit
 from jobworkerp.runners.policy import PolicyViolation, RunnerPolicy
+from jobworkerp.runners.streaming import LineChunks
 from jobworkerp.tracing.host import child_environment
 
 SETTINGS_PROTO = """syntax = "proto3";
@@ -42,11 +44,12 @@ STDERR_LIMIT = 64 * 1024
 READ_CHUNK = 64 * 1024
 
 
-def read_output(proc: subprocess.Popen[bytes], stdout: CappedBuffer) -> bytes:
+def read_output(proc: subprocess.Popen[bytes], stdout: CappedBuffer, lines: LineChunks | None = None) -> bytes:
     """Read the process's stdout into `stdout` and its stderr, both until they close; returns the
     last STDERR_LIMIT bytes of stderr. Raises OutputTooLarge (the process still running) as soon
     as stdout passes its limit. Both pipes are read together, so a command that fills one while
-    we wait on the other never blocks."""
+    we wait on the other never blocks. With `lines` (a job enqueued for streaming), stdout is
+    also sent line by line as it comes, never past the limit (`runners/streaming.py`)."""
     assert proc.stdout is not None and proc.stderr is not None
     stderr = bytearray()
     with selectors.DefaultSelector() as selector:
@@ -57,8 +60,12 @@ def read_output(proc: subprocess.Popen[bytes], stdout: CappedBuffer) -> bytes:
                 chunk = os.read(key.fd, READ_CHUNK)
                 if not chunk:
                     selector.unregister(key.fileobj)
+                    if lines is not None and key.fileobj is proc.stdout:
+                        lines.close()
                 elif key.fileobj is proc.stdout:
                     stdout.add(chunk)
+                    if lines is not None:
+                        lines.feed(chunk)
                 else:
                     stderr += chunk
                     if len(stderr) > 2 * STDERR_LIMIT:
@@ -111,7 +118,7 @@ class CommandRunner:
             started_process(proc.pid)  # so a memory limit kills this command alone (actors/hosted.py)
             if cancelled():  # the cancel came before there was a process for cancel() to kill
                 kill_tree(proc.pid)
-            stderr = read_output(proc, stdout)
+            stderr = read_output(proc, stdout, LineChunks() if emitting() else None)
         except BaseException:
             proc.kill()  # over the limit (or the host is going away): nothing more is read
             raise

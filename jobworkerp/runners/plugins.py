@@ -8,6 +8,8 @@ The contract: a plugin runner is a Python class with
     result_proto: str | None     optional; .proto text of the output items (None/"" = raw bytes)
     load(settings: bytes)        parse settings, prepare; failures are FATAL_ERROR
     run(args: bytes) -> list[bytes]
+    run_stream(args: bytes) -> Iterable[bytes]
+                                 optional: the output as it is produced, chunk by chunk
     cancel()                     optional: reset before a static runner is reused
 
 raising `jobworkerp.runners.base` errors to choose a job's ResultStatus (anything else is OTHER_ERROR).
@@ -17,6 +19,12 @@ rather than from a failed job; with an empty proto the bytes pass unchecked.
 Plugins parse their bytes with `proto_messages` (re-exported here from `proto_text`, so a plugin
 needs only this module). Where plugins come from, and how the server learns about them without
 importing them, is `plugin_discovery`.
+
+A job enqueued for streaming runs `run_stream` when the plugin has one: each chunk it yields is
+sent to the job's listeners at once (`runners/streaming.py`), and the job's output is one item,
+the chunks joined — what a listener saw, whole. Other jobs run `run` (or, for a plugin with only
+`run_stream`, its chunks joined, with nothing sent). JOB_OUTPUT_MAX_BYTES is checked as chunks
+come, so a plugin yielding without end is stopped there.
 
 Runner hosts import a plugin only when one of its jobs runs. A directory plugin is loaded from its
 file path (recorded in its ref) under a private module name, so it needs no sys.path entry and
@@ -33,11 +41,12 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from actors.hosted import emitting
 from jobworkerp.runners.base import (
     AbortError,
     FatalError,
@@ -46,7 +55,9 @@ from jobworkerp.runners.base import (
     RunnerError,
     RunnerLoadError,
 )
+from jobworkerp.runners.output_limit import CappedBuffer, output_limit
 from jobworkerp.runners.proto_text import proto_messages as proto_messages  # re-export: plugins import it from here
+from jobworkerp.runners.streaming import emit_piecewise
 
 log = logging.getLogger(__name__)
 
@@ -166,13 +177,40 @@ class PluginRunner:
             raise RunnerLoadError(f"plugin {self.name}: load failed: {type(e).__name__}: {e}") from None
 
     def run(self, args: bytes) -> list[bytes]:
+        stream = getattr(self._plugin, "run_stream", None)
         try:
+            if stream is not None and (emitting() or not hasattr(self._plugin, "run")):
+                return [self._collect(stream(args))]
             value = self._plugin.run(args)
         except RunnerError as e:
             raise _portable(e) from None
         except (Exception, SystemExit) as e:
             raise OtherError(f"plugin {self.name}: {type(e).__name__}: {e}") from None
         return _items(self.name, value)
+
+    def _collect(self, chunks: Iterable[Any]) -> bytes:
+        """Send each chunk `run_stream` yields (when the job is streamed) and return them joined;
+        stops the plugin (closing its generator) once they pass JOB_OUTPUT_MAX_BYTES."""
+        limit = output_limit()
+        what = f"the output of plugin {self.name}"
+        collected = CappedBuffer(limit, what)
+        send = emitting()
+        iterator = iter(chunks)
+        try:
+            for chunk in iterator:
+                if isinstance(chunk, str):
+                    chunk = chunk.encode("utf-8")
+                elif not isinstance(chunk, (bytes, bytearray, memoryview)):
+                    raise OtherError(f"plugin {self.name}: run_stream() yielded a {type(chunk).__name__}; "
+                                     f"chunks must be bytes")
+                collected.add(chunk)
+                if send:
+                    emit_piecewise(bytes(chunk))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+        return bytes(collected.data)
 
     def cancel(self) -> None:
         cancel = getattr(self._plugin, "cancel", None)

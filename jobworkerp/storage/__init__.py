@@ -18,7 +18,9 @@ import trio
 
 from jobworkerp.config import STANDALONE, Config
 from jobworkerp.storage.job_status import JobStatusStore, MemoryJobStatusStore
+from jobworkerp.storage.memory_output import MemoryOutputStreams
 from jobworkerp.storage.memory_queue import MemoryJobQueue
+from jobworkerp.storage.output_stream import OutputBounds, OutputStreams
 from jobworkerp.storage.pubsub import MemoryResultBus, ResultBus
 from jobworkerp.storage.queue import JobQueue
 from jobworkerp.storage.rdb import Repository
@@ -75,6 +77,7 @@ class Storage:
     scalable: bool = False
     node_id: int | None = None  # snowflake node of this process; None = derive from the host
     node_lease: NodeLease | None = None  # Scalable: keeps node_id unique among live processes
+    output: OutputStreams = field(default_factory=MemoryOutputStreams)  # streamed jobs' output (output_stream.py)
 
 
 def stream_bounds(config: Config) -> StreamBounds:
@@ -82,12 +85,18 @@ def stream_bounds(config: Config) -> StreamBounds:
     return StreamBounds(config.listen_stream_max_buffered, config.listen_stream_max_buffered_bytes)
 
 
-def memory_storage(repo: Repository, bounds: StreamBounds | None = None) -> Storage:
+def output_bounds(config: Config) -> OutputBounds:
+    """How much of a streamed job's output is kept for its listeners, and how long (output_stream.py)."""
+    return OutputBounds(config.job_stream_max_chunks, config.job_stream_max_bytes, config.job_stream_keep_s)
+
+
+def memory_storage(repo: Repository, bounds: StreamBounds | None = None,
+                   output: OutputBounds | None = None) -> Storage:
     """In-process queues and notifications around a repository (Standalone, and tests)."""
     queue, status, uniq_keys = MemoryJobQueue(), MemoryJobStatusStore(), MemoryUniqKeyGuard()
     bus = MemoryResultBus(bounds)
     return Storage(repo=repo, queue=queue, status=status, bus=bus, uniq_keys=uniq_keys,
-                   settler=MemoryJobSettler(status, uniq_keys, queue, bus))
+                   settler=MemoryJobSettler(status, uniq_keys, queue, bus), output=MemoryOutputStreams(output))
 
 
 def new_instance_id() -> str:
@@ -107,7 +116,7 @@ async def open_storage(config: Config) -> AsyncIterator[Storage]:
         repo = SqliteRepository(config.sqlite_dbname)
         await repo.open()
         try:
-            yield memory_storage(repo, stream_bounds(config))
+            yield memory_storage(repo, stream_bounds(config), output_bounds(config))
         finally:
             await repo.aclose()
         return
@@ -118,13 +127,16 @@ async def open_storage(config: Config) -> AsyncIterator[Storage]:
 @asynccontextmanager
 async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lease_ms: int = 5000,
                         queue_max_crashes: int = 3, result_ttl_ms: int = 3_600_000,
-                        bounds: StreamBounds | None = None) -> AsyncIterator[Storage]:
+                        bounds: StreamBounds | None = None,
+                        output: OutputBounds | None = None) -> AsyncIterator[Storage]:
     """Redis queues, status, uniq keys and pub/sub around an opened repository (Scalable).
 
-    Runs the process's shared pub/sub reader for as long as the context is open.
+    Runs the process's shared pub/sub reader, and the reader of its listeners' job output
+    streams, for as long as the context is open.
     """
     from jobworkerp.storage.node_lease import NodeLease
     from jobworkerp.storage.redis_bus import RedisResultBus
+    from jobworkerp.storage.redis_output import RedisOutputStreams
     from jobworkerp.storage.redis_pipeline import RedisPipeliner
     from jobworkerp.storage.redis_queue import RedisJobQueue
     from jobworkerp.storage.redis_settle import RedisJobSettler
@@ -136,6 +148,8 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
         async with trio.open_nursery() as nursery:
             await nursery.start(pipeliner.run)
             await nursery.start(bus.run)
+            output_streams = RedisOutputStreams(client, prefix, pipeliner, bus, output)
+            await nursery.start(output_streams.run)
             node_lease = NodeLease(client, prefix)
             await node_lease.claim()
             await nursery.start(node_lease.run)
@@ -154,6 +168,7 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
                 scalable=True,
                 node_id=node_lease.node_id,
                 node_lease=node_lease,
+                output=output_streams,
             )
             nursery.cancel_scope.cancel()
     finally:
@@ -179,7 +194,7 @@ async def _open_scalable(config: Config) -> AsyncIterator[Storage]:
         async with redis_storage(client, config.redis_key_prefix, repo, queue_lease_ms=config.queue_lease_ms,
                                  queue_max_crashes=config.queue_max_crashes,
                                  result_ttl_ms=config.job_result_ttl_seconds * 1000,
-                                 bounds=stream_bounds(config)) as storage:
+                                 bounds=stream_bounds(config), output=output_bounds(config)) as storage:
             yield storage
     finally:
         # Shielded so a cancelled start-up still closes them, but bounded: a stop must not hang on

@@ -183,16 +183,16 @@ class JobTrace:
         span.end(end_time=end)
 
     async def call_host(self, run: Callable[..., Awaitable[Any]], runner: str, fn: Callable[..., Any],
-                        *args: Any) -> Any:
-        """`await run(fn, *args)` on a runner host, in a `job.run` span whose child the host
-        records (`tracing.host.call_traced`) and returns for export here."""
+                        *args: Any, **options: Any) -> Any:
+        """`await run(fn, *args, **options)` on a runner host, in a `job.run` span whose child the
+        host records (`tracing.host.call_traced`) and returns for export here."""
         attributes = {**self._attributes, RUNNER: runner}
         span = self._tracing.tracer.start_span(RUN, context=self._parent, attributes=attributes)
         with _ending(span):
             headers = _headers(trace.set_span_in_context(span))
             try:
                 reply: Traced = await run(call_traced, headers.get(TRACEPARENT, ""), headers.get(TRACESTATE, ""),
-                                          attributes, fn, *args)
+                                          attributes, fn, *args, **options)
             except BaseException as e:
                 self._tracing.export(getattr(e, SPANS_ATTR, ()))
                 raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import logging
 import math
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Protocol
 
@@ -31,6 +31,7 @@ from jobworkerp.storage.pubsub import JobResultWaiter
 from jobworkerp.tracing import current as current_tracing
 from jobworkerp.tracing.carrier import Carrier, PassedOn
 from jobworkerp.usecase.bulk import Batch
+from jobworkerp.usecase.extras import job_extras
 from jobworkerp.usecase.paging import page
 from jobworkerp.usecase.queue_limit import QueueLimit
 from jobworkerp.usecase.workers import Workers
@@ -46,6 +47,7 @@ MAX_RUN_AFTER_TIME = 253_402_300_799_999
 DIRECT_WAIT_GRACE_S = 5.0  # beyond the job timeout, for queueing and result hand-off
 _PRIORITIES = {int(p) for p in data.Priority}
 UNIQ_KEY_MAX_CHARS = 128  # job.uniq_key and job_result.uniq_key are VARCHAR(128) (storage/mysql_schema.py)
+BeforePlace = Callable[[data.Job, data.Worker], Awaitable[None]]  # see Jobs.enqueue
 
 
 class TraceOrigin(Protocol):
@@ -107,17 +109,26 @@ class Jobs:
         if self.stopping.is_set():
             raise Unavailable("the server is stopping and accepts no new jobs; retry against a running server")
 
-    async def enqueue(self, req: JobRequest, client_trace: Carrier | None = None) -> tuple[int, data.JobResult | None]:
+    async def enqueue(self, req: JobRequest, client_trace: Carrier | None = None, *, stream_output: bool = False,
+                      before_place: BeforePlace | None = None) -> tuple[int, data.JobResult | None]:
         """Accept a job; for DIRECT workers also wait for and return its result. `client_trace`:
-        the trace context the client sent (jobworkerp/tracing/carrier.py)."""
+        the trace context the client sent (jobworkerp/tracing/carrier.py).
+
+        `stream_output`: the job's output is streamed (kept in its JobExtras, `usecase/extras.py`).
+        `before_place(job, worker)` is awaited
+        once the job is checked and built, right before it is placed: a caller that follows the
+        job (streamed output, `usecase/streams.py`) subscribes there, so nothing the job publishes
+        goes unseen. With it, waiting for a DIRECT job's result is left to that caller, and so is
+        deleting the job if its client leaves first."""
         self._refuse_if_stopping()
         tracing = current_tracing()
         if tracing is None:
             worker = await self._workers.resolve(req.worker_id, req.worker_name)
-            return await self._enqueue_to(worker, req, None if client_trace is None else PassedOn(client_trace))
+            origin = None if client_trace is None else PassedOn(client_trace)
+            return await self._enqueue_to(worker, req, origin, stream_output, before_place)
         with tracing.enqueue(client_trace) as trace:
             worker = await self._workers.resolve(req.worker_id, req.worker_name)
-            return await self._enqueue_to(worker, req, trace)
+            return await self._enqueue_to(worker, req, trace, stream_output, before_place)
 
     async def enqueue_batch(self, reqs: Sequence[JobRequest], client_trace: Carrier | None = None
                             ) -> builtins.list[int | Exception]:
@@ -132,7 +143,8 @@ class Jobs:
         with tracing.enqueue(client_trace, items=len(reqs)) as trace:
             return await batch.run(self._refuse_if_stopping, partial(self._enqueue_to, trace=trace))
 
-    async def _enqueue_to(self, worker: data.Worker, req: JobRequest, trace: TraceOrigin | None = None
+    async def _enqueue_to(self, worker: data.Worker, req: JobRequest, trace: TraceOrigin | None = None,
+                          stream_output: bool = False, before_place: BeforePlace | None = None
                           ) -> tuple[int, data.JobResult | None]:
         self._workers.check_args(worker, req.args)
         job = self._build_job(req, worker)
@@ -140,7 +152,8 @@ class Jobs:
             raise InvalidArgument("run_after_time", "DIRECT workers run jobs at once; run_after_time must be 0")
         wd = worker.data
         assert wd is not None  # a stored worker always has its data
-        extras = None if trace is None else trace.extras_for(job, worker, channel_of(wd))
+        extras = job_extras(None if trace is None else trace.extras_for(job, worker, channel_of(wd)),
+                            stream_output=stream_output)
         if route(wd, job.data.run_after_time, now_ms(), self._config.fetch_interval_ms, int(wd.queue_type)).queued:
             await self._queue_limit.admit(channel_of(wd))
         placed = False
@@ -148,7 +161,9 @@ class Jobs:
             # Inside the try: a caller that goes away while the key is being taken must not
             # leave it held by a job that never existed (release only frees a key this job holds).
             await self._take_uniq_key(job)
-            if worker.data.response_type == data.ResponseType.DIRECT:
+            if before_place is not None:
+                await before_place(job, worker)
+            elif worker.data.response_type == data.ResponseType.DIRECT:
                 # Subscribed before the job is placed, so its result cannot be published unseen.
                 async with self._storage.bus.listen_direct(job.id.value) as waiter:
                     await self._lifecycle.accept(job, worker, extras)

@@ -33,8 +33,10 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.runners.base import RunnerError
 from jobworkerp.runners.host import run_job
 from jobworkerp.runners.registry import RunnerRegistry, RunnerSpec
+from jobworkerp.storage.output_stream import OutputWriter
 from jobworkerp.tracing import current as current_tracing
 from jobworkerp.tracing.carrier import trace_only
+from jobworkerp.worker.output import open_output
 
 if TYPE_CHECKING:
     from jobworkerp.tracing.spans import JobTrace  # loaded only once tracing is installed
@@ -47,12 +49,13 @@ GIVE_UP_AFTER = 3  # runs of one job failing outside the runner (not an outage) 
 
 
 class RunnerPool(Protocol):
-    """What the executor needs of a runner-host pool (actors.ProcessPool)."""
+    """What the executor needs of a runner-host pool (actors.ProcessPool); `on_emit` takes the
+    chunks a streamed job's runner sends as it runs (worker/output.py)."""
 
-    async def run(self, fn: Any, *args: Any) -> Any:
+    async def run(self, fn: Any, *args: Any, on_emit: Callable[[bytes], None] | None = None) -> Any:
         """On a host of its own (killed if the caller is cancelled)."""
 
-    async def run_shared(self, fn: Any, *args: Any) -> Any:
+    async def run_shared(self, fn: Any, *args: Any, on_emit: Callable[[bytes], None] | None = None) -> Any:
         """On the pool's shared host, alongside other calls (cancelled by request)."""
 
 
@@ -110,7 +113,7 @@ def _error(status: data.ResultStatus, message: str) -> Outcome:
 
 
 async def _perform(pool: RunnerPool, spec: RunnerSpec, worker: data.Worker, job: data.Job,
-                   trace: JobTrace | None = None) -> Outcome:
+                   output: OutputWriter | None, trace: JobTrace | None = None) -> Outcome:
     """Run the job in a runner host and turn every way it can end into an Outcome (traced: in
     a `job.run` span, and the host records its own)."""
     ref = spec.ref
@@ -122,7 +125,9 @@ async def _perform(pool: RunnerPool, spec: RunnerSpec, worker: data.Worker, job:
     with trio.move_on_after(timeout_ms / 1000 if timeout_ms else float("inf")) as scope:
         try:
             call = (ref, wd.runner_settings, job.data.args, worker.id.value, wd.use_static)
-            items = await (run(run_job, *call) if trace is None else trace.call_host(run, spec.name, run_job, *call))
+            on_emit = None if output is None else output.emit
+            items = await (run(run_job, *call, on_emit=on_emit) if trace is None
+                           else trace.call_host(run, spec.name, run_job, *call, on_emit=on_emit))
             return Outcome(Status.SUCCESS, list(items))
         except RunnerError as e:
             return _error(e.status, e.message)
@@ -151,7 +156,7 @@ def _deleted(job_id: int) -> Outcome:
 
 
 async def _run_attempt(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob, worker: data.Worker,
-                       trace: JobTrace | None = None) -> tuple[Outcome, int]:
+                       output: OutputWriter | None, trace: JobTrace | None = None) -> tuple[Outcome, int]:
     """Wait until due, run once; returns the outcome and the start time."""
     job = active.ticket.job
     life = ctx.lifecycle
@@ -165,11 +170,11 @@ async def _run_attempt(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob
         if spec is None:
             outcome = _error(Status.FATAL_ERROR, f"runner {worker.data.runner_id.value} does not exist")
         elif active.lease_until is None:  # the common case: no row claim to keep alive
-            outcome = await _perform(pool, spec, worker, job, trace)
+            outcome = await _perform(pool, spec, worker, job, output, trace)
         else:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_keep_claim, life, active)
-                outcome = await _perform(pool, spec, worker, job, trace)
+                outcome = await _perform(pool, spec, worker, job, output, trace)
                 nursery.cancel_scope.cancel()
     if active.deleted:  # deleted while (or just as) it ran
         outcome = _deleted(active.job_id)
@@ -201,13 +206,14 @@ async def execute_job(ctx: ExecutorContext, pool: RunnerPool, active: ActiveJob,
             return
         if trace is not None:
             trace.waited(active.ticket.job, worker, channel_of(cast(data.WorkerData, worker.data)))
-        outcome, start = await _run_attempt(ctx, pool, active, worker, trace)
+        output = await open_output(life.storage, active.ticket)
+        outcome, start = await _run_attempt(ctx, pool, active, worker, output, trace)
         on_ran()
         if trace is None:
-            await _report(life, active, worker, outcome, start, now_ms())
+            await _report(life, active, worker, outcome, start, now_ms(), output)
         else:
             with trace.delivering(outcome.status):
-                await _report(life, active, worker, outcome, start, now_ms(), trace)
+                await _report(life, active, worker, outcome, start, now_ms(), output, trace)
         ctx.stumbles.forget(active.job_id)
     except BaseException as exc:
         outage = is_outage(exc)
@@ -247,7 +253,7 @@ async def _gave_up(ctx: ExecutorContext, active: ActiveJob, exc: Exception) -> b
 
 
 async def _report(life: JobLifecycle, active: ActiveJob, worker: data.Worker, outcome: Outcome, start: int,
-                  end: int, trace: JobTrace | None = None) -> None:
+                  end: int, output: OutputWriter | None = None, trace: JobTrace | None = None) -> None:
     """Fold the outcome into one report: retry, next periodic run, or the end of the job."""
     job = active.ticket.job
     wd = worker.data
@@ -256,10 +262,14 @@ async def _report(life: JobLifecycle, active: ActiveJob, worker: data.Worker, ou
     if not active.deleted and retry.should_retry(outcome.status, policy, job.data.retried):
         assert policy is not None
         attempt = life.result_of(job, worker, outcome.status, outcome.items, start, end)
+        if output is not None:  # this attempt's chunks land before the next attempt's
+            await output.flush()
         await life.rerun(active, worker, retry.retry_job(job, policy, end), attempt, announce=False)
         return
     status = retry.final_status(outcome.status, policy, job.data.retried)
     result = life.result_of(job, worker, status, outcome.items, start, end)
+    if output is not None:  # before the result is published: whoever has it has every chunk kept
+        await output.end(result)
     if wd.periodic_interval and not active.deleted:
         nxt = periodic.next_periodic_run_ms(job.data.run_after_time, start, wd.periodic_interval, now_ms())
         await life.rerun(active, worker, periodic.next_run_job(job, nxt), result, announce=True)

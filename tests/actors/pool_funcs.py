@@ -224,3 +224,37 @@ def allocate_in_a_reported_child(fifo: str) -> int:
     started_process(child.pid)
     notify(fifo, str(child.pid))
     return child.wait()
+
+
+def emit_chunks(chunks: list[bytes]) -> bool:
+    """Emit each chunk (actors.hosted.emit); returns whether the caller takes them."""
+    from actors import hosted
+
+    for chunk in chunks:
+        hosted.emit(chunk)
+    return hosted.emitting()
+
+
+def emit_then_wait_for(chunk: bytes, gate: str) -> str:
+    """Emit one chunk, then wait until the test opens the gate: the test can open it only once
+    it has the chunk, so the call returning proves the chunk arrived while the call ran."""
+    from actors import hosted
+
+    hosted.emit(chunk)
+    deadline = time.monotonic() + 30
+    while not Path(gate).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the gate was never opened")
+        time.sleep(0.005)
+    return "done"
+
+
+def emit_from_a_thread_of_its_own(chunk: bytes) -> bool:
+    """A thread the call starts has no call: its emit does nothing."""
+    from actors import hosted
+
+    sent: list[bool] = []
+    thread = threading.Thread(target=lambda: sent.append(hosted.emitting() or hosted.emit(chunk) is not None))
+    thread.start()
+    thread.join()
+    return sent[0]

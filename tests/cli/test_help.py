@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(60)
 EXPECTED_COMMANDS = {
     ("runner",): {"find", "list", "delete", "count"},
     ("worker",): {"create", "find", "find-by-name", "list", "update", "delete", "count"},
-    ("job",): {"enqueue", "enqueue-bulk", "find", "list", "delete", "count"},
+    ("job",): {"enqueue", "enqueue-for-stream", "enqueue-bulk", "find", "list", "delete", "count"},
     ("job-result",): {"find", "listen", "listen-stream", "list", "list-by-job-id", "delete", "count"},
     ("job-status",): {"find", "list"},
 }

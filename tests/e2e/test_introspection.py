@@ -63,7 +63,8 @@ def test_reflection_lists_health_reflection_and_our_services(server: ServerProce
             return [s.name for s in reply.list_services_response.service]
 
     services = run(scenario())
-    for name in [HEALTH, REFLECTION_V1, REFLECTION_V1ALPHA, *JOBWORKERP_SERVICES, "jobworkerp.ext.BulkJobService"]:
+    for name in [HEALTH, REFLECTION_V1, REFLECTION_V1ALPHA, *JOBWORKERP_SERVICES, "jobworkerp.ext.BulkJobService",
+                 "jobworkerp.ext.JobStreamService"]:
         assert name in services
 
 

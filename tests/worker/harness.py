@@ -36,7 +36,8 @@ class StubPool:
 
     calls: list[Call] = field(default_factory=list)
 
-    async def run(self, fn: Any, ref: str, settings: bytes, args: bytes, worker_id: int, use_static: bool) -> list:
+    async def run(self, fn: Any, ref: str, settings: bytes, args: bytes, worker_id: int, use_static: bool,
+                  on_emit: Any = None) -> list:
         self.calls.append(Call(now_ms(), worker_id, args))
         text = args.decode()
         if text == "fail":

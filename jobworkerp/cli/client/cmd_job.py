@@ -1,4 +1,4 @@
-"""`job enqueue | find | list | delete | count`.
+"""`job enqueue | find | list | delete | count` (`enqueue-for-stream`: cmd_stream.py).
 
 Enqueue resolves the worker (id or name) first: its runner's args message is what `--args` is
 parsed against, and an unknown worker is reported before anything is enqueued.
@@ -16,7 +16,8 @@ from jobworkerp.proto.jobworkerp import service as svc
 LIST_COLUMNS = ("id", "worker_id", "args", "priority", "run_after_time", "enqueue_time", "retried", "uniq_key")
 
 
-async def enqueue(ctx: Context) -> None:
+async def job_request(ctx: Context) -> tuple[data.Worker, svc.JobRequest]:
+    """The worker named by --worker and the JobRequest the enqueue options describe."""
     a = ctx.args
     worker = await ctx.lookup.require_worker(a.worker)
     assert worker.data is not None and worker.id is not None
@@ -35,6 +36,11 @@ async def enqueue(ctx: Context) -> None:
         request.worker_name = a.worker
     else:
         request.worker_id = data.WorkerId(value=a.worker)
+    return worker, request
+
+
+async def enqueue(ctx: Context) -> None:
+    worker, request = await job_request(ctx)
     response = await ctx.services.job.enqueue(request)
     job_id = str(response.id.value) if response.id else None
     result = await present.job_result(response.result, ctx.lookup) if response.result is not None else None

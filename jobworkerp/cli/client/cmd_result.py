@@ -38,6 +38,11 @@ async def listen(ctx: Context) -> None:
 
 
 async def listen_stream(ctx: Context) -> None:
+    if ctx.args.job_id is not None:  # one job's output as it is produced, then its result
+        from jobworkerp.cli.client.cmd_stream import listen_job
+
+        await listen_job(ctx)
+        return
     request = svc.ListenStreamByWorkerRequest()
     _worker_oneof(request, ctx.args.worker)
     async for result in ctx.services.job_result.listen_stream_by_worker(request):

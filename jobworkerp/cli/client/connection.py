@@ -105,6 +105,7 @@ class Services:
     job_result: svc.JobResultServiceStub
     job_status: svc.JobStatusServiceStub
     bulk: ext.BulkJobServiceStub
+    streams: ext.JobStreamServiceStub
 
 
 @asynccontextmanager
@@ -130,6 +131,7 @@ async def open_services(address: Address, timeout_ms: int | None, auth_token: st
             svc.JobResultServiceStub(channel, **options),
             svc.JobStatusServiceStub(channel, **options),
             ext.BulkJobServiceStub(channel, **options),
+            ext.JobStreamServiceStub(channel, **options),
         )
     finally:
         channel.close()

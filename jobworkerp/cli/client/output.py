@@ -59,6 +59,28 @@ class Output:
         else:
             self._print(f"{title}: {_plain(value)}")
 
+    def chunk(self, data: bytes) -> None:
+        """A chunk of a job's output, printed the moment it arrives: as is (so a command's output
+        reads as if it ran here), or a JSON line `{"data": text}` (`{"data": {"base64": ...}}`
+        when it is not UTF-8)."""
+        if self.json_mode:
+            from jobworkerp.cli.client.protocodec import raw_value
+
+            self._json({"data": raw_value(data)})
+            return
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+
+    def dropped(self, count: int) -> None:
+        """Chunks the server no longer had for this listener: a JSON line, or a note on stderr."""
+        if self.json_mode:
+            self._json({"dropped": count})
+            return
+        print(f"[{count} chunk(s) of output dropped here: the server keeps a bounded part of a job's output "
+              f"(JOB_STREAM_MAX_CHUNKS, JOB_STREAM_MAX_BYTES); the result below has it all]", file=sys.stderr,
+              flush=True)
+
     # ------------------------------------------------------------------------------- internals
 
     def _json(self, record: Record) -> None:

@@ -172,6 +172,8 @@ def _job_group(groups: argparse._SubParsersAction) -> None:
     g = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     m = "jobworkerp.cli.client.cmd_job"
     _command(g, "enqueue", "enqueue a job; DIRECT workers print the result", f"{m}:enqueue", _enqueue_options)
+    _command(g, "enqueue-for-stream", "enqueue a job and print its output as it is produced, then its result",
+             "jobworkerp.cli.client.cmd_stream:enqueue_for_stream", _enqueue_options)
     _command(g, "enqueue-bulk", "enqueue the jobs of a JSON-lines file in batches; one line of output per job",
              "jobworkerp.cli.client.cmd_bulk:enqueue_bulk", _bulk_options)
     _command(g, "find", "show one stored job (scheduled, periodic or backed-up)", f"{m}:find", _id("job"))
@@ -195,6 +197,17 @@ def _listen_options(p: argparse.ArgumentParser) -> None:
                    help="give up after MS ms; 0 = never (omitted: server default, one day)")
 
 
+def _listen_stream_options(p: argparse.ArgumentParser) -> None:
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("-w", "--worker", type=v.worker_ref, metavar="ID_OR_NAME",
+                       help="worker id (an integer) or worker name: print each of its results")
+    which.add_argument("-j", "--job-id", type=v.positive_id,
+                       help="job to follow: its output so far and as it comes (a job enqueued for streaming), "
+                            "then its result")
+    p.add_argument("-t", "--timeout", dest="listen_timeout", type=v.non_negative_ms, metavar="MS",
+                   help="with --job-id: give up after MS ms; 0 = never (omitted: server default, one day)")
+
+
 def _result_group(groups: argparse._SubParsersAction) -> None:
     p = groups.add_parser("job-result", help="job results: find, wait for, stream, list, delete",
                           description="Results are stored when the worker's store flags say so.")
@@ -203,8 +216,9 @@ def _result_group(groups: argparse._SubParsersAction) -> None:
     _command(g, "find", "show one stored result", f"{m}:find", _id("job result"))
     _command(g, "listen", "wait for the result of a job of a LISTEN_AFTER worker and print it",
              f"{m}:listen", _listen_options)
-    _command(g, "listen-stream", "print every result of a worker as it finishes, until Ctrl-C",
-             f"{m}:listen_stream", _worker_option)
+    _command(g, "listen-stream", "print every result of a worker as it finishes, until Ctrl-C (--worker); or "
+             "one job's output as it is produced, then its result (--job-id)", f"{m}:listen_stream",
+             _listen_stream_options)
     _command(g, "list", "list stored results", f"{m}:list_", _paging)
     _command(g, "list-by-job-id", "list the stored results of one job (one per attempt or periodic run)",
              f"{m}:list_by_job_id",
