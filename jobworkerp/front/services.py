@@ -143,7 +143,7 @@ class WorkerService(svc.WorkerServiceBase):
 
 def _with_trace_context(mapping: dict[str, Handler], path: str, handler: Callable[[Any], Awaitable[None]]
                         ) -> dict[str, Handler]:
-    """`mapping` with the unary method at `path` served by `handler`, which reads the request
+    """`mapping` with the method at `path` served by `handler`, which reads the request
     metadata (the generated handler hands on only the message): a client's W3C `traceparent`
     travels there (jobworkerp/tracing/)."""
     mapping[path] = mapping[path]._replace(func=handler)
@@ -221,8 +221,19 @@ class JobStreamService(ext.JobStreamServiceBase):
     def __init__(self, app: Any) -> None:
         self._app = app
 
-    async def enqueue_for_stream(self, message: svc.JobRequest) -> AsyncIterator[ext.JobOutputItem]:
-        async for items in _stream(self._app.streams.enqueue_for_stream(message)):
+    def __mapping__(self) -> dict[str, Handler]:
+        return _with_trace_context(super().__mapping__(), "/jobworkerp.ext.JobStreamService/EnqueueForStream",
+                                   self._rpc_enqueue_for_stream)
+
+    async def _rpc_enqueue_for_stream(self, stream: Any) -> None:
+        request = await stream.recv_message()
+        assert request is not None  # refused before (front/decoding.py)
+        await self._call_rpc_handler_server_stream(
+            lambda message: self.enqueue_for_stream(message, client_context(stream.metadata)), stream, request)
+
+    async def enqueue_for_stream(self, message: svc.JobRequest, client_trace: Carrier | None = None
+                                 ) -> AsyncIterator[ext.JobOutputItem]:
+        async for items in _stream(self._app.streams.enqueue_for_stream(message, client_trace)):
             for item in items:
                 yield item
 

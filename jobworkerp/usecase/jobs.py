@@ -174,7 +174,7 @@ class Jobs:
             # Once placed, the job holds its key until it ends (even a DIRECT job whose caller
             # left: it is deleted, and may still be running while that takes effect).
             if not placed:
-                await _undo(self._storage.uniq_keys.release(job.id.value),
+                await undo(self._storage.uniq_keys.release(job.id.value),
                             f"release of job {job.id.value}'s uniq_key")
             raise
         return job.id.value, None
@@ -201,7 +201,7 @@ class Jobs:
                                    f"per attempt, with retries)")
         finally:
             if not finished:  # caller gone or timed out: nobody can receive the result any more
-                await _undo(self.delete(job_id), f"delete of DIRECT job {job_id} whose caller left")
+                await undo(self.delete(job_id), f"delete of DIRECT job {job_id} whose caller left")
 
     async def find(self, job_id: int) -> data.Job | None:
         """Where it waits or runs: its row (scheduled, backed up), its queue entry, or this
@@ -236,7 +236,7 @@ class Jobs:
 UNDO_TIMEOUT_S = 5.0
 
 
-async def _undo(step: Awaitable[object], what: str) -> None:
+async def undo(step: Awaitable[object], what: str) -> None:
     """Clean up after a request that failed or was cancelled: shielded (the caller's cancel must
     not skip it) but bounded, and never raising — the request already has its outcome, and
     storage that cannot be reached (a server stopping, an outage) must not turn a cancelled

@@ -32,7 +32,8 @@ from jobworkerp.proto.jobworkerp.service import JobRequest
 from jobworkerp.storage import Storage
 from jobworkerp.storage.output_stream import OutputFeed
 from jobworkerp.storage.pubsub import JobResultWaiter
-from jobworkerp.usecase.jobs import DIRECT_WAIT_GRACE_S, Jobs, _undo
+from jobworkerp.tracing.carrier import Carrier
+from jobworkerp.usecase.jobs import DIRECT_WAIT_GRACE_S, Jobs, undo
 from jobworkerp.usecase.results import DEFAULT_LISTEN_TIMEOUT_MS
 from jobworkerp.usecase.workers import Workers
 
@@ -87,7 +88,8 @@ class Streams:
         self._workers = workers
         self._jobs = jobs
 
-    async def enqueue_for_stream(self, req: JobRequest) -> AsyncIterator[list[JobOutputItem]]:
+    async def enqueue_for_stream(self, req: JobRequest, client_trace: Carrier | None = None
+                                 ) -> AsyncIterator[list[JobOutputItem]]:
         """Enqueue with the output streamed: the job's id, its chunks, then its result. A DIRECT
         job is waited for as Enqueue waits for it (at most its longest run), and deleted if the
         caller leaves first; other jobs are followed for at most a day, and go on without it."""
@@ -100,7 +102,7 @@ class Streams:
                 feed = await stack.enter_async_context(self._storage.output.follow(job_id))
                 following.append((job, worker, waiter, feed))
 
-            job_id, _ = await self._jobs.enqueue(req, stream_output=True, before_place=follow)
+            job_id, _ = await self._jobs.enqueue(req, client_trace, stream_output=True, before_place=follow)
             job, worker, waiter, feed = following[0]
             direct = worker.data.response_type == data.ResponseType.DIRECT
             if direct:
@@ -117,7 +119,7 @@ class Streams:
                 finished = True
             finally:
                 if direct and not finished:  # caller gone or timed out: nobody gets the result
-                    await _undo(self._jobs.delete(job_id), f"delete of DIRECT job {job_id} whose caller left")
+                    await undo(self._jobs.delete(job_id), f"delete of DIRECT job {job_id} whose caller left")
 
     async def listen_stream(self, req: ListenStreamRequest) -> AsyncIterator[list[JobOutputItem]]:
         """Follow a job by id: the chunks kept so far, the rest as they come, then its result."""

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp import ext
 from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.testing.server import connect, free_port
@@ -193,6 +194,31 @@ async def test_grpc_web_enqueue_continues_the_clients_trace(spans: InMemorySpanE
         await client(create_worker)
         job_id = (await trio.to_thread.run_sync(enqueue_over_grpc_web)).id.value
         await wait_for("the job's result delivery span", lambda: bool(named(of_job(spans, job_id), "job.deliver")))
+    job = of_job(spans, job_id)
+    assert_one_trace(job, trace_id)
+    [enqueue] = named(job, ENQUEUE)
+    assert enqueue.parent is not None and enqueue.parent.span_id == client_span
+    assert_host_span(job)
+
+
+async def test_a_streamed_job_is_traced_like_any_other(spans: InMemorySpanExporter, tmp_path: Path) -> None:
+    """EnqueueForStream reads the client's traceparent as Enqueue does: the job's extras hold
+    both its trace context and its stream flag, and the chunks still arrive before the result."""
+    trace_id, client_span, traceparent = client_context()
+
+    async def scenario() -> list[ext.JobOutputItem]:
+        async with connect(port) as c:
+            await c.worker.create(shell("streamed-traced"))
+            stream = ext.JobStreamServiceStub(c.channel)
+            request = svc.JobRequest(worker_name="streamed-traced", args=script("echo one; echo two"))
+            return [item async for item in stream.enqueue_for_stream(request, metadata={"traceparent": traceparent})]
+
+    async with serving({"SQLITE_DBNAME": str(tmp_path / "db.sqlite3")}) as port:
+        items = await client(scenario)
+        job_id = items[0].job_id.value
+        await wait_for("the job's result delivery span", lambda: bool(named(of_job(spans, job_id), "job.deliver")))
+    assert [i.data for i in items[1:-1]] == [b"one\n", b"two\n"]
+    assert items[-1].end is not None and items[-1].end.data.status == data.ResultStatus.SUCCESS
     job = of_job(spans, job_id)
     assert_one_trace(job, trace_id)
     [enqueue] = named(job, ENQUEUE)
