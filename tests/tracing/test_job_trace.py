@@ -15,8 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from jobworkerp.proto.jobworkerp import data
-from jobworkerp.proto.jobworkerp import ext
+from jobworkerp.proto.jobworkerp import data, ext
 from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.testing.server import connect, free_port
