@@ -10,6 +10,7 @@ arguments are the `Client`'s, without `await`.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -39,7 +40,7 @@ class _LoopThread:
     """An asyncio loop running on a daemon thread until `stop`."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = _plain_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="jobworkerp-client", daemon=True)
         self._thread.start()
 
@@ -55,6 +56,14 @@ class _LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
+
+
+def _plain_loop() -> asyncio.AbstractEventLoop:
+    """The platform's standard loop, made directly rather than by `asyncio.new_event_loop()`: once
+    a program has imported trio-asyncio, that asks trio-asyncio's policy, whose loops cannot be run
+    forever on a thread of their own like this one."""
+    proactor = getattr(asyncio, "ProactorEventLoop", None) if sys.platform == "win32" else None
+    return proactor() if proactor is not None else asyncio.SelectorEventLoop()
 
 
 class BlockingJobHandle:

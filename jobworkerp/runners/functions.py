@@ -37,7 +37,7 @@ def is_function(obj: object) -> bool:
 
 
 @functools.cache
-def _message(proto_text: str) -> type:
+def _message(proto_text: str) -> Any:
     """The first message class of proto text (compiled once per host)."""
     descriptor_set = compile_proto(proto_text)
     name = first_message(descriptor_set)
@@ -83,7 +83,8 @@ class _FunctionRunner:
                 result_json = encode_fields([schema.result], {"result": value}, "return.")
             message = json_format.ParseDict(result_json, _message(schema.result_proto)())
         except (ConversionError, json_format.ParseError) as e:
-            raise OtherError(f"function {schema.runner_name} returned a value that does not fit its hint: {e}") from None
+            raise OtherError(f"function {schema.runner_name} returned a value that does not fit its hint: {e}") \
+                from None
         return [message.SerializeToString()]
 
     def _call(self, kwargs: dict[str, Any]) -> Any:
