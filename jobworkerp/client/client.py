@@ -235,10 +235,8 @@ class Client:
         except InvalidArgument:
             self._c.forget_runner(worker.runner.id)  # its protos may have changed: read them again next time
             raise
-        handle = JobHandle(reply.id.value, worker, self._r)
-        if reply.result is not None:
-            handle._result = result_of(reply.result, worker.runner)
-        return handle
+        result = None if reply.result is None else result_of(reply.result, worker.runner)  # DIRECT: answered
+        return JobHandle(reply.id.value, worker, self._r, result)
 
     async def enqueue_many(
         self, worker: WorkerRef, many_args: Sequence[Any], *, priority: Priority | None = None,
