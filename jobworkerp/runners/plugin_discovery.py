@@ -8,6 +8,9 @@ Where plugins come from:
 * Installed distributions with entry points in the group `jobworkerp.runners`, each naming a runner
   class (or a module with `RUNNERS`).
 
+A `@jobworkerp.function` counts as a runner class too: a module's own decorated functions are
+found without `RUNNERS`, and an entry point may name one (`runners/functions.py`).
+
 Plugin code never runs in the server process. Discovery imports each candidate in a short-lived
 subprocess (`python -m jobworkerp.runners.plugin_discovery describe KIND TARGET`, the bottom half
 of this module, started like a runner host: isolated, in `/`, with only the allowlisted environment,
@@ -37,6 +40,7 @@ from typing import Any, cast
 
 from actors.isolation import NEUTRAL_CWD, python_command, python_environment
 from jobworkerp.runners.base import describe_exit
+from jobworkerp.runners.functions import function_runner_class, is_function
 from jobworkerp.runners.plugins import load_module_from_path
 from jobworkerp.runners.proto_text import compile_proto, first_message
 
@@ -185,14 +189,17 @@ def discover(dirs: Sequence[str], *, reserved_names: Iterable[str] = (), include
 
 # --- in the discovery subprocess: import one candidate, report its runners ----------------------
 
-def _runner_classes(obj: Any) -> list[type]:
-    if isinstance(obj, type):
+def _runner_classes(obj: Any) -> list[Any]:
+    """Runner classes, and `@jobworkerp.function`s (made classes one by one in `describe`)."""
+    if isinstance(obj, type) or is_function(obj):
         return [obj]
     if isinstance(obj, ModuleType):
         runners = getattr(obj, "RUNNERS", None)
-        if runners is None:
-            raise ValueError("the module has no RUNNERS list naming its runner classes")
-        return list(runners)
+        functions = [v for v in vars(obj).values() if is_function(v) and v.__module__ == obj.__name__]
+        if runners is None and not functions:
+            raise ValueError("the module has no RUNNERS list naming its runner classes, "
+                             "and no @jobworkerp.function")
+        return list(runners or []) + functions
     if isinstance(obj, (list, tuple)):
         return list(obj)
     raise ValueError(f"expected a runner class, a module with RUNNERS or a list, got {type(obj).__name__}")
@@ -263,6 +270,8 @@ def describe(kind: str, target: str) -> dict[str, Any]:
     runners, problems = [], []
     for cls in classes:
         try:
+            if is_function(cls):
+                cls = function_runner_class(cls)  # SchemaError (a ValueError) names the bad hint
             qualname = getattr(cls, "__qualname__", repr(cls))
             runner_target = f"{location or cls.__module__}:{qualname}"
             runners.append(describe_class(cls, runner_target))

@@ -120,8 +120,13 @@ def resolve_target(target: str) -> Any:
 
 
 def plugin_factory(target: str) -> Callable[[], PluginRunner]:
-    """What the runner host instantiates for a plugin ref: the plugin wrapped in PluginRunner."""
+    """What the runner host instantiates for a plugin ref: the plugin wrapped in PluginRunner
+    (a `@jobworkerp.function` first made a plugin class, `runners/functions.py`)."""
     cls = resolve_target(target)
+    from jobworkerp.runners.functions import function_runner_class, is_function
+
+    if is_function(cls):
+        cls = function_runner_class(cls)
     return functools.partial(PluginRunner, cls)
 
 

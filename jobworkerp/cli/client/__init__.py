@@ -17,18 +17,20 @@ from jobworkerp.cli.client.parser import build_parser
 
 PROG = "jobworkerp-client"
 DEBUG_ENV = "JOBWORKERP_CLIENT_DEBUG"  # set to 1 to get tracebacks instead of one-line errors
+TLS_FLAGS = {"ca_cert": "--ca-cert", "client_cert": "--client-cert", "client_key": "--client-key"}
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from jobworkerp.cli.client.connection import TlsFiles, open_services, parse_address
     from jobworkerp.cli.client.context import Context
     from jobworkerp.cli.client.lookup import Lookup
     from jobworkerp.cli.client.output import Output
+    from jobworkerp.client.connection import TlsFiles, open_services, parse_address
 
     module_name, _, function_name = args.handler.partition(":")
     handler = getattr(importlib.import_module(module_name), function_name)
     tls_files = TlsFiles(args.ca_cert, args.client_cert, args.client_key)
-    async with open_services(parse_address(args.address), args.call_timeout, args.auth_token, tls_files) as services:
+    async with open_services(parse_address(args.address), args.call_timeout, args.auth_token, tls_files,
+                             TLS_FLAGS) as services:
         result = await handler(Context(args, services, Lookup(services), Output(args.json)))
     return EXIT_OK if result is None else int(result)
 

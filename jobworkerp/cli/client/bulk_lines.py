@@ -15,7 +15,7 @@ from typing import Any
 
 from jobworkerp.cli.client import values as v
 from jobworkerp.cli.client.lookup import Lookup
-from jobworkerp.cli.client.protocodec import CodecError, encode_input
+from jobworkerp.client.protocodec import CodecError, encode_input
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import service as svc
 

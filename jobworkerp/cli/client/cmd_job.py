@@ -9,7 +9,7 @@ from __future__ import annotations
 from jobworkerp.cli.client import present
 from jobworkerp.cli.client.context import Context
 from jobworkerp.cli.client.errors import NotFoundError
-from jobworkerp.cli.client.protocodec import encode_input
+from jobworkerp.client.protocodec import encode_input
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import service as svc
 

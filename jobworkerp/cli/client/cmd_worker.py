@@ -13,7 +13,7 @@ from typing import Any
 from jobworkerp.cli.client import present
 from jobworkerp.cli.client.context import Context
 from jobworkerp.cli.client.errors import NotFoundError
-from jobworkerp.cli.client.protocodec import encode_input
+from jobworkerp.client.protocodec import encode_input
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import service as svc
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from jobworkerp.cli.client.connection import Services
 from jobworkerp.cli.client.lookup import Lookup
 from jobworkerp.cli.client.output import Output
+from jobworkerp.client.connection import Services
 
 
 @dataclass

@@ -35,8 +35,8 @@ def describe(exc: BaseException, address: str, deadline_ms: int | None = None) -
     """Map any failure to (one-line message, exit code); `deadline_ms` is the global --timeout."""
     import ssl
 
-    from jobworkerp.cli.client.connection import AddressError
-    from jobworkerp.cli.client.protocodec import CodecError
+    from jobworkerp.client.connection import AddressError
+    from jobworkerp.client.protocodec import CodecError
 
     if isinstance(exc, CliError):
         return str(exc), exc.exit_code

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from jobworkerp.cli.client.errors import NotFoundError
-from jobworkerp.cli.client.protocodec import decode_value, raw_value
+from jobworkerp.client.protocodec import decode_value, raw_value
 
 if TYPE_CHECKING:
-    from jobworkerp.cli.client.connection import Services
+    from jobworkerp.client.connection import Services
     from jobworkerp.proto.jobworkerp import data
 
 

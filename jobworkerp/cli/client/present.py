@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 from typing import TYPE_CHECKING, Any
 
-from jobworkerp.cli.client.protocodec import first_message_name
+from jobworkerp.client.protocodec import first_message_name
 
 if TYPE_CHECKING:
     from jobworkerp.cli.client.lookup import Lookup

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobworkerp.cli.client.protocodec import (
+from jobworkerp.client.protocodec import (
     CodecError,
     compile_first_message,
     decode_value,
