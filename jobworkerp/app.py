@@ -33,6 +33,8 @@ from actors.process_pool import ProcessPool
 from actors.supervisor import ChildSpec, Supervisor
 from jobworkerp.aio import open_asyncio_bridge, wait_for_bridged_calls
 from jobworkerp.config import STANDALONE, ChannelConfig, Config, ConfigError, check_grpc_exposure
+from jobworkerp.dashboard.listen import dashboard_listen
+from jobworkerp.dashboard.server import serve_dashboard
 from jobworkerp.front.auth import FailureLimiter, TokenCheck
 from jobworkerp.front.grpc_web import serve_grpc_web
 from jobworkerp.front.server import serve_grpc
@@ -183,12 +185,13 @@ def check_mode(config: Config, mode: str) -> None:
         server_ssl_context(config)  # a certificate that does not load stops start-up here
 
 
-async def serve_fronts(app: App, stopping: trio.Event, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
-                       ) -> None:
+async def serve_fronts(app: App, stopping: trio.Event, mode: str = "all-in-one", *,
+                       task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """The gRPC server on GRPC_ADDR and, with USE_GRPC_WEB, grpc-web on GRPC_WEB_ADDR: the same
     service objects, one count of failed token attempts per address for both (front/auth.py).
-    grpc-web is bound first, so a client that finds the gRPC port open finds it too. Reports the
-    gRPC port."""
+    grpc-web is bound first, so a client that finds the gRPC port open finds it too. Then the web
+    dashboard on DASHBOARD_ADDR (dashboard/), a client of the gRPC port sharing that count. Reports
+    the gRPC port."""
     config = app.config
     services = build_services(app)
     limiter = FailureLimiter()
@@ -208,6 +211,8 @@ async def serve_fronts(app: App, stopping: trio.Event, *, task_status: trio.Task
             max_concurrent_streams=config.grpc_max_concurrent_streams, max_frame_size=config.max_frame_size,
             ssl_context=server_ssl_context(config), stopping=stopping,
         ))
+        if (listen := dashboard_listen(config, mode)) is not None:
+            await nursery.start(serve_dashboard, config, listen, port, mode, limiter, stopping)
         task_status.started(port)
 
 
@@ -253,7 +258,7 @@ async def run_server(
                 exposure_warning = check_grpc_exposure(config)
                 if exposure_warning:
                     log.warning("%s", exposure_warning)
-                port = await nursery.start(serve_fronts, app, front_stop)
+                port = await nursery.start(serve_fronts, app, front_stop, mode)
             async with trio.open_nursery() as worker_nursery:
                 if serves_jobs:
                     await worker_nursery.start(partial(serve_workers, app, lambda channel: pools[channel.name],

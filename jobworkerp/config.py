@@ -101,6 +101,9 @@ class Config:
     # Browser origins (scheme://host[:port]) whose pages may call grpc-web; ("*",) = any. None by
     # default: a page on any site could otherwise drive a server that has no AUTH_TOKEN.
     grpc_web_cors_origins: tuple[str, ...] = ()
+    # The web dashboard (jobworkerp/dashboard/): None = unset (all-in-one serves it on
+    # DEFAULT_DASHBOARD_ADDR, grpc-front not at all), "" = off, else HOST:PORT.
+    dashboard_addr: str | None = None
     sqlite_dbname: str = "jobworkerp.sqlite3"
     job_result_ttl_seconds: int = 3600
     fetch_interval_ms: int = 1000
@@ -329,6 +332,8 @@ def check_grpc_exposure(config: Config) -> str | None:
     listeners = [("GRPC_ADDR", config.grpc_addr, config.grpc_host)]
     if config.use_grpc_web:
         listeners.append(("GRPC_WEB_ADDR", config.grpc_web_address, config.grpc_web_host))
+    if config.dashboard_addr:  # the default, when unset, is a loopback address
+        listeners.append(("DASHBOARD_ADDR", config.dashboard_addr, config.dashboard_addr.rsplit(":", 1)[0]))
     warnings = [w for var, addr, host in listeners if (w := _exposure(config, var, addr, host))]
     return "; ".join(warnings) or None
 
@@ -345,6 +350,11 @@ def _exposure(config: Config, var: str, addr: str, host: str) -> str | None:
     raise ConfigError(var, f"{addr} is reachable from other machines but has neither TLS "
                            "(GRPC_TLS_CERT/GRPC_TLS_KEY) nor AUTH_TOKEN; bind 127.0.0.1, set one of them, "
                            "or set ALLOW_INSECURE_BIND=true")
+
+
+def _parse_optional_addr(var: str, raw: str) -> str:
+    """HOST:PORT, or "" (set but empty) to turn the listener off."""
+    return "" if raw.strip() == "" else _parse_addr(var, raw)
 
 
 def _parse_origins(var: str, raw: str) -> tuple[str, ...]:
@@ -581,6 +591,8 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         use_grpc_web=use_grpc_web,
         grpc_web_addr=grpc_web_addr,
         grpc_web_cors_origins=grpc_web_cors_origins,
+        dashboard_addr=(None if "DASHBOARD_ADDR" not in env
+                        else _parse_optional_addr("DASHBOARD_ADDR", env["DASHBOARD_ADDR"])),
         auth_token=_token("AUTH_TOKEN", env["AUTH_TOKEN"]) if "AUTH_TOKEN" in env else None,
         grpc_tls_cert=grpc_tls_cert,
         grpc_tls_key=grpc_tls_key,

@@ -74,7 +74,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(config, args.mode)
     settle_heap()  # after check_mode imported jobworkerp.app, i.e. what a server runs on
-    trio.run(_serve_until_signal, config, args.mode)
+    refused: ConfigError | None = None
+    try:
+        trio.run(_serve_until_signal, config, args.mode)
+    except* ConfigError as group:  # found only once serving starts (e.g. DASHBOARD_ADDR cannot be bound)
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):  # nurseries nest the groups
+            first = first.exceptions[0]
+        refused = first if isinstance(first, ConfigError) else ConfigError("?", str(first))
+    if refused is not None:
+        print(f"jobworkerp: configuration error: {refused}", file=sys.stderr)
+        return 2
     return 0
 
 
