@@ -119,13 +119,13 @@ class Site:
         if not self.sessions.needs_login:
             return redirect(next_path)
         if request.method == "GET":
-            return self.render("login.html", request, session, next=next_path, error=None)
+            return self.render("login.html", request, session, title="Log in", next=next_path, error=None)
         if request.method != "POST":
             raise HttpError(405, "method not allowed")
         form = self.form(request, session)
         outcome = self.sessions.login(request, (form.get("token") or [""])[0])
         if isinstance(outcome, str):
-            return self.render("login.html", request, session, 401, next=next_path, error=outcome)
+            return self.render("login.html", request, session, 401, title="Log in", next=next_path, error=outcome)
         self.sessions.drop(session)
         return redirect(next_path, [cookie_header(outcome, secure=request.secure)])
 

@@ -112,7 +112,7 @@ def job_request(worker: data.Worker, runner: data.Runner, form: dict[str, list[s
     if priority not in PRIORITIES:
         raise FormError(f"priority: expected one of {', '.join(PRIORITIES)}")
     request = svc.JobRequest(worker_id=worker.id, args=args_bytes(runner, form),
-                             priority=data.Priority[f"PRIORITY_{priority}"])
+                             priority=data.Priority[priority])
     run_after = local_time_ms(first(form, "run_after"), first(form, "tz"))
     if run_after:
         request.run_after_time = run_after
