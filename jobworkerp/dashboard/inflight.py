@@ -5,9 +5,10 @@ gives every in-flight job's id and status (PENDING, RUNNING, WAIT_RESULT), JobSe
 stored rows (scheduled, periodic, backed-up jobs) with their data, and JobService.Find one job
 wherever it waits or runs. A snapshot joins them: statuses (at most queries.STATUS_READ_MAX),
 the stored rows, and the details of at most FIND_PER_SNAPSHOT further jobs found one by one, kept
-by id for as long as the job stays in flight, so a steady queue is looked up once. A job whose
-details are not known (yet, or at all: Find does not see a job taken by another worker process
-in Scalable mode) is counted under "unknown". PENDING with a run_after_time still ahead is
+by id for as long as the job stays in flight, so a steady queue is looked up once. A job that
+Find no longer sees has usually ended since its status was read: its status is asked again, and
+it is left out when it has none. One whose details are still not known (not looked up yet, past
+the budget, or not seen by Find) is counted under "unknown". PENDING with a run_after_time still ahead is
 "scheduled", other PENDING jobs "queued".
 
 Snapshots are shared by every viewer for MAX_AGE_S, so ten open overviews cost what one does.
@@ -65,7 +66,7 @@ class Snapshot:
     taken_ms: int
     statuses: list[tuple[int, data.JobStatus]]  # newest first
     truncated: bool  # more jobs are in flight than were read
-    jobs: dict[int, data.Job | None]  # details of the jobs looked up (None: not found)
+    jobs: dict[int, data.Job]  # details of the jobs looked up and found
     workers: dict[int, data.Worker]
 
     def job(self, job_id: int) -> data.Job | None:
@@ -98,7 +99,7 @@ class Snapshot:
 class InflightJobs:
     def __init__(self, api: Api) -> None:
         self._api = api
-        self._details: dict[int, data.Job | None] = {}
+        self._details: dict[int, data.Job] = {}
         self._snapshot: Snapshot | None = None
         self._taken_at = 0.0
         self._lock = trio.Lock()
@@ -117,16 +118,28 @@ class InflightJobs:
                     self._details[job.id.value] = job
             missing = [job_id for job_id, _ in statuses if job_id not in self._details][:FIND_PER_SNAPSHOT]
             if missing:
-                self._details.update(await self._api.run(queries.find_jobs, missing))
+                found = await self._api.run(queries.find_jobs, missing)
+                self._details.update({job_id: job for job_id, job in found.items() if job is not None})
+                statuses = await self._drop_ended(statuses, [job_id for job_id, job in found.items() if job is None])
             self._snapshot = Snapshot(int(time.time() * 1000), statuses, truncated, dict(self._details),
                                       {w.id.value: w for w in workers})
             self._taken_at = trio.current_time()
             return self._snapshot
 
+    async def _drop_ended(self, statuses: list[tuple[int, data.JobStatus]],
+                          unseen: list[int]) -> list[tuple[int, data.JobStatus]]:
+        """`statuses` without the jobs of `unseen` that have ended since (no status any more)."""
+        if not unseen:
+            return statuses
+        now = await self._api.run(queries.job_statuses, unseen)
+        ended = {job_id for job_id, status in now.items() if status is None}
+        return [(job_id, status) for job_id, status in statuses if job_id not in ended]
+
     async def details(self, snapshot: Snapshot, ids: list[int]) -> None:
         """Look up the jobs of `ids` the snapshot does not know yet (a page of the Jobs list)."""
         missing = [job_id for job_id in ids if job_id not in snapshot.jobs]
         if missing:
-            found = await self._api.run(queries.find_jobs, missing)
+            found = {job_id: job for job_id, job in (await self._api.run(queries.find_jobs, missing)).items()
+                     if job is not None}
             snapshot.jobs.update(found)
             self._details.update(found)

@@ -122,6 +122,17 @@ async def find_jobs(s: Services, ids: list[int]) -> dict[int, data.Job | None]:
     return dict(await asyncio.gather(*(one(i) for i in ids)))
 
 
+async def job_statuses(s: Services, ids: list[int]) -> dict[int, data.JobStatus | None]:
+    """Each job's status now (None: it has ended), a few at a time."""
+    gate = asyncio.Semaphore(FIND_CONCURRENCY)
+
+    async def one(job_id: int) -> tuple[int, data.JobStatus | None]:
+        async with gate:
+            return job_id, (await s.job_status.find(data.JobId(value=job_id))).status
+
+    return dict(await asyncio.gather(*(one(i) for i in ids)))
+
+
 async def job_records(s: Services, jobs: list[data.Job]) -> list[present.Record]:
     lookup = Lookup(s)
     return [await present.job(j, lookup) for j in jobs]
