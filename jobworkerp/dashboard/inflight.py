@@ -11,7 +11,9 @@ it is left out when it has none. One whose details are still not known (not look
 the budget, or not seen by Find) is counted under "unknown". PENDING with a run_after_time still ahead is
 "scheduled", other PENDING jobs "queued".
 
-Snapshots are shared by every viewer for MAX_AGE_S, so ten open overviews cost what one does.
+Snapshots are shared by every viewer for MAX_AGE_S, so ten open overviews cost what one does; a
+snapshot that took long (a deep queue, a busy server) is kept for SLOWDOWN times as long as it
+took, so an open overview never keeps the server busy more than a fraction of the time.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from jobworkerp.dashboard.api import Api
 from jobworkerp.proto.jobworkerp import data
 
 MAX_AGE_S = 2.0
+SLOWDOWN = 4.0
 FIND_PER_SNAPSHOT = 200
 UNKNOWN = "(unknown)"
 DEFAULT_CHANNEL = "__default_job_channel__"  # storage/rdb.py's name for a worker with no channel
@@ -102,12 +105,14 @@ class InflightJobs:
         self._details: dict[int, data.Job] = {}
         self._snapshot: Snapshot | None = None
         self._taken_at = 0.0
+        self._max_age_s = MAX_AGE_S
         self._lock = trio.Lock()
 
     async def snapshot(self) -> Snapshot:
         async with self._lock:
-            if self._snapshot is not None and trio.current_time() - self._taken_at < MAX_AGE_S:
+            if self._snapshot is not None and trio.current_time() - self._taken_at < self._max_age_s:
                 return self._snapshot
+            started = trio.current_time()
             statuses, truncated = await self._api.run(queries.statuses)
             stored = await self._api.run(queries.rdb_jobs)
             workers = await self._api.run(queries.all_workers)
@@ -124,6 +129,7 @@ class InflightJobs:
             self._snapshot = Snapshot(int(time.time() * 1000), statuses, truncated, dict(self._details),
                                       {w.id.value: w for w in workers})
             self._taken_at = trio.current_time()
+            self._max_age_s = max(MAX_AGE_S, SLOWDOWN * (self._taken_at - started))
             return self._snapshot
 
     async def _drop_ended(self, statuses: list[tuple[int, data.JobStatus]],

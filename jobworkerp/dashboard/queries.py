@@ -24,7 +24,7 @@ from jobworkerp.proto.jobworkerp import service as svc
 
 LIST_MAX = 1000  # the server's largest page (usecase/paging.py MAX_PAGE_SIZE)
 WORKERS_MAX = 5000  # workers read for selects and the channel of each job
-STATUS_READ_MAX = 10_000  # job statuses read for one snapshot; more are reported as "at least"
+STATUS_READ_MAX = 5000  # job statuses read for one snapshot; more are reported as "at least"
 FIND_CONCURRENCY = 16
 
 

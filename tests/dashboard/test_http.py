@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import pytest
 from jobworkerp.dashboard.http import MAX_BODY_BYTES
 from jobworkerp.dashboard.listen import DEFAULT_ADDR
 from jobworkerp.testing.server import ServerProcess
+from tests.certs import make_pki
 from tests.dashboard.conftest import TOKEN
 
 
@@ -156,5 +158,21 @@ def test_an_empty_address_turns_it_off(tmp_path: Path) -> None:
     proc = ServerProcess(tmp_path, {"DASHBOARD_ADDR": ""}).start()
     try:
         assert "dashboard" not in proc.log()
+    finally:
+        assert proc.stop() == 0, proc.log()
+
+
+def test_over_tls_it_serves_https_and_calls_its_own_tls_port(tmp_path: Path) -> None:
+    """With GRPC_TLS_* the dashboard is HTTPS, its cookie Secure, and it reaches the API over TLS
+    trusting exactly the server's certificate (a CA-signed one here, not a self-signed one)."""
+    pki = make_pki(tmp_path)
+    env = {"GRPC_TLS_CERT": str(pki.server_cert), "GRPC_TLS_KEY": str(pki.server_key)}
+    proc = ServerProcess(tmp_path, env, dashboard=True).start()
+    try:
+        trust = ssl.create_default_context(cafile=str(pki.ca_cert))
+        with httpx.Client(base_url=f"https://127.0.0.1:{proc.dashboard_port}", verify=trust, timeout=30.0) as client:
+            page = client.get("/runners")
+            assert page.status_code == 200 and "CommandArgs" in page.text
+            assert "Secure" in page.headers["set-cookie"]
     finally:
         assert proc.stop() == 0, proc.log()
