@@ -78,13 +78,14 @@ async def delete_worker(s: Services, worker_id: int) -> bool:
 
 async def enqueue(s: Services, request: svc.JobRequest) -> tuple[int, present.Record | None]:
     """The new job's id, and its result as a record when the worker is DIRECT."""
-    response = await s.job.enqueue(request, timeout=None if request.timeout == 0 else _direct_wait(request))
+    response = await s.job.enqueue(request, timeout=_direct_wait(request))
     record = await present.job_result(response.result, Lookup(s)) if response.result is not None else None
     return response.id.value, record
 
 
 def _direct_wait(request: svc.JobRequest) -> float:
-    """A DIRECT Enqueue answers when the job ends: wait for its timeout (plus a margin) at most."""
+    """A DIRECT Enqueue answers when the job ends: wait for its timeout (plus a margin) at most,
+    and for an hour when it has none (the page's request must end some time)."""
     return (request.timeout or 3_600_000) / 1000 + 10
 
 

@@ -37,9 +37,19 @@ def _short(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+SHOWN_MAX = 256 * 1024  # characters of one value a page shows; the raw bytes view has the rest
+
+
+def _clip(value: Any) -> str:
+    text = value if isinstance(value, str) else _pretty(value)
+    if len(text) <= SHOWN_MAX:
+        return text
+    return f"{text[:SHOWN_MAX]}\n… ({len(text) - SHOWN_MAX} more characters: see the raw bytes)"
+
+
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("jobworkerp.dashboard", "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
-    env.filters.update(ms=_ms, pretty=_pretty, status_class=_status_class, short=_short)
+    env.filters.update(ms=_ms, pretty=_pretty, status_class=_status_class, short=_short, clip=_clip)
     return env

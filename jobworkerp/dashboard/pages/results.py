@@ -132,9 +132,20 @@ def _event(kind: str, payload: Any) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
 
 
+LIVE_ITEMS = 5  # output items sent per result to a live tail (its detail page has them all)
+LIVE_TEXT = 2000  # characters of each sent
+
+
+def _clipped(value: Any) -> Any:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= LIVE_TEXT else text[:LIVE_TEXT] + "…"
+
+
 def _row(record: present.Record) -> dict[str, Any]:
+    """What a live tail shows of a result: outputs can be megabytes, the table shows a line."""
     return {"id": record["id"], "job_id": record["job_id"], "status": record["status"],
-            "end_time": record["end_time_iso"], "output": record["output"], "args": record["args"]}
+            "end_time": record["end_time_iso"], "output": [_clipped(item) for item in record["output"][:LIVE_ITEMS]],
+            "args": _clipped(record["args"])}
 
 
 async def live_stream(site: Site, request: Request, session: Session, match: re.Match[str]) -> Response:
