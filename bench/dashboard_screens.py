@@ -84,7 +84,7 @@ async def seed_and_load(port: int, results: int, load_s: float, ready: asyncio.E
         n = 0
         while time.monotonic() < deadline:
             n += 1
-            requests = [svc.JobRequest(worker_id=hello, args=hello_args(f"order-{n}-{i}")) for i in range(150)]
+            requests = [svc.JobRequest(worker_id=hello, args=hello_args(f"order-{n}-{i}")) for i in range(100)]
             requests += [svc.JobRequest(worker_id=flaky, args=bytes(runner_pb.CommandArgs(
                 args=["-c", f'echo "{{\\"report\\": {n * 10 + i}, \\"rows\\": {i * 37}}}"; exit $(({i} % 5 == 0))']))
             ) for i in range(8 + n % 5)]
@@ -101,9 +101,15 @@ def screenshots(base: str, out: Path, flaky_id: int) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page.set_default_timeout(120_000)
         page.goto(f"{base}/results?status=SUCCESS&worker={flaky_id}")  # a COMMAND result among 100 000
         page.locator("#results-table tbody tr a").first.click()
-        page.wait_for_selector("#result-status")
+        try:
+            page.wait_for_selector("#result-status")
+        except Exception:
+            page.screenshot(path=str(out / "dashboard-failed.png"), full_page=True)
+            print(f"no result page at {page.url}:\n{page.inner_text('main')}", flush=True)
+            raise
         page.screenshot(path=str(out / "dashboard-result.png"), full_page=True)
         page.goto(f"{base}/")
         page.wait_for_timeout(4000)  # two polls: the charts are drawn

@@ -30,7 +30,7 @@ from jobworkerp.proto.jobworkerp import data
 
 SCAN_MAX = 2000  # results read for one filtered page
 SCAN_CHUNK = 500
-ENQUEUE_SLACK_MS = 60_000  # job id times may run ahead of end times this much (clocks of other nodes)
+ENQUEUE_SLACK_MS = 2_000  # how far a job id's time may run ahead of its end time (clocks of other nodes)
 LIVE_BUFFER = 200  # results held for a slow page; more are dropped (and counted)
 LIVE_BACKFILL = 20  # stored results shown when the tail opens
 LIVE_MAX_STREAMS = 32
