@@ -5,6 +5,10 @@ by `Api.run`. Values are decoded exactly as `jobworkerp-client` decodes them (`c
 and `present`: runner protos compiled from their published text), so the dashboard and the CLI
 show the same JSON for the same bytes.
 
+Decoding compiles a runner's .proto text the first time it is met (protoc in-process, tens of
+milliseconds, on the event loop: the CLI's codec captures protoc's stderr through the process's
+file descriptor 2, so it cannot move to a thread), and keeps it for the process's life.
+
 Every listing is bounded: a page of a FindList (limit/offset), at most STATUS_READ_MAX job
 statuses, at most SCAN_MAX results read for one filtered page; nothing counts or lists a whole
 table per page view.

@@ -48,8 +48,12 @@ def _clip(value: Any) -> str:
 
 
 def environment() -> jinja2.Environment:
+    """Every template compiled now, at start-up: rendering a page then touches no file (no
+    auto-reload, whose check is a stat() per render on the event loop)."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("jobworkerp.dashboard", "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True)
+                             lstrip_blocks=True, auto_reload=False, cache_size=-1)
     env.filters.update(ms=_ms, pretty=_pretty, status_class=_status_class, short=_short, clip=_clip)
+    for name in env.list_templates(extensions=["html"]):
+        env.get_template(name)
     return env

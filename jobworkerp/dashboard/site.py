@@ -47,6 +47,7 @@ class Site:
         self.mode = mode
         self.inflight = InflightJobs(api)
         self.rates = ResultRates(api)
+        # Templates and static files are read once here, at start-up, never per request.
         self._env = environment()
         self._routes: list[Route] = []
         self._static = {p.name: p.read_bytes() for p in resources.files("jobworkerp.dashboard").joinpath("static")
