@@ -8,9 +8,11 @@ hide a broken dashboard.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,19 @@ def dashboard_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
         assert proc.stop() == 0, proc.log()
 
 
+@contextmanager
+def plain_asyncio_loops() -> Iterator[None]:
+    """Playwright's sync API makes an asyncio loop of its own. Once trio_asyncio is imported (the
+    server code and other tests import it), the global policy makes trio-asyncio loops, which do
+    not survive Playwright's greenlets and then leave a trio run behind that breaks every later
+    test of the process. A policy set in this thread is asyncio's default one again."""
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop_policy(None)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     path = chromium_path()
@@ -54,7 +69,7 @@ def browser() -> Iterator[Any]:
         if os.environ.get("CI") == "true":
             pytest.fail("playwright is not installed (the dev extra has it)")
         pytest.skip("playwright is not installed (pip install -e '.[dev]')")
-    with sync_playwright() as playwright:
+    with plain_asyncio_loops(), sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=path, headless=True,
                                               args=["--no-sandbox", "--disable-dev-shm-usage"])
         try:
