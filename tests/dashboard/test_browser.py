@@ -100,9 +100,12 @@ def test_dashboard_in_a_browser(dashboard_server: ServerProcess, browser: Any) -
     _enqueue(page, base, sleep_id, "600")
     running = page.locator("#jobs-table tbody tr[data-job]")
     page.goto(f"{base}/jobs?worker={sleep_id}&state=running")
-    while running.count() == 0:  # the Jobs page is a snapshot: reload until the job runs
+    for _ in range(WAIT_MS // 500):  # the Jobs page is a snapshot: reload until the job runs
+        if running.count():
+            break
         page.wait_for_timeout(500)
         page.reload()
+    assert running.count(), page.inner_text("main")
     page.once("dialog", lambda dialog: dialog.accept())
     running.first.get_by_role("button", name="delete").click()
     expect(page.locator(".flash.ok")).to_contain_text("deleted")
