@@ -98,7 +98,9 @@ def test_user_data_is_escaped_in_pages(dashboard_server: ServerProcess) -> None:
             assert "&lt;img src=x onerror=" in page
 
 
-def test_without_a_token_only_ip_or_localhost_hosts(tmp_path: Path) -> None:
+def test_without_a_token_only_ip_or_localhost_hosts_and_a_stop_ends_open_streams(tmp_path: Path) -> None:
+    """No login without AUTH_TOKEN, but no other Host than an IP or localhost; and a server stopped
+    while a live tail is open and the charts follow result streams still exits 0."""
     proc = ServerProcess(tmp_path, dashboard=True).start()
     try:
         with _client(proc) as client:
@@ -106,8 +108,19 @@ def test_without_a_token_only_ip_or_localhost_hosts(tmp_path: Path) -> None:
             assert client.get("/runners", headers={"host": f"localhost:{proc.dashboard_port}"}).status_code == 200
             rebound = client.get("/runners", headers={"host": f"attacker.example:{proc.dashboard_port}"})
             assert rebound.status_code == 421
+            csrf = _csrf(client.get("/workers/new?runner=1").text)
+            made = client.post("/workers", data={"csrf": csrf, "runner": "1", "name": "tail", "settings.name": "echo"})
+            worker_id = made.headers["location"].rsplit("/", 1)[1]
+            assert client.get("/api/overview").status_code == 200  # starts following result streams
+            with client.stream("GET", f"/results/live/stream?worker={worker_id}") as tail:
+                assert tail.headers["content-type"].startswith("text/event-stream")
+                lines = tail.iter_lines()
+                while next(lines) != "event: ready":
+                    pass
+                assert proc.stop() == 0, proc.log()
     finally:
-        assert proc.stop() == 0, proc.log()
+        if proc.alive():
+            assert proc.stop() == 0, proc.log()
 
 
 @pytest.fixture
