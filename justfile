@@ -48,6 +48,10 @@ bench-all-in-one *ARGS:
 bench-memory *ARGS:
     python bench/bench_memory.py {{ARGS}}
 
+# Dashboard screenshots for the README: 100 000 stored results and a mixed load (--results N, --load-seconds S)
+dashboard-screens *ARGS:
+    python bench/dashboard_screens.py {{ARGS}}
+
 # Invariant soak: random operation sequences against real servers (--seconds N, --mode standalone|scalable|both, --seed N)
 soak *ARGS:
     python bench/soak.py {{ARGS}}

@@ -33,6 +33,8 @@ from actors.process_pool import ProcessPool
 from actors.supervisor import ChildSpec, Supervisor
 from jobworkerp.aio import open_asyncio_bridge, wait_for_bridged_calls
 from jobworkerp.config import STANDALONE, ChannelConfig, Config, ConfigError, check_grpc_exposure
+from jobworkerp.dashboard.listen import dashboard_listen
+from jobworkerp.dashboard.server import serve_dashboard
 from jobworkerp.front.auth import FailureLimiter, TokenCheck
 from jobworkerp.front.grpc_web import serve_grpc_web
 from jobworkerp.front.server import serve_grpc
@@ -201,12 +203,14 @@ def _check_metrics_port_of_its_own(config: Config) -> None:
             raise ConfigError("METRICS_ADDR", f"must differ from {var} ({taken}): metrics have a port of their own")
 
 
-async def serve_fronts(app: App, stopping: trio.Event, *, on_call: Callable[[str, str], None] | None = None,
+async def serve_fronts(app: App, stopping: trio.Event, mode: str = "all-in-one", *,
+                       on_call: Callable[[str, str], None] | None = None,
                        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """The gRPC server on GRPC_ADDR and, with USE_GRPC_WEB, grpc-web on GRPC_WEB_ADDR: the same
     service objects, one count of failed token attempts per address for both (front/auth.py).
-    grpc-web is bound first, so a client that finds the gRPC port open finds it too. Reports the
-    gRPC port. `on_call` counts the calls answered on GRPC_ADDR (metrics)."""
+    grpc-web is bound first, so a client that finds the gRPC port open finds it too. Then the web
+    dashboard on DASHBOARD_ADDR (dashboard/), a client of the gRPC port sharing that count. Reports
+    the gRPC port. `on_call` counts the calls answered on GRPC_ADDR (metrics)."""
     config = app.config
     services = build_services(app)
     limiter = FailureLimiter()
@@ -226,6 +230,8 @@ async def serve_fronts(app: App, stopping: trio.Event, *, on_call: Callable[[str
             max_concurrent_streams=config.grpc_max_concurrent_streams, max_frame_size=config.max_frame_size,
             ssl_context=server_ssl_context(config), stopping=stopping, on_call=on_call,
         ))
+        if (listen := dashboard_listen(config, mode)) is not None:
+            await nursery.start(serve_dashboard, config, listen, port, mode, limiter, stopping)
         task_status.started(port)
 
 
@@ -279,7 +285,7 @@ async def run_server(
                 exposure_warning = check_grpc_exposure(config)
                 if exposure_warning:
                     log.warning("%s", exposure_warning)
-                port = await nursery.start(partial(serve_fronts, app, front_stop, on_call=on_call))
+                port = await nursery.start(partial(serve_fronts, app, front_stop, mode, on_call=on_call))
             async with trio.open_nursery() as worker_nursery:
                 if serves_jobs:
                     await worker_nursery.start(partial(serve_workers, app, lambda channel: pools[channel.name],

@@ -103,6 +103,9 @@ class Config:
     grpc_web_cors_origins: tuple[str, ...] = ()
     # Prometheus metrics: `GET /metrics` on this HOST:PORT (jobworkerp/metrics/); None = off.
     metrics_addr: str | None = None
+    # The web dashboard (jobworkerp/dashboard/): None = unset (all-in-one serves it on
+    # DEFAULT_DASHBOARD_ADDR, grpc-front not at all), "" = off, else HOST:PORT.
+    dashboard_addr: str | None = None
     sqlite_dbname: str = "jobworkerp.sqlite3"
     job_result_ttl_seconds: int = 3600
     fetch_interval_ms: int = 1000
@@ -342,6 +345,8 @@ def check_grpc_exposure(config: Config) -> str | None:
     listeners = [("GRPC_ADDR", config.grpc_addr, config.grpc_host)]
     if config.use_grpc_web:
         listeners.append(("GRPC_WEB_ADDR", config.grpc_web_address, config.grpc_web_host))
+    if config.dashboard_addr:  # the default, when unset, is a loopback address
+        listeners.append(("DASHBOARD_ADDR", config.dashboard_addr, config.dashboard_addr.rsplit(":", 1)[0]))
     warnings = [w for var, addr, host in listeners if (w := _exposure(config, var, addr, host))]
     return "; ".join(warnings) or None
 
@@ -396,6 +401,11 @@ def _parse_zipkin_addr(var: str, raw: str) -> str:
     """The Zipkin collector's span endpoint; a URL without a path gets Zipkin's /api/v2/spans."""
     scheme, netloc, path = _collector_url(var, raw, "http://zipkin:9411/api/v2/spans")
     return f"{scheme}://{netloc}{path if path not in ('', '/') else ZIPKIN_SPANS_PATH}"
+
+
+def _parse_optional_addr(var: str, raw: str) -> str:
+    """HOST:PORT, or "" (set but empty) to turn the listener off."""
+    return "" if raw.strip() == "" else _parse_addr(var, raw)
 
 
 def _parse_origins(var: str, raw: str) -> tuple[str, ...]:
@@ -633,6 +643,8 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = 
         grpc_web_addr=grpc_web_addr,
         grpc_web_cors_origins=grpc_web_cors_origins,
         metrics_addr=_get(env, "METRICS_ADDR", _parse_addr, None),
+        dashboard_addr=(None if "DASHBOARD_ADDR" not in env
+                        else _parse_optional_addr("DASHBOARD_ADDR", env["DASHBOARD_ADDR"])),
         auth_token=_token("AUTH_TOKEN", env["AUTH_TOKEN"]) if "AUTH_TOKEN" in env else None,
         grpc_tls_cert=grpc_tls_cert,
         grpc_tls_key=grpc_tls_key,

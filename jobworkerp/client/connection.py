@@ -114,6 +114,27 @@ class Services:
     streams: ext.JobStreamServiceStub
 
 
+def services_over(channel: Channel, timeout_s: float | None, auth_token: str | None) -> Services:
+    """Every stub over `channel`, each call with this deadline and the token's metadata."""
+    from jobworkerp.proto.jobworkerp import ext
+    from jobworkerp.proto.jobworkerp import service as svc
+
+    options: dict[str, Any] = {
+        "timeout": timeout_s,
+        "metadata": {AUTH_METADATA_KEY: auth_token} if auth_token else None,
+    }
+    return Services(
+        channel,
+        svc.RunnerServiceStub(channel, **options),
+        svc.WorkerServiceStub(channel, **options),
+        svc.JobServiceStub(channel, **options),
+        svc.JobResultServiceStub(channel, **options),
+        svc.JobStatusServiceStub(channel, **options),
+        ext.BulkJobServiceStub(channel, **options),
+        ext.JobStreamServiceStub(channel, **options),
+    )
+
+
 @asynccontextmanager
 async def open_services(address: Address, timeout_ms: int | None, auth_token: str | None,
                         tls_files: TlsFiles | None = None,
@@ -123,25 +144,9 @@ async def open_services(address: Address, timeout_ms: int | None, auth_token: st
     Must be entered in a running asyncio loop: grpclib's Channel binds to the loop it is made in."""
     from grpclib.client import Channel
 
-    from jobworkerp.proto.jobworkerp import ext
-    from jobworkerp.proto.jobworkerp import service as svc
-
     context = client_ssl_context(address, tls_files or TlsFiles(), option_names)
     channel = Channel(address.host, address.port, ssl=context)
-    options: dict[str, Any] = {
-        "timeout": timeout_ms / 1000 if timeout_ms else None,
-        "metadata": {AUTH_METADATA_KEY: auth_token} if auth_token else None,
-    }
     try:
-        yield Services(
-            channel,
-            svc.RunnerServiceStub(channel, **options),
-            svc.WorkerServiceStub(channel, **options),
-            svc.JobServiceStub(channel, **options),
-            svc.JobResultServiceStub(channel, **options),
-            svc.JobStatusServiceStub(channel, **options),
-            ext.BulkJobServiceStub(channel, **options),
-            ext.JobStreamServiceStub(channel, **options),
-        )
+        yield services_over(channel, timeout_ms / 1000 if timeout_ms else None, auth_token)
     finally:
         channel.close()

@@ -39,13 +39,17 @@ class ServerProcess:
     """One `python -m jobworkerp MODE` with its own SQLite file (Standalone) and port."""
 
     def __init__(self, workdir: Path, env: Mapping[str, str] | None = None, mode: str = "all-in-one",
-                 name: str = "server", host: str = "127.0.0.1", split_stderr: bool = False) -> None:
+                 name: str = "server", host: str = "127.0.0.1", split_stderr: bool = False,
+                 dashboard: bool = False) -> None:
         """`host` is the bind address (GRPC_ADDR's host); readiness is probed on 127.0.0.1, so a
         wildcard bind works too. With `split_stderr`, stderr goes to `stderr_path` instead of the
-        log (which then has stdout alone)."""
+        log (which then has stdout alone). The web dashboard is off (DASHBOARD_ADDR empty: servers
+        of parallel tests would all want its default port) unless `dashboard` asks for it on a
+        free port (`dashboard_port`)."""
         self.workdir = workdir
         self.mode = mode
         self.port = free_port()
+        self.dashboard_port = free_port() if dashboard else None
         self.log_path = workdir / f"{name}.log"
         self.stderr_path = workdir / f"{name}.stderr" if split_stderr else None
         self.env = {
@@ -54,6 +58,7 @@ class ServerProcess:
             "SQLITE_DBNAME": str(workdir / "jobworkerp.sqlite3"),
             "WORKER_DEFAULT_CONCURRENCY": "4",
             "LOG_LEVEL": "INFO",
+            "DASHBOARD_ADDR": f"127.0.0.1:{self.dashboard_port}" if self.dashboard_port else "",
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

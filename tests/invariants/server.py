@@ -40,6 +40,7 @@ SERVER_ENV = {
     "JOB_QUEUE_CLAIM_LEASE_MS": str(CLAIM_LEASE_MS),
     "JOB_QUEUE_WORKER_LEASE_MS": "1000",
     "LOG_LEVEL": "INFO",
+    "DASHBOARD_ADDR": "",  # parallel servers would all want its default port
     "PLUGINS_RUNNER_DIR": str(PLUGINS_DIR),
 }
 CHANNELS = (None, "single")  # None = the default channel

@@ -64,7 +64,7 @@ class Output:
         reads as if it ran here), or a JSON line `{"data": text}` (`{"data": {"base64": ...}}`
         when it is not UTF-8)."""
         if self.json_mode:
-            from jobworkerp.cli.client.protocodec import raw_value
+            from jobworkerp.client.protocodec import raw_value
 
             self._json({"data": raw_value(data)})
             return
