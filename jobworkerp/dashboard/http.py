@@ -24,12 +24,12 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 import trio
 
+from jobworkerp.http1 import RECEIVE_BYTES, ClientGone, H11Connection, peer_address
+
 log = logging.getLogger(__name__)
 
-MAX_HEAD_BYTES = 16 * 1024
 MAX_BODY_BYTES = 1024 * 1024  # a form with a job's args or a worker's settings; far below GRPC_MAX_MESSAGE_BYTES
 MAX_FORM_FIELDS = 2000
-RECEIVE_BYTES = 64 * 1024
 READ_TIMEOUT_S = 30.0
 IDLE_TIMEOUT_S = 60.0
 
@@ -109,39 +109,7 @@ def redirect(location: str, headers: Headers | None = None) -> Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _peer_of(stream: trio.abc.Stream) -> str:
-    transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
-    try:
-        return str(transport.socket.getpeername()[0])  # type: ignore[attr-defined]
-    except (AttributeError, OSError):
-        return "unknown peer"
-
-
-class _Closed(Exception):
-    """The client went away."""
-
-
-class _Connection:
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-
-    async def next_event(self, timeout_s: float) -> object:
-        while True:
-            event = self.h11.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            with trio.fail_after(timeout_s):
-                data = await self.stream.receive_some(RECEIVE_BYTES)
-            self.h11.receive_data(bytes(data))
-
-    async def send(self, *events: h11.Event) -> None:
-        data = b"".join(self.h11.send(event) or b"" for event in events)
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise _Closed() from None
-
+class _Connection(H11Connection):
     async def read_body(self) -> bytes:
         chunks: list[bytes] = []
         size = 0
@@ -155,7 +123,7 @@ class _Connection:
             elif isinstance(event, h11.EndOfMessage):
                 return b"".join(chunks)
             elif isinstance(event, h11.ConnectionClosed):
-                raise _Closed()
+                raise ClientGone()
 
     async def wait_for_hangup(self) -> None:
         """Return once the client closes (an event stream's only way to learn it)."""
@@ -186,7 +154,7 @@ class HttpServer:
 
     async def serve_connection(self, stream: trio.abc.Stream) -> None:
         conn = _Connection(stream)
-        peer = _peer_of(stream)
+        peer = peer_address(stream)
         try:
             while True:
                 event = await conn.next_event(IDLE_TIMEOUT_S)
@@ -199,7 +167,7 @@ class HttpServer:
         except h11.RemoteProtocolError:
             if conn.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 await self._send_quietly(conn, text_response(400, "bad request"))
-        except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+        except (ClientGone, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             pass
         except Exception:
             log.exception("dashboard: the connection from %s failed", peer)
@@ -253,7 +221,7 @@ class HttpServer:
     async def _send_quietly(self, conn: _Connection, response: Response) -> None:
         try:
             await self._send(conn, response, close=True)
-        except (_Closed, h11.LocalProtocolError):
+        except (ClientGone, h11.LocalProtocolError):
             pass
 
     async def _stream(self, conn: _Connection, response: Response) -> None:

@@ -45,20 +45,15 @@ from jobworkerp.front.auth import TokenCheck
 from jobworkerp.front.decoding import RequestCodec, message_name
 from jobworkerp.front.grpc_web_cors import CorsPolicy, Headers
 from jobworkerp.front.grpc_web_wire import Mode, RequestBody, content_mode, encode_body, message_frame, trailer_frame
+from jobworkerp.http1 import MAX_HEAD_BYTES, RECEIVE_BYTES, ClientGone, H11Connection, peer_address
 
 log = logging.getLogger(__name__)
 
-MAX_HEAD_BYTES = 16 * 1024  # request line and headers (h11's own default)
-RECEIVE_BYTES = 64 * 1024
 IDLE_TIMEOUT_S = 75.0  # a kept-alive connection with no new request is closed after this
 READ_TIMEOUT_S = 60.0  # each read of a request (its head, a piece of its body, a TLS handshake)
 STOP_GRACE_S = 5.0  # at a stop, how long calls cut off get to write their UNAVAILABLE trailer
 HEALTH_PREFIX = "/grpc.health.v1."  # open without the token, as on the gRPC port (front/server.py)
 Outcome = tuple[Status, str | None]
-
-
-class _ClientGone(Exception):
-    """The client's connection broke while its answer was being written."""
 
 
 class _HungUp(Exception):
@@ -68,28 +63,8 @@ class _HungUp(Exception):
 _DEADLINE: Outcome = (Status.DEADLINE_EXCEEDED, None)  # marker: the call's grpc-timeout passed
 
 
-class _Connection:
-    """One HTTP/1.1 connection: h11's state for it and the trio stream under it."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-
-    async def next_event(self, timeout_s: float) -> Any:
-        while True:
-            event = self.h11.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            with trio.fail_after(timeout_s):
-                self.h11.receive_data(bytes(await self.stream.receive_some(RECEIVE_BYTES)))
-
-    async def send(self, *events: Any) -> None:
-        """The events' bytes in one write."""
-        data = b"".join(self.h11.send(event) or b"" for event in events)
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise _ClientGone() from None
+class _Connection(H11Connection):
+    """One HTTP/1.1 connection, and the way a grpc-web call learns its client hung up."""
 
     async def wait_for_hangup(self) -> None:
         """Return once the client hangs up. What it sends meanwhile (a next request on the same
@@ -203,7 +178,7 @@ async def _run_handler(func: Callable[[Any], Awaitable[None]], stream: _WebStrea
         await func(stream)
     except GRPCError as e:
         return e.status, e.message
-    except _ClientGone:
+    except ClientGone:
         return None
     except Exception as e:  # grpclib would answer UNKNOWN; say where the details are instead
         error_id = uuid.uuid4().hex[:16]
@@ -220,15 +195,6 @@ def _headers_of(request: h11.Request) -> dict[str, str]:
         name, value = raw_name.decode("ascii").lower(), raw_value.decode("utf-8", "surrogateescape")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return headers
-
-
-def _peer_of(stream: trio.abc.Stream) -> str:
-    """The remote address without its port, as the gRPC port counts auth failures."""
-    transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
-    try:
-        return str(transport.socket.getpeername()[0])  # type: ignore[attr-defined]
-    except (AttributeError, OSError):
-        return "unknown peer"
 
 
 class GrpcWebServer:
@@ -267,7 +233,7 @@ class GrpcWebServer:
         """Requests of one connection, one after another, until either side closes it. Nothing
         a client sends ends more than its own connection."""
         conn = _Connection(stream)
-        peer = _peer_of(stream)
+        peer = peer_address(stream)
         try:
             while True:
                 event = await conn.next_event(IDLE_TIMEOUT_S)
@@ -288,7 +254,7 @@ class GrpcWebServer:
                 conn.h11.start_next_cycle()
         except h11.RemoteProtocolError as e:
             await self._bad_request(conn, e)
-        except (_ClientGone, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+        except (ClientGone, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             pass
         except Exception:
             log.exception("grpc-web: the connection from %s failed", peer)
@@ -304,7 +270,7 @@ class GrpcWebServer:
         try:
             await conn.send(h11.Response(status_code=error.error_status_hint, headers=headers), h11.Data(data=text),
                             h11.EndOfMessage())
-        except (_ClientGone, h11.LocalProtocolError):
+        except (ClientGone, h11.LocalProtocolError):
             pass
 
     async def _refuse_http(self, conn: _Connection, status_code: int, text: str, headers: Headers) -> bool:
