@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from typing import Any
 
-from jobworkerp.client.protocodec import CodecError, MessageCodec, compile_first_message
+from jobworkerp.client.protocodec import CodecError, MessageCodec, compile_first_message, encode_input
 from jobworkerp.dashboard.http import HttpError, Request
+from jobworkerp.dashboard.protoform import collect
 
 PAGE_SIZE = 50
 
@@ -79,3 +81,15 @@ def codec_of(proto_text: str | None) -> MessageCodec | None:
 
 def enum_names(enum: Any) -> list[str]:
     return [member.name for member in enum]
+
+
+def posted_message(proto_text: str | None, form: dict[str, list[str]], prefix: str, label: str) -> bytes:
+    """The bytes of the message a form posted for `proto_text` (a worker's settings, a job's
+    args): its raw JSON field (`<prefix>_json`) when given, else the generated form's fields."""
+    raw = first(form, f"{prefix}_json")
+    if raw.strip():
+        return encode_input(proto_text, raw, f"{label} (raw JSON)")
+    codec = codec_of(proto_text)
+    if codec is None:
+        return b""
+    return codec.encode_json(json.dumps(collect(codec.message_class.DESCRIPTOR, form, prefix)), label)

@@ -9,15 +9,22 @@ worker filter needs them.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-from jobworkerp.client.protocodec import CodecError, encode_input
+from jobworkerp.client.protocodec import CodecError
 from jobworkerp.dashboard import queries
 from jobworkerp.dashboard.http import HttpError, Request, Response, redirect
 from jobworkerp.dashboard.inflight import channel_of, state_of
-from jobworkerp.dashboard.pages.common import PAGE_SIZE, codec_of, first, local_time_ms, optional_id, path_id
+from jobworkerp.dashboard.pages.common import (
+    PAGE_SIZE,
+    codec_of,
+    first,
+    local_time_ms,
+    optional_id,
+    path_id,
+    posted_message,
+)
 from jobworkerp.dashboard.protoform import FormError, collect, fields_of
 from jobworkerp.dashboard.session import Session
 from jobworkerp.dashboard.site import Site
@@ -97,14 +104,7 @@ async def new_job(site: Site, request: Request, session: Session, match: re.Matc
 
 
 def args_bytes(runner: data.Runner, form: dict[str, list[str]]) -> bytes:
-    proto = runner.data.job_args_proto
-    raw = first(form, "args_json")
-    if raw.strip():
-        return encode_input(proto, raw, "args (raw JSON)")
-    codec = codec_of(proto)
-    if codec is None:
-        return b""
-    return codec.encode_json(json.dumps(collect(codec.message_class.DESCRIPTOR, form, "args")), "args")
+    return posted_message(runner.data.job_args_proto, form, "args", "args")
 
 
 def job_request(worker: data.Worker, runner: data.Runner, form: dict[str, list[str]]) -> svc.JobRequest:

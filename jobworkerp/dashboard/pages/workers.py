@@ -8,10 +8,18 @@ import re
 from typing import Any
 
 from jobworkerp.cli.client import present
-from jobworkerp.client.protocodec import CodecError, encode_input
+from jobworkerp.client.protocodec import CodecError
 from jobworkerp.dashboard import queries
 from jobworkerp.dashboard.http import HttpError, Request, Response, redirect
-from jobworkerp.dashboard.pages.common import PAGE_SIZE, codec_of, enum_names, first, offset_arg, path_id
+from jobworkerp.dashboard.pages.common import (
+    PAGE_SIZE,
+    codec_of,
+    enum_names,
+    first,
+    offset_arg,
+    path_id,
+    posted_message,
+)
 from jobworkerp.dashboard.pages.results import scan_results
 from jobworkerp.dashboard.protoform import FormError, collect, fields_of
 from jobworkerp.dashboard.session import Session
@@ -71,14 +79,7 @@ def _enum(enum: Any, options: dict[str, Any], key: str) -> Any:
 
 def settings_bytes(runner: data.Runner, form: dict[str, list[str]]) -> bytes:
     """The posted settings: the raw JSON (or text) when given, else the generated form's fields."""
-    proto = runner.data.runner_settings_proto
-    raw = first(form, "settings_json")
-    if raw.strip():
-        return encode_input(proto, raw, "settings (raw JSON)")
-    codec = codec_of(proto)
-    if codec is None:
-        return b""
-    return codec.encode_json(json.dumps(collect(codec.message_class.DESCRIPTOR, form, "settings")), "settings")
+    return posted_message(runner.data.runner_settings_proto, form, "settings", "settings")
 
 
 def worker_data(runner: data.Runner, form: dict[str, list[str]]) -> data.WorkerData:
