@@ -57,13 +57,19 @@ async def watch_tools(fingerprint: Callable[[], Awaitable[str]], notifier: Chang
     """Poll forever. Reports started after the first look, so a change made once the transport
     serves is never taken for the starting point."""
     previous: str | None = None
-    started = False
+    started = failing = False
     while True:
         try:
             current = await fingerprint()
         except Exception as e:  # the server may be down for a while; clients see errors on their calls
-            log.warning("cannot read the workers for the tool list: %s", " ".join(str(e).split()) or repr(e))
+            if not failing:  # once per outage, not once per poll
+                log.warning("cannot read the workers for the tool list (retrying every %s s): %s", interval_s,
+                            " ".join(str(e).split()) or repr(e))
+            failing = True
         else:
+            if failing:
+                log.info("the workers can be read again")
+            failing = False
             if previous is not None and current != previous:
                 log.info("the tool list changed; notifying clients")
                 await notifier.lists_changed()
