@@ -21,6 +21,7 @@ from typing import Any, TextIO, TypeVar
 
 import anyio
 import httpx2
+import mcp.types as types
 from mcp import Client, StdioServerParameters
 from mcp.client.session import IncomingMessage
 from mcp.client.streamable_http import streamable_http_client
@@ -172,6 +173,43 @@ async def wait_until(check: Callable[[], Awaitable[bool]], what: str, deadline: 
             await anyio.sleep(0.05)
         return
     raise AssertionError(f"not within {deadline} s: {what}")
+
+
+class ListChanges:
+    """Counts `notifications/tools/list_changed` a handshake-era client receives (its
+    `message_handler`), and waits for more."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._more = anyio.Event()
+
+    async def handler(self, message: IncomingMessage) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            self.count += 1
+            self._more.set()
+            self._more = anyio.Event()
+
+    async def beyond(self, count: int) -> None:
+        while self.count <= count:
+            await self._more.wait()
+
+    async def prime(self, grpc: GrpcClient, name: str) -> int:
+        """Make sure list changes reach the client before a test relies on one. Over streamable
+        HTTP they travel on a GET stream the client opens by itself once initialized, and one sent
+        before it is open is lost: so create a worker and, until a notification comes, touch it
+        again. The worker is kept (a deletion would be one more change); its id is returned."""
+        seen = self.count
+        worker_id = await create_worker(grpc, name, 1, command_settings("true"), data.ResponseType.DIRECT)
+        with anyio.fail_after(DEADLINE_S):
+            for attempt in range(1, 10_000):
+                with anyio.move_on_after(2):
+                    await self.beyond(seen)
+                if self.count > seen:
+                    return worker_id
+                worker = (await grpc.worker.find(data.WorkerId(value=worker_id))).data
+                worker.data.runner_settings = command_settings("true" if attempt % 2 == 0 else "false")
+                await grpc.worker.update(worker)
+        raise AssertionError("unreachable")
 
 
 async def job_gone(grpc: GrpcClient, job_id: int) -> bool:

@@ -25,6 +25,7 @@ from tests.mcp.harness import (
     ROOT,
     TRANSPORTS,
     Endpoint,
+    ListChanges,
     McpHttpProcess,
     command_settings,
     create_worker,
@@ -200,26 +201,26 @@ def test_a_new_worker_becomes_a_tool(endpoint: Endpoint, era: str, jw: ServerPro
     name = f"added_{endpoint.transport}_{era}"
 
     async def run() -> None:
-        changes = anyio.Event()
-
-        async def on_message(message: Any) -> None:
-            if isinstance(message, types.ToolListChangedNotification):
-                changes.set()
-
-        async with connect(jw.port) as grpc, endpoint.client(era, message_handler=on_message) as client:
+        changes = ListChanges()
+        async with connect(jw.port) as grpc, endpoint.client(era, message_handler=changes.handler) as client:
             assert name not in {tool.name for tool in (await client.list_tools()).tools}
             if era == "legacy":  # the initialize handshake: notifications on the connection
+                primer = await changes.prime(grpc, f"{name}_primer")
+                seen = changes.count
                 worker_id = await create_worker(grpc, name, COMMAND, command_settings("echo"),
                                                 data.ResponseType.DIRECT)
                 with anyio.fail_after(DEADLINE_S):
-                    await changes.wait()
+                    await changes.beyond(seen)
+                    while name not in {tool.name for tool in (await client.list_tools()).tools}:
+                        seen = changes.count  # an earlier change announced late: the next one is ours
+                        await changes.beyond(seen)
+                await grpc.worker.delete(data.WorkerId(value=primer))
             else:  # 2026-07-28: a subscriptions/listen stream
                 async with client.listen(tools_list_changed=True) as subscription:
                     worker_id = await create_worker(grpc, name, COMMAND, command_settings("echo"),
                                                     data.ResponseType.DIRECT)
                     with anyio.fail_after(DEADLINE_S):
-                        event = await subscription.__anext__()
-                    assert event is not None
+                        assert await subscription.__anext__() is not None
             tools = {tool.name: tool for tool in (await client.list_tools()).tools}
             assert tools[name].input_schema == COMMAND_ARGS_SCHEMA
             assert _text(await client.call_tool(name, {"args": ["new"]})) == "new\n"
