@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # server that stopped answering cannot hold a cancelled call forever.
 SHIELDED_CALL_LIMIT_S = 30.0
 
+FIRST_SLICE_MS = 1000
+
 Report = Callable[[float, str], Awaitable[None]]
 """Sends one progress notification: (elapsed seconds, message). A no-op without a progressToken."""
 
@@ -123,8 +125,10 @@ async def _wait(services: Services, tool: WorkerTool, job_id: int, report: Repor
                 interval_s: float) -> data.JobResult:
     start = anyio.current_time()
     slice_ms = max(1, int(interval_s * 1000))
+    # The first slice is short: a quick NO_RESULT job whose result was not kept is told sooner.
+    first_ms = min(slice_ms, FIRST_SLICE_MS)
     request = svc.ListenRequest(job_id=data.JobId(value=job_id), worker_id=data.WorkerId(value=tool.worker.id.value),
-                                timeout=slice_ms)
+                                timeout=first_ms)
     while True:
         try:
             return await services.job_result.listen(request)
@@ -136,6 +140,7 @@ async def _wait(services: Services, tool: WorkerTool, job_id: int, report: Repor
             return await _ended_unheard(services, tool, job_id)
         elapsed = anyio.current_time() - start
         await report(elapsed, f"job {job_id} {status.name} ({elapsed:.0f} s)")
+        request.timeout = slice_ms
 
 
 async def _ended_unheard(services: Services, tool: WorkerTool, job_id: int) -> data.JobResult:

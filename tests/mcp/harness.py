@@ -116,16 +116,18 @@ class Endpoint:
     @asynccontextmanager
     async def client(self, era: str = "auto",
                      message_handler: Callable[[IncomingMessage], Awaitable[None]] | None = None,
-                     ) -> AsyncIterator[Client]:
+                     env: Mapping[str, str] | None = None) -> AsyncIterator[Client]:
+        """A connected client; `env` (MCP_* for the process) only over stdio, where each client
+        has a process of its own."""
         server: Any
         if self.transport == "stdio":
             server = StdioServerParameters(command=sys.executable, args=mcp_command(self.grpc_port)[1:],
-                                           env=FAST, cwd=str(self.workdir))
+                                           env={**FAST, **(env or {})}, cwd=str(self.workdir))
             with _append(self.workdir / "mcp-stdio.log") as errlog:
                 async with Client(_stdio(server, errlog), mode=era, message_handler=message_handler) as client:
                     yield client
             return
-        assert self.http is not None
+        assert self.http is not None and env is None
         async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {BEARER}"},
                                       timeout=httpx2.Timeout(30, read=300)) as http_client:
             transport = streamable_http_client(self.http.url, http_client=http_client)
@@ -161,9 +163,9 @@ NO_RETRY = data.RetryPolicy(type=data.RetryType.NONE, max_retry=0, basis=2.0)
 
 async def create_worker(grpc: GrpcClient, name: str, runner: int, settings: bytes,
                         response_type: data.ResponseType, **extra: Any) -> int:
+    fields: dict[str, Any] = {"retry_policy": NO_RETRY, "store_success": True, "store_failure": True, **extra}
     worker = data.WorkerData(name=name, runner_id=data.RunnerId(value=runner), runner_settings=settings,
-                             response_type=response_type, retry_policy=NO_RETRY, store_success=True,
-                             store_failure=True, **extra)
+                             response_type=response_type, **fields)
     return (await grpc.worker.create(worker)).id.value
 
 

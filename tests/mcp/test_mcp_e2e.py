@@ -52,6 +52,10 @@ async def _setup(port: int) -> None:
         await create_worker(grpc, "fail", COMMAND, command_settings("ls"), data.ResponseType.LISTEN_AFTER)
         await create_worker(grpc, "nap", COMMAND, command_settings("sleep"), data.ResponseType.LISTEN_AFTER)
         await create_worker(grpc, "nap_direct", COMMAND, command_settings("sleep"), data.ResponseType.DIRECT)
+        await create_worker(grpc, "fire_and_forget", hello, HELLO_SETTINGS, data.ResponseType.NO_RESULT,
+                            store_success=False, store_failure=False)
+        await create_worker(grpc, "tick", COMMAND, command_settings("true"), data.ResponseType.NO_RESULT,
+                            periodic_interval=3_600_000)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +93,24 @@ def test_tools_are_the_workers_with_their_args_schema(endpoint: Endpoint) -> Non
                                                "additionalProperties": False}
         assert '"echo"' in tools["echo"].description and "COMMAND" in tools["echo"].description
         assert "hello (plugin runner)" in tools["greet"].description
+        assert "tick" not in tools  # periodic: a call would start a job that never stops
+
+    scenario(run)
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"MCP_WORKERS": "echo, greet"}, {"echo", "greet"}),
+    ({"MCP_CHANNEL": "elsewhere"}, set()),
+    ({"MCP_WORKERS": "echo", "MCP_CHANNEL": "__default_job_channel__"}, {"echo"}),
+])
+def test_workers_can_be_chosen(jw: ServerProcess, tmp_path: Path, env: dict[str, str], expected: set[str]) -> None:
+    async def run() -> None:
+        async with Endpoint("stdio", jw.port, tmp_path, None).client(env=env) as client:
+            assert {tool.name for tool in (await client.list_tools()).tools} == expected
+            with pytest.raises(MCPError, match="unknown tool"):
+                await client.call_tool("nap", {"args": ["0"]})
+            with pytest.raises(MCPError):
+                await client.read_resource("jobworkerp://workers/nap/results")
 
     scenario(run)
 
@@ -113,6 +135,20 @@ def test_a_call_answers_with_the_job_output(endpoint: Endpoint) -> None:
             assert "jobworkerp://workers/greet/results" in listed
             recent = await client.read_resource("jobworkerp://workers/greet/results")
             assert job_id in [r["job_id"] for r in json.loads(recent.contents[0].text)]  # type: ignore[union-attr]
+
+    scenario(run)
+
+
+def test_a_no_result_worker_answers_or_says_its_result_was_not_kept(endpoint: Endpoint) -> None:
+    """NO_RESULT without stored results: the job may end before the call listens (Standalone's
+    bus keeps nothing for late listeners). Either way the call ends, and says which."""
+    async def run() -> None:
+        async with endpoint.client() as client:
+            result = await client.call_tool("fire_and_forget", {"arg": "x"})
+        if result.is_error:
+            assert "was not kept" in _text(result), result
+        else:
+            assert _text(result) == "SUCCESS: arg=x"
 
     scenario(run)
 
