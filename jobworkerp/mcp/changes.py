@@ -36,8 +36,28 @@ class ChangeNotifier:
 
     async def on_initialized(self, ctx: ServerRequestContext, _params: object) -> None:
         """`notifications/initialized` handler: remember the connection for list changes (its
-        session's notifications without a request id go out on the connection's own channel)."""
-        self._sessions.append(ctx.session)
+        session's notifications without a request id go out on the connection's own channel),
+        until it closes.
+
+        A closed streamable HTTP session drops what is sent to it without an error, so sending
+        cannot tell that it is gone: the connection's `exit_stack` (the SDK's place for
+        per-connection clean-up, run when it closes) forgets it. The SDK offers a handler no
+        public way to that `Connection`; mcp is pinned, and without the attribute (another SDK
+        version) a connection is forgotten only when sending to it fails."""
+        session = ctx.session
+        self._sessions.append(session)
+        connection = getattr(session, "_connection", None)
+        if connection is not None:
+            connection.exit_stack.callback(self._forget, session)
+
+    def _forget(self, session: ServerSession) -> None:
+        if session in self._sessions:
+            self._sessions.remove(session)
+
+    @property
+    def connections(self) -> int:
+        """Handshake-era connections that get list changes."""
+        return len(self._sessions)
 
     async def lists_changed(self) -> None:
         await self.bus.publish(ToolsListChanged())
@@ -49,7 +69,7 @@ class ChangeNotifier:
                     await session.send_resource_list_changed()
             except Exception as e:  # closed, broken or wedged: the client is gone
                 log.debug("forgetting an MCP connection: %r", e)
-                self._sessions.remove(session)
+                self._forget(session)
 
 
 async def watch_tools(fingerprint: Callable[[], Awaitable[str]], notifier: ChangeNotifier, interval_s: float,
@@ -71,7 +91,7 @@ async def watch_tools(fingerprint: Callable[[], Awaitable[str]], notifier: Chang
                 log.info("the workers can be read again")
             failing = False
             if previous is not None and current != previous:
-                log.info("the tool list changed; notifying clients")
+                log.info("the tool list changed; notifying listen streams and %d connections", notifier.connections)
                 await notifier.lists_changed()
             previous = current
         if not started:

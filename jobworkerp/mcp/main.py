@@ -26,6 +26,9 @@ from jobworkerp.cli.client.parser import AUTH_ENV, DEFAULT_ADDRESS
 if TYPE_CHECKING:
     from jobworkerp.mcp.settings import McpSettings
 
+# Libraries whose DEBUG lines (a line per HTTP/2 header, per SSE event) would bury this process's own.
+NOISY_LOGGERS = ("mcp", "httpx", "httpx2", "httpcore", "uvicorn", "sse_starlette", "starlette", "grpclib", "hpack",
+                 "h2", "asyncio")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR")
 
 
@@ -54,7 +57,7 @@ def _setup_logging(env: dict[str, str]) -> None:
     level = {"TRACE": "DEBUG", "WARN": "WARNING"}.get(level, level)
     logging.basicConfig(stream=sys.stderr, level=level if level in LOG_LEVELS else "INFO",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("mcp", "httpx", "httpcore", "uvicorn", "sse_starlette", "grpclib"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 

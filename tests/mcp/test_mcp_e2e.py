@@ -265,6 +265,36 @@ def test_a_new_worker_becomes_a_tool(endpoint: Endpoint, era: str, jw: ServerPro
     scenario(run)
 
 
+def test_a_closed_http_connection_is_forgotten(mcp_http: McpHttpProcess, jw: ServerProcess, tmp_path: Path) -> None:
+    """A handshake-era connection is remembered for list changes until it closes (a closed HTTP
+    session takes notifications without an error, so only its closing can say it is gone)."""
+    def announcements() -> list[str]:
+        return re.findall(r"notifying listen streams and (\d+) connections", mcp_http.log())
+
+    async def run() -> None:
+        endpoint = Endpoint("http", jw.port, tmp_path, mcp_http)
+        async with endpoint.client("legacy") as client:
+            await client.list_tools()
+        async with connect(jw.port) as grpc:
+            created = []
+            with anyio.fail_after(DEADLINE_S):
+                for i in range(10_000):  # a change per round, until one is announced to no connection
+                    seen = len(announcements())
+                    created.append(await create_worker(grpc, f"forgotten_{i}", COMMAND, command_settings("true"),
+                                                       data.ResponseType.DIRECT))
+                    await wait_until(lambda seen=seen: _more(announcements(), seen), "the change is announced")
+                    if announcements()[seen] == "0":
+                        break
+            for worker_id in created:
+                await grpc.worker.delete(data.WorkerId(value=worker_id))
+
+    scenario(run)
+
+
+async def _more(items: list[str], count: int) -> bool:
+    return len(items) > count
+
+
 def test_the_http_endpoint_wants_the_bearer_token(mcp_http: McpHttpProcess) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     for headers in ({}, {"Authorization": "Bearer wrong"}):
