@@ -9,9 +9,9 @@ How the result comes back depends on the worker's response type, as for `jobwork
   read and reported as progress. A job that ended before Listen subscribed is found by Listen in
   storage when the worker stores results; when it does not (NO_RESULT without store flags, on
   Standalone's in-process bus), its status is gone while no result came: the call says so
-  instead of waiting forever. When the caller gives up, the job is deleted (JobService.Delete),
-  under a shielded scope so that the cancellation that ended the wait does not also stop the
-  delete.
+  instead of waiting forever. When the caller gives up (or the wait fails), the job is deleted
+  (JobService.Delete), under a shielded scope so that the cancellation that ended the wait does
+  not also stop the delete.
 """
 
 from __future__ import annotations
@@ -105,7 +105,9 @@ async def _run_and_listen(services: Services, tool: WorkerTool, args: bytes, rep
         await anyio.lowlevel.checkpoint_if_cancelled()
         await report(0.0, f"job {job_id} enqueued on worker {tool.name}")
         return job_id, await _wait(services, tool, job_id, report, interval_s)
-    except anyio.get_cancelled_exc_class():
+    except ResultNotKept:
+        raise  # the job has ended: nothing to delete
+    except BaseException:  # cancelled, or the wait failed: a job whose result no one will get is not left
         await _delete_shielded(services, job_id)
         raise
 
@@ -114,11 +116,11 @@ async def _delete_shielded(services: Services, job_id: int) -> None:
     with anyio.CancelScope(shield=True), anyio.move_on_after(SHIELDED_CALL_LIMIT_S) as scope:
         try:
             deleted = (await services.job.delete(data.JobId(value=job_id))).is_success
-            log.info("tool call cancelled: job %s %s", job_id, "deleted" if deleted else "had already ended")
+            log.info("tool call ended early: job %s %s", job_id, "deleted" if deleted else "had already ended")
         except Exception as e:  # the caller is gone: log, nothing else can be told
-            log.warning("tool call cancelled: deleting job %s failed: %s", job_id, e)
+            log.warning("tool call ended early: deleting job %s failed: %s", job_id, e)
     if scope.cancelled_caught:
-        log.warning("tool call cancelled: deleting job %s got no answer within %s s", job_id, SHIELDED_CALL_LIMIT_S)
+        log.warning("tool call ended early: deleting job %s got no answer within %s s", job_id, SHIELDED_CALL_LIMIT_S)
 
 
 async def _wait(services: Services, tool: WorkerTool, job_id: int, report: Report,

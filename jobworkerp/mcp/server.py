@@ -75,7 +75,10 @@ class JobworkerpMcp:
             return answers.error(str(e))
 
         async def report(elapsed: float, message: str) -> None:
-            await ctx.session.report_progress(elapsed, None, message)
+            try:
+                await ctx.session.report_progress(elapsed, None, message)
+            except Exception as e:  # progress is a courtesy: failing to send it must not end the call
+                log.debug("progress of %s not sent: %r", params.name, e)
 
         try:
             job_id, result = await run_job(self.services, tool, args, report, self.settings.progress_interval_s)
