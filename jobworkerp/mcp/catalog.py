@@ -43,6 +43,7 @@ BUILT_IN_SUMMARIES = {
 }
 # SEP-986: what MCP clients are told a tool name should look like.
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_warned_names: set[str] = set()
 
 
 async def _paged(fetch: Callable[[svc.FindListRequest], AsyncIterator[Any]]) -> list[Any]:
@@ -118,6 +119,8 @@ class WorkerTool:
 
 
 def build_tool(worker: data.Worker, runner: data.Runner | None) -> WorkerTool:
+    """The tool of `worker`, whose runner is `runner` (None: gone). Never fails: a tool whose args
+    cannot be encoded is still listed, and its calls say why."""
     d = worker.data
     runner_data = runner.data if runner is not None else None
     args_proto = (runner_data.job_args_proto or "").strip() if runner_data is not None else ""
@@ -171,7 +174,8 @@ async def fetch_tools(services: Services, worker_filter: WorkerFilter) -> dict[s
         d = worker.data
         if d is None or d.periodic_interval or not worker_filter.admits(d.name, d.channel):
             continue
-        if not _TOOL_NAME.match(d.name):
+        if not _TOOL_NAME.match(d.name) and d.name not in _warned_names:
+            _warned_names.add(d.name)  # once per process: the catalog is read on every poll
             log.warning("worker %r is listed as a tool, but MCP clients may refuse its name (letters, digits, "
                         "_ - . only, at most 128)", d.name)
         tools[d.name] = build_tool(worker, runners.get(d.runner_id.value) if d.runner_id else None)

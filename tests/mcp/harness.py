@@ -8,6 +8,7 @@ generous deadlines; nothing here measures how long anything took.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import socket
@@ -45,11 +46,15 @@ FAST = {"MCP_POLL_INTERVAL_MS": "200", "MCP_PROGRESS_INTERVAL_MS": "300", "LOG_L
 
 
 def scenario(fn: Callable[[], Awaitable[T]], limit: float = SCENARIO_LIMIT_S) -> T:
+    """Run `fn` on asyncio, on a thread of its own: the test process also runs trio tests, and
+    sniffio's per-thread "running library" can be left set to trio there, which would make anyio
+    take this asyncio loop for trio."""
     async def bounded() -> T:
         with anyio.fail_after(limit):
             return await fn()
 
-    return anyio.run(bounded, backend="asyncio")
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mcp-scenario") as pool:
+        return pool.submit(anyio.run, bounded, backend="asyncio").result()
 
 
 def mcp_command(grpc_port: int, *extra: str) -> list[str]:
