@@ -58,10 +58,16 @@ async def _serve_until_signal(config: Config, mode: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mcp"]:  # a client of a server, with options of its own: `jobworkerp mcp --help`
+        from jobworkerp.mcp.main import main as mcp_main
+
+        return mcp_main(argv[1:])
     parser = argparse.ArgumentParser(prog="jobworkerp", description="jobworkerp job worker server")
-    parser.add_argument("mode", choices=["all-in-one", "grpc-front", "worker"],
+    parser.add_argument("mode", choices=["all-in-one", "grpc-front", "worker", "mcp"],
                         help="all-in-one: front + workers in one process (the only mode for Standalone); "
-                             "grpc-front / worker: separate processes sharing Redis + MySQL (Scalable)")
+                             "grpc-front / worker: separate processes sharing Redis + MySQL (Scalable); "
+                             "mcp: serve a running server's workers as MCP tools (see `jobworkerp mcp --help`)")
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
     args = parser.parse_args(argv)
     try:
