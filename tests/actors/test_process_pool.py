@@ -19,6 +19,7 @@ import trio.testing
 from actors.process_pool import HostCrashed, ProcessPool, open_process_pool
 from tests.actors import pool_funcs as f
 from tests.actors.fifo_inbox import FifoInbox
+from tests.procs import process_gone
 
 pytestmark = [pytest.mark.trio, pytest.mark.timeout(30)]
 
@@ -27,11 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def process_exists(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return not process_gone(pid)
 
 
 async def test_run_returns_the_value() -> None:

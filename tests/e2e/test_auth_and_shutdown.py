@@ -25,6 +25,7 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp import runner as runner_pb
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.testing.server import ServerProcess, connect, run
+from tests.procs import process_gone
 
 pytestmark = pytest.mark.timeout(180)
 HANG_GUARD_S = 90.0  # only to fail instead of hanging; nothing is expected to take near this
@@ -97,11 +98,7 @@ def gone(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    # A zombie still answers kill(pid, 0) until it is reaped; it no longer runs.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    return process_gone(pid)
 
 
 def assert_job_runs_again_after_restart(tmp_path: Path, job_id: data.JobId, marker: Path) -> None:

@@ -24,6 +24,7 @@ from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.testing.server import ServerProcess, connect, free_port, run
 from tests.e2e.grpc_web_client import BINARY, HANG_GUARD_S, WebAnswer, call, frame, parse
 from tests.e2e.test_auth_and_shutdown import wait_until
+from tests.procs import process_gone
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -255,12 +256,7 @@ def sleeper(client: httpx.Client, server: WebServer, name: str, marker: Path) ->
                           args=bytes(runner_pb.CommandArgs(args=args)))
 
 
-def gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1].startswith("Z")  # a zombie no longer runs
-    except FileNotFoundError:
-        return True
+gone = process_gone
 
 
 def test_a_client_that_hangs_up_cancels_its_direct_job(server: WebServer, client: httpx.Client,
