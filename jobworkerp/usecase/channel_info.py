@@ -106,14 +106,14 @@ class ChannelInfo:
 
     async def publish(self, period_s: float = REPORT_PERIOD_S, *,
                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Publish this process's report every `period_s` until cancelled, then withdraw it. A
-        failed publish (Redis out) is logged and retried at the next period: the report is only
-        ever a few seconds of information, and fronts simply stop counting a stale one."""
+        """Publish this process's report every `period_s` until cancelled, then withdraw it.
+        Reports started after the first attempt, so a front asked once the process is up already
+        counts it. A failed publish (Redis out) is logged and retried at the next period: the
+        report is only ever a few seconds of information, and fronts stop counting a stale one."""
         assert self._reports is not None and self.local is not None
         reports, local = self._reports, self.local
         valid_ms = int(period_s * REPORT_VALID_PERIODS * 1000)
-        failing = False
-        task_status.started()
+        failing, started = False, False
         try:
             while True:
                 try:
@@ -125,6 +125,9 @@ class ChannelInfo:
                     if not failing:
                         log.warning("channel report not published (retrying every %.1f s): %s", period_s, e)
                     failing = True
+                if not started:
+                    task_status.started()
+                    started = True
                 await trio.sleep(period_s)
         finally:
             with trio.move_on_after(WITHDRAW_LIMIT_S) as withdrawing:

@@ -1,4 +1,5 @@
-"""ChannelInfoService.FindAll over real gRPC against an all-in-one server (Standalone): the
+"""ChannelInfoService.FindAll over real gRPC against an all-in-one server (Standalone, and
+Scalable, where the process answers from the report it publishes to Redis): the
 runner hosts a plain plugin's job (an exclusive host) and a COMMAND job (the shared host) keep,
 the jobs running, and a runner host killed with SIGKILL under a job counted with cause `signal`."""
 
@@ -19,6 +20,7 @@ from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.runners.plugins import proto_messages
 from jobworkerp.testing.server import ServerProcess, connect, run
 from plugins import hello
+from tests.e2e.servers import STORAGE_MODES, server_in_mode
 from tests.e2e.test_server_kill import _children, _wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -29,13 +31,12 @@ HELLO_SETTINGS = proto_messages(hello.SETTINGS_PROTO).HelloRunnerSettings
 HELLO_ARGS = proto_messages(hello.ARGS_PROTO).HelloArgs
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=STORAGE_MODES)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     env = {"PLUGINS_RUNNER_DIR": str(ROOT / "plugins"), "WORKER_DEFAULT_CONCURRENCY": "2",
            "WORKER_CHANNELS": "other", "WORKER_CHANNEL_CONCURRENCIES": "3"}
-    proc = ServerProcess(tmp_path_factory.mktemp("channel-info"), env).start()
-    yield proc
-    assert proc.stop() == 0, proc.log()
+    with server_in_mode(request.param, tmp_path_factory.mktemp(f"channel-info-{request.param}"), env) as proc:
+        yield proc
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -85,11 +86,11 @@ def test_a_plugin_job_keeps_an_exclusive_host_and_a_command_job_the_shared_one(s
                 runner_settings=bytes(runner_pb.CommandRunnerSettings(name="echo"))))).id
             reply = await c.job.enqueue(svc.JobRequest(worker_id=echo, args=bytes(runner_pb.CommandArgs(args=["hi"]))))
             assert reply.result is not None and reply.result.data.status == data.ResultStatus.SUCCESS
-        return await find_all(server.port)
+        return await wait_for_info(server.port, "both hosts reported",
+                                   lambda infos: infos[DEFAULT].exclusive_hosts >= 1
+                                   and infos[DEFAULT].shared_hosts == 1)
 
-    infos = run(scenario(), timeout=HANG_S)
-    assert infos[DEFAULT].exclusive_hosts >= 1
-    assert infos[DEFAULT].shared_hosts == 1
+    infos = run(scenario(), timeout=HANG_S * 2)
     assert infos["other"].exclusive_hosts == infos["other"].shared_hosts == 0
 
 
