@@ -152,6 +152,7 @@ class ProcessPool:
         self._killed = 0
         self._restarts = 0
         self._ends: dict[str, int] = {}  # hosts that ended while the pool was open, by cause
+        self._shared_alive = 0  # of `_hosts`, those spawned as a shared host
 
     # --------------------------------------------------------------- lifecycle
 
@@ -447,6 +448,8 @@ class ProcessPool:
         try:
             host = await Host.spawn(command, self._env, self._cwd, self.name)
             self._hosts.add(host)
+            shared = command is self._shared_command
+            self._shared_alive += shared
             if self._closed:
                 host.stop()  # aclose() ran while we were spawning
             started = False
@@ -455,6 +458,7 @@ class ProcessPool:
                 started = True
             finally:
                 self._hosts.discard(host)
+                self._shared_alive -= shared
                 if not host.stop_requested and not self._closed:
                     logger.warning("%s: runner host %d exited unexpectedly", self.name, host.pid)
                 if not self._closed:
@@ -529,6 +533,12 @@ class ProcessPool:
         once, the shared host on its next call), by cause (``HOST_END_CAUSES``). For
         metrics: read whenever wanted, a copy."""
         return dict(self._ends)
+
+    @property
+    def hosts_alive(self) -> tuple[int, int]:
+        """Host processes that exist now (starting and dying ones included), as (exclusive,
+        shared): how many processes a channel's jobs keep, for whoever reports it."""
+        return len(self._hosts) - self._shared_alive, self._shared_alive
 
     @property
     def stats(self) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from jobworkerp.runners.environment import runner_env_allowlist
 from jobworkerp.runners.policy import host_environment
 from jobworkerp.runners.registry import RunnerRegistry
 from jobworkerp.storage import Storage, open_storage
+from jobworkerp.usecase.channel_info import ChannelInfo, LocalChannels
 from jobworkerp.usecase.jobs import Jobs
 from jobworkerp.usecase.restore import Restorer
 from jobworkerp.usecase.results import Results
@@ -92,6 +93,7 @@ class App:
         self.results = Results(storage, self.workers)
         self.streams = Streams(storage, self.workers, self.jobs)
         self.restorer = Restorer(storage, self.workers, self.lifecycle, config)
+        self.channel_info = ChannelInfo(storage.channel_reports)
         self.executor_context = ExecutorContext(lifecycle=self.lifecycle, registry=self.registry)
         self.channels: list[ChannelWorker] = []
 
@@ -151,10 +153,18 @@ async def serve_workers(
         with bounding:
             await _bound_drain(jobs, app, hard_stop if hard_stop is not None else trio.Event())
 
+    reporting = trio.CancelScope()
+
+    async def report_channels(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with reporting:
+            await app.channel_info.publish(task_status=task_status)
+
     async with trio.open_nursery() as nursery:
         await nursery.start(queue_upkeep)
         if app.storage.scalable:
             nursery.start_soon(sweep_orphans)
+        if app.channel_info.publishes:  # Scalable: the fronts read this process's channels from storage
+            await nursery.start(report_channels)
         async with trio.open_nursery() as channels:
             await channels.start(supervisor.run)
             task_status.started()
@@ -167,6 +177,7 @@ async def serve_workers(
         with trio.CancelScope(shield=True):
             await app.storage.queue.retire()
         sweeping.cancel()
+        reporting.cancel()  # withdraws this process's report
         upkeep.cancel()  # the lease heartbeat outlives the running jobs, then stops
 
 
@@ -270,6 +281,7 @@ async def run_server(
                                 max_rss_mb=config.runner_host_max_rss_mb or None,
                                 max_rss_name="RUNNER_HOST_MAX_RSS_MB", env=host_environment(config))
                 )
+            app.channel_info.local = LocalChannels(config.all_channels(), app.running, pools)
         on_call = None
         if config.metrics_addr is not None:  # served until storage closes, through the stop
             channels = [c.name for c in config.all_channels()]

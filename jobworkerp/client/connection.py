@@ -112,6 +112,7 @@ class Services:
     job_status: svc.JobStatusServiceStub
     bulk: ext.BulkJobServiceStub
     streams: ext.JobStreamServiceStub
+    channel_info: ext.ChannelInfoServiceStub
 
 
 def services_over(channel: Channel, timeout_s: float | None, auth_token: str | None) -> Services:
@@ -132,6 +133,7 @@ def services_over(channel: Channel, timeout_s: float | None, auth_token: str | N
         svc.JobStatusServiceStub(channel, **options),
         ext.BulkJobServiceStub(channel, **options),
         ext.JobStreamServiceStub(channel, **options),
+        ext.ChannelInfoServiceStub(channel, **options),
     )
 
 

@@ -20,10 +20,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
 from jobworkerp.cli.client import present
 from jobworkerp.cli.client.lookup import Lookup
 from jobworkerp.client.connection import Services
-from jobworkerp.proto.jobworkerp import data
+from jobworkerp.proto.jobworkerp import data, ext
 from jobworkerp.proto.jobworkerp import service as svc
 
 LIST_MAX = 1000  # the server's largest page (usecase/paging.py MAX_PAGE_SIZE)
@@ -202,3 +205,14 @@ async def offset_before(s: Services, ms: int) -> int:
         else:
             low = middle
     return high
+
+
+async def channel_info(s: Services) -> list[ext.ChannelInfo] | None:
+    """Each channel's runner hosts and their restarts as the worker processes report them
+    (ChannelInfoService, this server's extension); None from a front that lacks it."""
+    try:
+        return (await s.channel_info.find_all(data.Empty())).channels
+    except GRPCError as e:
+        if e.status == Status.UNIMPLEMENTED:
+            return None
+        raise

@@ -243,6 +243,17 @@ class JobStreamService(ext.JobStreamServiceBase):
                 yield item
 
 
+class ChannelInfoService(ext.ChannelInfoServiceBase):
+    """FindAll (beyond upstream; usecase/channel_info.py): each channel's concurrency, running
+    jobs and runner hosts as the worker processes have them."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def find_all(self, message: data.Empty) -> ext.ChannelInfoResponse:
+        return await _call(self._app.channel_info.find_all)
+
+
 class JobStatusService(svc.JobStatusServiceBase):
     def __init__(self, app: Any) -> None:
         self._app = app
@@ -302,8 +313,8 @@ class JobResultService(svc.JobResultServiceBase):
 
 
 def build_services(app: Any) -> list[Any]:
-    """The six jobworkerp services, the bulk and streaming extensions, gRPC health and server
-    reflection (front/introspection.py)."""
+    """The six jobworkerp services, the bulk, streaming and channel info extensions, gRPC health
+    and server reflection (front/introspection.py)."""
     from jobworkerp.front.introspection import with_health_and_reflection
 
     services: list[IServable] = [
@@ -315,5 +326,6 @@ def build_services(app: Any) -> list[Any]:
         JobResultService(app),
         BulkJobService(app),
         JobStreamService(app),
+        ChannelInfoService(app),
     ]
     return with_health_and_reflection(services)

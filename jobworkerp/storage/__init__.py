@@ -29,6 +29,7 @@ from jobworkerp.storage.uniq_keys import MemoryUniqKeyGuard, UniqKeyGuard
 from jobworkerp.storage.worker_stream import StreamBounds
 
 if TYPE_CHECKING:  # imported where used: Standalone never loads the Redis side
+    from jobworkerp.storage.channel_reports import ChannelReports
     from jobworkerp.storage.node_lease import NodeLease
 
 CLOSE_S = 10.0  # longest wait for closing a driver at shutdown
@@ -78,6 +79,7 @@ class Storage:
     node_id: int | None = None  # snowflake node of this process; None = derive from the host
     node_lease: NodeLease | None = None  # Scalable: keeps node_id unique among live processes
     output: OutputStreams = field(default_factory=MemoryOutputStreams)  # streamed jobs' output (output_stream.py)
+    channel_reports: ChannelReports | None = None  # Scalable: worker processes' channel numbers, for fronts
 
 
 def stream_bounds(config: Config) -> StreamBounds:
@@ -136,6 +138,7 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
     """
     from jobworkerp.storage.node_lease import NodeLease
     from jobworkerp.storage.redis_bus import RedisResultBus
+    from jobworkerp.storage.redis_channel_reports import RedisChannelReports
     from jobworkerp.storage.redis_output import RedisOutputStreams
     from jobworkerp.storage.redis_pipeline import RedisPipeliner
     from jobworkerp.storage.redis_queue import RedisJobQueue
@@ -153,7 +156,8 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
             node_lease = NodeLease(client, prefix)
             await node_lease.claim()
             await nursery.start(node_lease.run)
-            queue = RedisJobQueue(client, prefix=prefix, instance_id=new_instance_id(), lease_ms=queue_lease_ms,
+            instance_id = new_instance_id()
+            queue = RedisJobQueue(client, prefix=prefix, instance_id=instance_id, lease_ms=queue_lease_ms,
                                   max_crashes=queue_max_crashes, pipeliner=pipeliner)
             status = RedisJobStatusStore(client, prefix, pipeliner)
             uniq_keys = RedisUniqKeyGuard(client, prefix, pipeliner)
@@ -169,6 +173,7 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
                 node_id=node_lease.node_id,
                 node_lease=node_lease,
                 output=output_streams,
+                channel_reports=RedisChannelReports(client, prefix, pipeliner, instance_id),
             )
             nursery.cancel_scope.cancel()
     finally:

@@ -89,6 +89,15 @@ async def test_segfault_fails_the_call_and_the_next_call_succeeds() -> None:
         assert pool.host_ends == {"signal": 1}
 
 
+async def test_hosts_alive_counts_exclusive_and_shared_hosts_apart() -> None:
+    async with ProcessPool(2) as pool:
+        assert pool.hosts_alive == (0, 0)  # hosts start with the first call that needs one
+        assert await pool.run(f.add, 1, 2) == 3
+        assert pool.hosts_alive == (1, 0)
+        assert await pool.run_shared(f.add, 1, 2) == 3
+        assert pool.hosts_alive == (1, 1)
+
+
 async def test_os_exit_fails_the_call_with_its_exit_code() -> None:
     async with ProcessPool(1) as pool:
         with pytest.raises(HostCrashed, match="exited with code 3") as info:

@@ -4,6 +4,7 @@ address that cannot be bound: refuse to start, naming the variable)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import ssl
@@ -189,3 +190,38 @@ def test_over_tls_it_serves_https_and_calls_its_own_tls_port(tmp_path: Path) -> 
             assert "Secure" in page.headers["set-cookie"]
     finally:
         assert proc.stop() == 0, proc.log()
+
+
+def test_the_overview_shows_each_channels_runner_hosts(dashboard_server: ServerProcess) -> None:
+    """After a COMMAND job (its channel's shared host), the overview shows one runner host for the
+    default channel, from ChannelInfoService, in the page and in its JSON."""
+    async def run_a_command_job() -> None:
+        from grpclib.client import Channel
+
+        from jobworkerp.client.connection import services_over
+        from jobworkerp.proto.jobworkerp import data
+        from jobworkerp.proto.jobworkerp import runner as runner_pb
+        from jobworkerp.proto.jobworkerp import service as svc
+
+        s = services_over(Channel("127.0.0.1", dashboard_server.port), 60, TOKEN)
+        try:
+            await s.worker.create(data.WorkerData(
+                name="hosts-echo", runner_id=data.RunnerId(value=1), response_type=data.ResponseType.DIRECT,
+                runner_settings=bytes(runner_pb.CommandRunnerSettings(name="echo"))))
+            reply = await s.job.enqueue(svc.JobRequest(worker_name="hosts-echo",
+                                                       args=bytes(runner_pb.CommandArgs(args=["x"]))))
+            assert reply.result is not None and reply.result.data.status == data.ResultStatus.SUCCESS
+        finally:
+            s.channel.close()
+
+    asyncio.run(asyncio.wait_for(run_a_command_job(), 120))
+    with _logged_in(dashboard_server) as client:
+        default = client.get("/api/overview").json()["channels"][0]
+        assert default["channel"] == "default"
+        assert default["shared_hosts"] == 1 and default["hosts"] == default["exclusive_hosts"] + 1
+        assert default["restarts"] == 0 and default["processes"] == 1
+        page = client.get("/").text
+        assert "runner hosts" in page and "not in the public gRPC API" not in page
+        cell = re.search(r'<td class="hosts"[^>]*>(\d+) <small>\((\d+) / (\d+)\)</small>', page)
+        assert cell is not None, page
+        assert (int(cell.group(1)), int(cell.group(3))) == (default["hosts"], 1)

@@ -64,7 +64,7 @@ def test_reflection_lists_health_reflection_and_our_services(server: ServerProce
 
     services = run(scenario())
     for name in [HEALTH, REFLECTION_V1, REFLECTION_V1ALPHA, *JOBWORKERP_SERVICES, "jobworkerp.ext.BulkJobService",
-                 "jobworkerp.ext.JobStreamService"]:
+                 "jobworkerp.ext.JobStreamService", "jobworkerp.ext.ChannelInfoService"]:
         assert name in services
 
 

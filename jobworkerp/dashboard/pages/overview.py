@@ -1,9 +1,11 @@
-"""Overview: per channel, jobs queued (by priority), scheduled and running, the concurrency this
-server is configured with, and live charts of jobs finished per second and the failure rate.
+"""Overview: per channel, jobs queued (by priority), scheduled and running, the concurrency and
+runner hosts of the worker processes serving it with the hosts' restarts by cause, and live
+charts of jobs finished per second and the failure rate.
 
-The page is rendered once; app.js then polls /api/overview (a shared snapshot, inflight.py) and
-draws the charts (rates.py) on canvases. Runner hosts (how many, restarts) are not in the public
-API, so the page says so instead of reaching into the process (README: Dashboard).
+The page is rendered once; app.js then polls /api/overview (a shared snapshot, inflight.py, and
+ChannelInfoService.FindAll, this server's extension of the API) and draws the charts (rates.py) on
+canvases. Against a front without that extension, the concurrency is the one configured here and
+runner hosts are left blank.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import re
 from collections import Counter
 from typing import Any
 
+from jobworkerp.dashboard import queries
 from jobworkerp.dashboard.http import Request, Response
 from jobworkerp.dashboard.inflight import DEFAULT_CHANNEL, UNKNOWN, ChannelCounts
 from jobworkerp.dashboard.session import Session
 from jobworkerp.dashboard.site import Site
+from jobworkerp.proto.jobworkerp import ext
 
 PRIORITIES = ("HIGH", "MEDIUM", "LOW")
 
@@ -28,16 +32,22 @@ def _label(channel: str) -> str:
 async def channel_rows(site: Site) -> dict[str, Any]:
     snapshot = await site.inflight.snapshot()
     counts = snapshot.per_channel()
-    configured = {c.name: c.concurrency for c in site.channels}
+    reported = await site.api.run(queries.channel_info)
+    hosts = {info.name: info for info in reported or ()}
+    # The serving workers' concurrency; this process's settings only from a front that cannot say.
+    concurrency = ({name: info.concurrency for name, info in hosts.items()} if reported is not None
+                   else {c.name: c.concurrency for c in site.channels})
     named = {(w.data.channel or DEFAULT_CHANNEL) for w in snapshot.workers.values() if w.data is not None}
-    names = sorted(set(configured) | named | set(counts), key=lambda n: (n == UNKNOWN, n != DEFAULT_CHANNEL, n))
+    names = sorted(set(concurrency) | {c.name for c in site.channels} | named | set(counts),
+                   key=lambda n: (n == UNKNOWN, n != DEFAULT_CHANNEL, n))
     workers_on = Counter((w.data.channel or DEFAULT_CHANNEL) for w in snapshot.workers.values() if w.data is not None)
     rows: list[dict[str, Any]] = []
     for name in names:
         entry = counts.get(name, ChannelCounts())
         rows.append({
             "channel": _label(name),
-            "concurrency": configured.get(name),
+            "concurrency": concurrency.get(name),
+            **_hosts(hosts.get(name)),
             "workers": workers_on[name],
             "queued": {p: entry.queued.get(p, 0) for p in PRIORITIES},
             "queued_unknown": entry.queued.get(UNKNOWN, 0),
@@ -48,6 +58,17 @@ async def channel_rows(site: Site) -> dict[str, Any]:
         })
     return {"channels": rows, "in_flight": len(snapshot.statuses), "truncated": snapshot.truncated,
             "workers": len(snapshot.workers), "taken_ms": snapshot.taken_ms}
+
+
+def _hosts(info: ext.ChannelInfo | None) -> dict[str, Any]:
+    """A channel's runner hosts and restarts; None where no worker process reported it."""
+    if info is None:
+        return {"hosts": None, "exclusive_hosts": None, "shared_hosts": None, "restarts": None,
+                "restarts_by_cause": [], "processes": 0}
+    causes = sorted(info.host_restarts.items(), key=lambda item: (-item[1], item[0]))
+    return {"hosts": info.exclusive_hosts + info.shared_hosts, "exclusive_hosts": info.exclusive_hosts,
+            "shared_hosts": info.shared_hosts, "restarts": sum(info.host_restarts.values()),
+            "restarts_by_cause": [[cause, count] for cause, count in causes], "processes": info.worker_processes}
 
 
 async def overview(site: Site, request: Request, session: Session, match: re.Match[str]) -> Response:

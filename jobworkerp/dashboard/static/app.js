@@ -90,9 +90,22 @@ function renderChannels(tbody, channels) {
     queued.append(el("small", detail + ")"));
     const running = el("td", c.running + " ");
     if (c.wait_result) running.append(el("small", `+${c.wait_result} reporting`));
-    row.append(queued, el("td", c.scheduled), running);
+    row.append(queued, el("td", c.scheduled), running, ...hostCells(c));
     tbody.append(row);
   }
+}
+
+// Runner hosts (exclusive / shared) and their restarts, the causes in a small list and on hover.
+function hostCells(c) {
+  if (c.hosts === null) return [el("td", "–", "hosts"), el("td", "–", "restarts")];
+  const hosts = el("td", c.hosts + " ", "hosts");
+  hosts.append(el("small", `(${c.exclusive_hosts} / ${c.shared_hosts})`));
+  hosts.title = `in ${c.processes} worker process(es)`;
+  const restarts = el("td", c.restarts + " ", "restarts");
+  const causes = c.restarts_by_cause.map(([cause, n]) => `${cause} ${n}`);
+  if (causes.length) restarts.append(el("small", `(${causes.join(", ")})`));
+  restarts.title = causes.length ? c.restarts_by_cause.map(([cause, n]) => `${cause}: ${n}`).join(", ") : "none";
+  return [hosts, restarts];
 }
 
 async function pollOverview(root) {
