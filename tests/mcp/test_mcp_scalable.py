@@ -24,7 +24,7 @@ from tests.mcp.harness import (
     stored_statuses,
     wait_until,
 )
-from tests.scalable.services import scalable_env
+from tests.scalable.services import front_and_worker
 
 pytestmark = pytest.mark.timeout(300)
 COMMAND = 1
@@ -32,15 +32,8 @@ COMMAND = 1
 
 @pytest.fixture(scope="module")
 def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    workdir = tmp_path_factory.mktemp("mcp-cluster")
-    with scalable_env() as env:
-        front = ServerProcess(workdir, env, mode="grpc-front", name="front").start()
-        worker = ServerProcess(workdir, env, mode="worker", name="worker").start()
-        try:
-            yield front
-        finally:
-            codes = [front.stop(), worker.stop()]
-        assert codes == [0, 0], front.log() + worker.log()
+    with front_and_worker(tmp_path_factory.mktemp("mcp-cluster")) as front:
+        yield front
 
 
 def test_tools_calls_cancellation_and_changes_through_a_front(front: ServerProcess, tmp_path: Path) -> None:

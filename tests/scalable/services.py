@@ -6,10 +6,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import redis
 import trio
 
+from jobworkerp.testing.server import ServerProcess
 from tests.services import REDIS_URL, require_redis
 from tests.storage.mysql_support import mysql_admin, mysql_server
 
@@ -45,3 +47,17 @@ def scalable_env() -> Iterator[dict[str, str]]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@contextmanager
+def front_and_worker(workdir: Path) -> Iterator[ServerProcess]:
+    """A Scalable cluster of one grpc-front and one worker process on a fresh `scalable_env()`;
+    yields the front. Both must stop with exit code 0."""
+    with scalable_env() as env:
+        front = ServerProcess(workdir, env, mode="grpc-front", name="front").start()
+        worker = ServerProcess(workdir, env, mode="worker", name="worker").start()
+        try:
+            yield front
+        finally:
+            codes = [front.stop(), worker.stop()]
+        assert codes == [0, 0], f"{front.log()}\n{worker.log()}"

@@ -12,22 +12,15 @@ from jobworkerp.proto.jobworkerp import data, ext
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.testing.server import ServerProcess, connect, run
 from tests.e2e.streamed import HANG_S, collect, command_worker, gated, open_gate_on_first_data, sh
-from tests.scalable.services import scalable_env
+from tests.scalable.services import front_and_worker
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
 def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    workdir = tmp_path_factory.mktemp("stream-cluster")
-    with scalable_env() as env:
-        front = ServerProcess(workdir, env, mode="grpc-front", name="front").start()
-        worker = ServerProcess(workdir, env, mode="worker", name="worker").start()
-        try:
-            yield front
-        finally:
-            codes = [front.stop(), worker.stop()]
-        assert codes == [0, 0], f"{front.log()}\n{worker.log()}"
+    with front_and_worker(tmp_path_factory.mktemp("stream-cluster")) as front:
+        yield front
 
 
 def test_chunks_written_by_a_worker_process_reach_the_fronts_listeners_live_and_late(
