@@ -76,7 +76,14 @@ def fill(cls: type, rng: random.Random, depth: int = 0) -> Any:
         if rng.random() < 0.2:
             continue  # left at its default
         field_cls = _field_class(cls, name)
-        if meta.repeated:
+        if meta.map_meta:  # a map<K, V> field (ChannelInfo.host_restarts)
+            key_meta, value_meta = meta.map_meta
+            hint = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))[name]
+            key_cls, value_cls = typing.get_args(hint)
+            kwargs[name] = {_scalar(rng, key_meta.proto_type, key_cls): _value(rng, value_meta.proto_type, value_cls,
+                                                                                depth)
+                            for _ in range(rng.randrange(0, 4))}
+        elif meta.repeated:
             item_cls = typing.get_args(field_cls)[0] if typing.get_args(field_cls) else field_cls
             kwargs[name] = [_value(rng, meta.proto_type, item_cls, depth) for _ in range(rng.randrange(0, 4))]
         else:
