@@ -27,7 +27,7 @@ from jobworkerp.proto.jobworkerp import data, ext  # noqa: E402
 from jobworkerp.proto.jobworkerp import runner as runner_pb  # noqa: E402
 from jobworkerp.proto.jobworkerp import service as svc  # noqa: E402
 from jobworkerp.testing.server import Client, ServerProcess, connect  # noqa: E402
-from tests.dashboard.conftest import chromium_path  # noqa: E402
+from tests.browser import chromium_path  # noqa: E402
 
 BATCH = 1000
 HELLO_ARGS_PROTO_FIELD = 1  # hello.HelloArgs.arg
