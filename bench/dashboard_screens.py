@@ -102,6 +102,11 @@ def screenshots(base: str, out: Path, flaky_id: int) -> None:
         browser = p.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1360, "height": 900})
         page.set_default_timeout(120_000)
+        # The overview first, while the load surely still runs (on a slow machine the filtered
+        # results page below can take long enough for the load to end).
+        page.goto(f"{base}/")
+        page.wait_for_timeout(4000)  # two polls: the charts are drawn
+        page.screenshot(path=str(out / "dashboard-overview.png"), full_page=True)
         page.goto(f"{base}/results?status=SUCCESS&worker={flaky_id}")  # a COMMAND result among 100 000
         page.locator("#results-table tbody tr a").first.click()
         try:
@@ -111,9 +116,6 @@ def screenshots(base: str, out: Path, flaky_id: int) -> None:
             print(f"no result page at {page.url}:\n{page.inner_text('main')}", flush=True)
             raise
         page.screenshot(path=str(out / "dashboard-result.png"), full_page=True)
-        page.goto(f"{base}/")
-        page.wait_for_timeout(4000)  # two polls: the charts are drawn
-        page.screenshot(path=str(out / "dashboard-overview.png"), full_page=True)
         browser.close()
 
 
