@@ -7,6 +7,7 @@ concurrency or the wrong database is worse than one that refuses to start.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import os
@@ -533,6 +534,27 @@ def _token(var: str, raw: str) -> str:
     if raw.strip() == "":
         raise ConfigError(var, "is set but empty; unset it to serve without auth, or set a token")
     return raw.strip()
+
+
+def environment_config() -> Config:
+    """The Config of this process's environment as it is now, for code that reads it per job.
+
+    Why cached: runner hosts check the runner policy and JOB_OUTPUT_MAX_BYTES on every job (a
+    runner used outside a pool must see the environment it runs in), and parsing every setting
+    costs about 0.1 ms, paid twice per job. The cache is keyed on the environment's contents, so a
+    changed variable is read afresh; a malformed one raises ConfigError each time, uncached.
+    """
+    # os.environ keeps the raw bytes in `_data`: a snapshot of it costs about a microsecond, of the
+    # decoded items twenty. The decoded items are the fallback on an interpreter without it.
+    raw = getattr(os.environ, "_data", None)
+    snapshot = frozenset(raw.items() if isinstance(raw, dict) else os.environ.items())
+    return _config_of_environment(snapshot)
+
+
+@functools.lru_cache(maxsize=4)
+def _config_of_environment(snapshot: frozenset[tuple[object, object]]) -> Config:
+    del snapshot  # the cache key only: os.environ holds the same contents
+    return load_config(os.environ, dotenv_path=None)
 
 
 def load_config(env: Mapping[str, str] | None = None, dotenv_path: str | None = ".env") -> Config:

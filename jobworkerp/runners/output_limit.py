@@ -18,10 +18,9 @@ policy; a runner used outside a pool reads its own environment (default 8 MiB).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
-from jobworkerp.config import ConfigError, load_config
+from jobworkerp.config import ConfigError, environment_config
 from jobworkerp.runners.base import FatalError, OtherError
 
 SETTING = "JOB_OUTPUT_MAX_BYTES"
@@ -44,7 +43,7 @@ def output_limit() -> int:
     broken, not the job), though a server never starts with one and so never hands one over.
     """
     try:
-        return load_config(os.environ, dotenv_path=None).job_output_max_bytes
+        return environment_config().job_output_max_bytes
     except ConfigError as e:
         raise FatalError(str(e)) from None
 

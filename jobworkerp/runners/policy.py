@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from jobworkerp.config import BUILTIN_RUNNER_NAMES, Config, load_config
+from jobworkerp.config import BUILTIN_RUNNER_NAMES, Config, environment_config
 from jobworkerp.proto.jobworkerp.runner import CommandRunnerSettings, DockerArgs, DockerRunnerSettings
 from jobworkerp.runners.docker_config import ImageSource
 
@@ -76,7 +76,7 @@ class RunnerPolicy:
         Read per job rather than once, so a runner used outside a pool sees the environment it
         runs in. A malformed variable raises ConfigError, which runners treat as a refusal.
         """
-        return cls.from_config(load_config(os.environ, dotenv_path=None))
+        return cls.from_config(environment_config())
 
     # --- which runner ---------------------------------------------------------------------------
     def check_runner(self, name: str, field: str = "runner_id") -> None:
