@@ -33,6 +33,7 @@ from jobworkerp.descriptors import check_message_bytes
 from jobworkerp.front.message_limit import refuse_oversized
 from jobworkerp.proto.message_pool import default_message_pool
 from jobworkerp.wire import encode
+from jobworkerp.wire_decode import decode
 
 REASON_LIMIT = 200  # characters of the parser's complaint kept in the status message
 
@@ -53,7 +54,8 @@ def _reason(error: Exception) -> str:
 
 class RequestCodec(ProtoCodec):
     """grpclib's protobuf codec, with request bytes checked by the strict parser first, and
-    betterproto2 answers encoded by `jobworkerp.wire` (the same bytes, faster)."""
+    betterproto2 messages encoded by `jobworkerp.wire` and decoded by `jobworkerp.wire_decode` (the
+    same bytes and messages, faster)."""
 
     def encode(self, message: Any, message_type: Any) -> bytes:
         if not isinstance(message, message_type):  # as grpclib's ProtoCodec.encode
@@ -67,6 +69,7 @@ class RequestCodec(ProtoCodec):
         try:
             if message_type in default_message_pool.type_to_url:  # ours: betterproto2 is lenient
                 check_message_bytes(name, data)
+                return decode(message_type, data)
             return super().decode(data, message_type)
         except Exception as e:
             raise GRPCError(Status.INVALID_ARGUMENT, f"request: not a valid {name} message ({_reason(e)})") from None

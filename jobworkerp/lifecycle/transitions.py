@@ -54,6 +54,8 @@ from jobworkerp.proto.jobworkerp.ext import JobExtras
 from jobworkerp.storage import Storage
 from jobworkerp.storage.group_commit import GroupCommitWriter
 from jobworkerp.storage.queue import Ticket, decode_extras, encode_extras
+from jobworkerp.wire import encode
+from jobworkerp.wire_decode import decode
 
 log = logging.getLogger(__name__)
 
@@ -606,7 +608,7 @@ class JobLifecycle:
 def _backup_row(job: data.Job) -> data.Job:
     """The row that backs a queued job. It says "instant" (run_after_time 0), so the due-job
     fetchers never also run a job that waits in a queue; the queued copy keeps its real time."""
-    row = data.Job.parse(bytes(job))
+    row = decode(data.Job, encode(job))
     row.data.run_after_time = 0
     row.data.grabbed_until_time = 0
     return row

@@ -16,6 +16,8 @@ import trio
 from jobworkerp.errors import AlreadyExists, InvalidArgument, StorageClosed
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.rdb import DEFAULT_CHANNEL
+from jobworkerp.wire import encode
+from jobworkerp.wire_decode import decode
 
 T = TypeVar("T")
 
@@ -30,32 +32,32 @@ def _page(items: list[T], limit: int | None, offset: int | None) -> list[T]:
 
 
 def _normal_worker(worker: data.WorkerData) -> bytes:
-    copy = data.WorkerData.parse(bytes(worker))
+    copy = decode(data.WorkerData, encode(worker))
     if copy.retry_policy is None:
         copy.retry_policy = _NO_RETRY
     if copy.channel == DEFAULT_CHANNEL:
         copy.channel = None
-    return bytes(copy)
+    return encode(copy)
 
 
 def _normal_job(job: data.Job) -> bytes:
     if job.id is None:
         raise InvalidArgument("id", "a job needs an id")
-    copy = data.Job.parse(bytes(job))
+    copy = decode(data.Job, encode(job))
     copy.data.grabbed_until_time = copy.data.grabbed_until_time or 0
-    return bytes(copy)
+    return encode(copy)
 
 
 def _normal_result(result: data.JobResult) -> bytes:
     if result.id is None:
         raise InvalidArgument("id", "a job result needs an id")
-    copy = data.JobResult.parse(bytes(result))
+    copy = decode(data.JobResult, encode(result))
     rd = copy.data
     rd.worker_name, rd.max_retry, rd.store_success, rd.store_failure = "", 0, False, False
     rd.response_type = data.ResponseType.NO_RESULT
     if rd.output is None:
         rd.output = data.ResultOutput()
-    return bytes(copy)
+    return encode(copy)
 
 
 class MemoryRepository:
@@ -87,26 +89,26 @@ class MemoryRepository:
 
     # --- runners ---------------------------------------------------------------------
     def _runner_rows(self) -> list[data.Runner]:
-        return [data.Runner.parse(raw) for raw, _ in sorted(self._runners.values(), key=lambda r: -self._rid(r[0]))]
+        return [decode(data.Runner, raw) for raw, _ in sorted(self._runners.values(), key=lambda r: -self._rid(r[0]))]
 
     @staticmethod
     def _rid(raw: bytes) -> int:
-        return data.Runner.parse(raw).id.value
+        return decode(data.Runner, raw).id.value
 
     async def upsert_runner(self, runner: data.Runner, file_name: str) -> None:
         def upsert() -> None:
             for other_id, (raw, other_file) in self._runners.items():
-                other = data.Runner.parse(raw)
+                other = decode(data.Runner, raw)
                 if other_id != runner.id.value and (other.data.name == runner.data.name or other_file == file_name):
                     raise AlreadyExists(f"runner name {runner.data.name!r} or file_name {file_name!r} already exists")
             row = data.Runner(id=runner.id, data=data.RunnerData(name=runner.data.name,
                                                                  runner_type=runner.data.runner_type))
-            self._runners[runner.id.value] = (bytes(row), file_name)
+            self._runners[runner.id.value] = (encode(row), file_name)
 
         await self._op(upsert)
 
     async def find_runner(self, runner_id: int) -> data.Runner | None:
-        return await self._op(lambda: data.Runner.parse(self._runners[runner_id][0])
+        return await self._op(lambda: decode(data.Runner, self._runners[runner_id][0])
                               if runner_id in self._runners else None)
 
     async def list_runners(self, limit: int | None = None, offset: int | None = None) -> list[data.Runner]:
@@ -121,7 +123,7 @@ class MemoryRepository:
     # --- workers -----------------------------------------------------------------------
     def _check_name(self, name: str, worker_id: int | None) -> None:
         for other_id, raw in self._workers.items():
-            if other_id != worker_id and data.WorkerData.parse(raw).name == name:
+            if other_id != worker_id and decode(data.WorkerData, raw).name == name:
                 raise AlreadyExists(f"worker name {name!r} already exists")
 
     async def create_worker(self, worker: data.WorkerData) -> int:
@@ -148,7 +150,7 @@ class MemoryRepository:
         return await self._op(lambda: self._workers.pop(worker_id, None) is not None)
 
     def _worker(self, worker_id: int) -> data.Worker:
-        return data.Worker(id=data.WorkerId(value=worker_id), data=data.WorkerData.parse(self._workers[worker_id]))
+        return data.Worker(id=data.WorkerId(value=worker_id), data=decode(data.WorkerData, self._workers[worker_id]))
 
     async def find_worker(self, worker_id: int) -> data.Worker | None:
         return await self._op(lambda: self._worker(worker_id) if worker_id in self._workers else None)
@@ -156,7 +158,7 @@ class MemoryRepository:
     async def find_worker_by_name(self, name: str) -> data.Worker | None:
         def find() -> data.Worker | None:
             for worker_id, raw in self._workers.items():
-                if data.WorkerData.parse(raw).name == name:
+                if decode(data.WorkerData, raw).name == name:
                     return self._worker(worker_id)
             return None
 
@@ -171,7 +173,7 @@ class MemoryRepository:
 
     # --- jobs --------------------------------------------------------------------------
     def _all_jobs(self) -> Iterable[data.Job]:
-        return (data.Job.parse(raw) for raw in self._jobs.values())
+        return (decode(data.Job, raw) for raw in self._jobs.values())
 
     def _check_uniq(self, job: data.Job) -> None:
         key = job.data.uniq_key
@@ -183,7 +185,7 @@ class MemoryRepository:
 
     def _keep_extras(self, job_id: int, extras: bytes) -> None:
         if extras:
-            self._job_extras[job_id] = bytes(extras)
+            self._job_extras[job_id] = encode(extras)
         else:
             self._job_extras.pop(job_id, None)
 
@@ -212,11 +214,11 @@ class MemoryRepository:
                                        if i in self._jobs and i in self._job_extras})
 
     async def find_job(self, job_id: int) -> data.Job | None:
-        return await self._op(lambda: data.Job.parse(self._jobs[job_id]) if job_id in self._jobs else None)
+        return await self._op(lambda: decode(data.Job, self._jobs[job_id]) if job_id in self._jobs else None)
 
     async def list_jobs(self, limit: int | None = None, offset: int | None = None, *,
                         before_id: int | None = None) -> list[data.Job]:
-        return await self._op(lambda: _page([data.Job.parse(self._jobs[i]) for i in sorted(self._jobs, reverse=True)
+        return await self._op(lambda: _page([decode(data.Job, self._jobs[i]) for i in sorted(self._jobs, reverse=True)
                                              if before_id is None or i < before_id], limit, offset))
 
     async def count_jobs(self) -> int:
@@ -227,7 +229,7 @@ class MemoryRepository:
             raw = self._jobs.get(job_id)
             if raw is None:
                 return False
-            if grabbed_until is not None and (data.Job.parse(raw).data.grabbed_until_time or 0) != grabbed_until:
+            if grabbed_until is not None and (decode(data.Job, raw).data.grabbed_until_time or 0) != grabbed_until:
                 return False
             del self._jobs[job_id]
             self._job_extras.pop(job_id, None)
@@ -253,13 +255,13 @@ class MemoryRepository:
             raw = self._jobs.get(job_id)
             if raw is None:
                 return False
-            job = data.Job.parse(raw)
+            job = decode(data.Job, raw)
             if (job.data.grabbed_until_time or 0) != expected_grabbed_until:
                 return False
             if run_after_time is not None and job.data.run_after_time != run_after_time:
                 return False
             job.data.grabbed_until_time = grabbed_until
-            self._jobs[job_id] = bytes(job)
+            self._jobs[job_id] = encode(job)
             return True
 
         return await self._op(claim)
@@ -278,10 +280,10 @@ class MemoryRepository:
         await self._op(add)
 
     def _all_results(self) -> list[data.JobResult]:
-        return [data.JobResult.parse(raw) for raw in self._results.values()]
+        return [decode(data.JobResult, raw) for raw in self._results.values()]
 
     async def find_result(self, result_id: int) -> data.JobResult | None:
-        return await self._op(lambda: data.JobResult.parse(self._results[result_id])
+        return await self._op(lambda: decode(data.JobResult, self._results[result_id])
                               if result_id in self._results else None)
 
     async def list_results(self, limit: int | None = None, offset: int | None = None) -> list[data.JobResult]:

@@ -20,6 +20,7 @@ import trio
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.ext import JobExtras
 from jobworkerp.wire import encode
+from jobworkerp.wire_decode import decode
 
 _BACKED = 0x01
 _QUEUE_TYPE_SHIFT = 1
@@ -69,9 +70,9 @@ class Ticket:
         at = 1
         if head & _HAS_EXTRAS:
             size, at = _read_varint(raw, 1)
-            extras = JobExtras.parse(raw[at:at + size])
+            extras = decode(JobExtras, raw[at:at + size])
             at += size
-        return cls(data.Job.parse(raw[at:]), backed=bool(head & _BACKED),
+        return cls(decode(data.Job, raw[at:]), backed=bool(head & _BACKED),
                    queue_type=(head >> _QUEUE_TYPE_SHIFT) & _QUEUE_TYPE_MASK, extras=extras)
 
 
@@ -102,7 +103,7 @@ def encode_extras(extras: JobExtras | None) -> bytes:
 
 
 def decode_extras(raw: bytes | None) -> JobExtras | None:
-    return JobExtras.parse(bytes(raw)) if raw else None
+    return decode(JobExtras, raw) if raw else None
 
 
 PoisonHandler = Callable[[Ticket, str], Awaitable[None]]  # (ticket, reason)

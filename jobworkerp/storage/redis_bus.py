@@ -38,6 +38,8 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.pubsub import JobResultWaiter, deliver_to_streams
 from jobworkerp.storage.redis_pipeline import RedisPipeliner, Reply
 from jobworkerp.storage.worker_stream import StreamBounds, WorkerResultStream
+from jobworkerp.wire import encode
+from jobworkerp.wire_decode import decode
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +240,7 @@ class RedisResultBus:
     def _on_message(self, channel: bytes, payload: bytes) -> None:
         topic = channel.decode()
         if topic == self.reply_topic:  # a result for a DIRECT caller here
-            result = data.JobResult.parse(payload)
+            result = decode(data.JobResult, payload)
             for waiter in self._job_waiters.get(self.job_topic(result.data.job_id.value), ()):
                 waiter.deliver(result)
             return
@@ -256,7 +258,7 @@ class RedisResultBus:
         streams = self._worker_streams.get(topic)
         if not waiters and not streams:
             return
-        result = data.JobResult.parse(payload)
+        result = decode(data.JobResult, payload)
         for waiter in waiters or ():
             waiter.deliver(result)
         if streams:
@@ -331,7 +333,7 @@ class RedisResultBus:
         if to_worker:
             keys.append(self.worker_topic(result.data.worker_id.value))
         if len(keys) > 2:
-            args = [bytes(result), self.result_ttl_ms if to_job else 0, "1" if to_job else "0", job_id]
+            args = [encode(result), self.result_ttl_ms if to_job else 0, "1" if to_job else "0", job_id]
             if not self._redis.send_script(self._publish, keys, args, f"publish of job {job_id}'s result"):
                 await self._redis.script(self._publish, keys, args)
 
@@ -345,7 +347,7 @@ class RedisResultBus:
     async def stored_result(self, job_id: int) -> data.JobResult | None:
         """The job's final result if it was published within the result TTL."""
         raw = await self._redis.call(lambda p: p.get(self.result_key(job_id)))
-        return None if raw is None else data.JobResult.parse(raw)
+        return None if raw is None else decode(data.JobResult, raw)
 
     # --- worker change events ----------------------------------------------------------
     def on_worker_changed(self, callback: Callable[[int], None]) -> None:

@@ -14,6 +14,7 @@ from jobworkerp.storage.redis_bus import RedisResultBus
 from jobworkerp.storage.redis_pipeline import RedisPipeliner
 from jobworkerp.storage.redis_queue import RedisJobQueue
 from jobworkerp.storage.redis_state import RedisJobStatusStore, RedisUniqKeyGuard
+from jobworkerp.wire import encode
 
 # KEYS: status hash, uniq holder, uniq of job, inflight:{instance}, crashes, reply routes, result key, topics...
 # ARGV: job id, ack ('1' / '0'), result bytes ('' = none), result ttl ms, only if it has a status ('1' / '0').
@@ -53,7 +54,7 @@ class RedisJobSettler:
         keys = [*self._fixed_keys, self._bus.result_key(job_id)]
         payload = b""
         if result is not None:
-            payload = bytes(result)
+            payload = encode(result)
             keys.append(self._bus.job_topic(job_id))
             if to_worker:
                 keys.append(self._bus.worker_topic(result.data.worker_id.value))
@@ -70,5 +71,5 @@ class RedisJobSettler:
         keys = [*self._fixed_keys, self._bus.result_key(job_id), self._bus.job_topic(job_id)]
         if to_worker:
             keys.append(self._bus.worker_topic(result.data.worker_id.value))
-        args = [job_id, "0", bytes(result), self._bus.result_ttl_ms, "1"]
+        args = [job_id, "0", encode(result), self._bus.result_ttl_ms, "1"]
         return int(await self._redis.script(self._script, keys, args)) == 1

@@ -20,6 +20,7 @@ from jobworkerp.errors import InvalidArgument
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.rdb import DEFAULT_CHANNEL
 from jobworkerp.wire import encode
+from jobworkerp.wire_decode import decode
 
 Row = tuple[Any, ...]
 # Stored when a worker has no retry policy: (retry_type, interval, max_interval, max_retry, basis).
@@ -172,7 +173,7 @@ def result_from_row(row: Row, timeout: TimeoutCodec) -> data.JobResult:
             args=bytes(args),
             uniq_key=uniq_key,
             status=data.ResultStatus(status),
-            output=data.ResultOutput.parse(bytes(output)),
+            output=decode(data.ResultOutput, output),
             retried=retried,
             priority=data.Priority(priority),
             timeout=timeout.from_db(stored_timeout),
