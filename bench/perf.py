@@ -18,6 +18,10 @@ Rows, each measured for --seconds after a warm-up, every caller running one job 
 - RSS (and PSS) of the trees, the peak sampled during (c).
 - This server only: (a) at 50 callers again with concurrency 2 and 100, to see whether more slots
   cost throughput.
+- This server only: (a) with bulk enqueue: --bulk-callers callers each send EnqueueBatch calls of
+  --batch no-op jobs to a LISTEN_AFTER worker (concurrency 50) and wait until every job of the batch
+  has its result on the ListenStreamByWorker stream the driver holds (results are stored, as
+  LISTEN_AFTER requires). Jobs/s counts jobs whose result arrived.
 
 Usage: python bench/perf.py [--quick] [--only standalone,echo,...] [--rows noop,sleep] [--seconds 10] [--json PATH]
 """
@@ -44,7 +48,7 @@ from perfkit.measure import Load, RowFailed, measure
 from perfkit.report import COLUMNS, PEERS, render
 
 NOOP_CONCURRENCY = 50
-ROW_GROUPS = ("noop", "sleep", "slots")
+ROW_GROUPS = ("noop", "sleep", "slots", "bulk")
 SLEEP_CONCURRENCY = 100
 DEFAULT_ARQ_PYTHON = cols.ROOT / ".venv-arq" / "bin" / "python"
 
@@ -58,8 +62,13 @@ def parse_args() -> argparse.Namespace:
                         help="row groups, comma-separated: noop ((a) at 1 and --callers callers, CPU ms per job, "
                              "p50/p99), sleep ((c) and memory at concurrency 100), slots (this server's (a) at "
                              "concurrency 2 and 100); e.g. `--only standalone --rows "
-                             "noop` for this server's no-op rows alone")
+                             "noop` for this server's no-op rows alone; bulk (this server's (a) with "
+                             "EnqueueBatch)")
     parser.add_argument("--callers", type=int, default=50, help="callers of the (a) 50-caller row")
+    parser.add_argument("--bulk-callers", type=int, default=4, help="callers of the bulk row")
+    parser.add_argument("--batch", type=int, default=200,
+                        help="jobs per EnqueueBatch call of the bulk row (callers x batch stays under "
+                             "LISTEN_STREAM_MAX_BUFFERED, 1000 by default)")
     parser.add_argument("--sleep-callers", type=int, default=2 * SLEEP_CONCURRENCY, help="callers of row (c)")
     parser.add_argument("--poll-ms", type=float, default=5, help="result/queue poll interval of arq and taskiq")
     parser.add_argument("--redis-db", type=int, default=13, help="Redis database of the peers (flushed)")
@@ -103,6 +112,8 @@ def run_column(name: str, opts: cols.Options, args: argparse.Namespace, raw: dic
         for concurrency in (2, 100):
             key = f"noop_c{concurrency}"
             out.update(_rows((key,), name, raw, functools.partial(_noop_at, start, opts, args, concurrency, key)))
+    if name in ("standalone", "scalable") and "bulk" in args.rows:
+        out.update(_rows(("noop_bulk",), name, raw, lambda: _bulk(start, opts, args)))
     return out
 
 
@@ -135,6 +146,14 @@ def _noop_at(start: cols.Start, opts: cols.Options, args: argparse.Namespace, co
     with start(opts, concurrency) as running:
         many = measure(running, Load("noop", args.callers, args.seconds, args.warmup), opts)
     return {key: many["jobs_per_s"]}, {f"noop_{args.callers}_callers_concurrency_{concurrency}": many}
+
+
+def _bulk(start: cols.Start, opts: cols.Options, args: argparse.Namespace
+          ) -> tuple[dict[str, float], dict[str, Any]]:
+    with start(opts, NOOP_CONCURRENCY) as running:
+        load = Load("bulk", args.bulk_callers, args.seconds, args.warmup, batch=args.batch)
+        result = measure(running, load, opts)
+    return {"noop_bulk": result["jobs_per_s"]}, {f"noop_bulk_{args.bulk_callers}x{args.batch}": result}
 
 
 def _sleep(start: cols.Start, opts: cols.Options, args: argparse.Namespace

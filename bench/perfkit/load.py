@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-Call = Callable[[], Awaitable[None]]
+Call = Callable[[], Awaitable[int | None]]  # how many jobs the call ran (None: one)
 
 
 @dataclass
@@ -38,12 +38,12 @@ async def run_callers(call: Call, callers: int, seconds: float, min_jobs: int = 
         while run.error is None and (time.perf_counter() < deadline or run.jobs < min_jobs):
             began = time.perf_counter()
             try:
-                await call()
+                ran = await call()
             except Exception as e:
                 run.error = f"{type(e).__name__}: {e}"[:300]
                 return
             run.latencies_ms.append((time.perf_counter() - began) * 1000)
-            run.jobs += 1
+            run.jobs += 1 if ran is None else ran
 
     await asyncio.gather(*(caller() for _ in range(callers)))
     run.elapsed_s = time.perf_counter() - start

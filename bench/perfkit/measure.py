@@ -28,18 +28,19 @@ class RowFailed(Exception):
 
 @dataclass
 class Load:
-    job: str  # noop | sleep
+    job: str  # noop | sleep | bulk (this server only: EnqueueBatch, `batch` jobs per call)
     callers: int
     seconds: float
     warmup_s: float
     sleep_ms: int = 10
     sample_memory: bool = False
+    batch: int = 200
 
 
 def measure(running: Running, load: Load, opts: Options) -> dict[str, Any]:
     command = [running.python, "-m", "perfkit.drive", running.target, "--job", load.job, "--callers",
                str(load.callers), "--seconds", str(load.seconds), "--warmup", str(load.warmup_s),
-               "--port", str(running.port), "--sleep-ms", str(load.sleep_ms)]
+               "--port", str(running.port), "--sleep-ms", str(load.sleep_ms), "--batch", str(load.batch)]
     stderr_path = opts.workdir / f"driver-{running.target}-{load.job}-{load.callers}-{int(time.time() * 1000)}.log"
     with open(stderr_path, "wb") as stderr:
         driver = subprocess.Popen(command, env=driver_env(opts), stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -32,6 +32,7 @@ ROWS = [
     ("pss_mb", "PSS MB at concurrency 100 (tree)", "{:.0f}", "low"),
     ("noop_c2", "(a) no-op jobs/s, 50 callers, concurrency 2", "{:.0f}", "high"),
     ("noop_c100", "(a) no-op jobs/s, 50 callers, concurrency 100", "{:.0f}", "high"),
+    ("noop_bulk", "(a) no-op jobs/s, bulk enqueue", "{:.0f}", "high"),
 ]
 IDEAL_SLEEP_RATE = 10_000  # 100 slots / 10 ms
 
@@ -64,6 +65,9 @@ def ratios(results: dict[str, dict[str, Any]]) -> list[tuple[str, float | None, 
             best = best_peer(results, row, "high")
             ratio(f"(a) {name} / best peer, {label}", number(results, ours, row), best and best[1],
                   best[0] if best else "no peer ran")
+        best = best_peer(results, "noop_50", "high")
+        ratio(f"(a) {name} bulk / best peer, 50 callers", number(results, ours, "noop_bulk"), best and best[1],
+              best[0] if best else "no peer ran")
         best = best_peer(results, "cpu_ms", "low")
         ratio(f"CPU per job {name} / best peer", number(results, ours, "cpu_ms"), best and best[1],
               best[0] if best else "no peer ran")

@@ -185,7 +185,7 @@ class MemoryRepository:
 
     def _keep_extras(self, job_id: int, extras: bytes) -> None:
         if extras:
-            self._job_extras[job_id] = encode(extras)
+            self._job_extras[job_id] = bytes(extras)
         else:
             self._job_extras.pop(job_id, None)
 
