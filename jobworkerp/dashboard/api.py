@@ -24,7 +24,10 @@ async def _open(target: Target) -> Services:
     """Asyncio side: the stubs over one lazily dialled connection (grpclib binds the loop here)."""
     from grpclib.client import Channel
 
-    return services_over(Channel(target.host, target.port, ssl=target.ssl), CALL_TIMEOUT_S, target.token)
+    from jobworkerp.wire_codec import MessageCodec
+
+    channel = Channel(target.host, target.port, ssl=target.ssl, codec=MessageCodec())
+    return services_over(channel, CALL_TIMEOUT_S, target.token)
 
 
 class Api:

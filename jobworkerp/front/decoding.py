@@ -23,17 +23,14 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-import betterproto2
 from grpclib.const import Handler, Status
-from grpclib.encoding.proto import ProtoCodec
 from grpclib.exceptions import GRPCError
 from h2.exceptions import StreamClosedError
 
 from jobworkerp.descriptors import check_message_bytes
 from jobworkerp.front.message_limit import refuse_oversized
 from jobworkerp.proto.message_pool import default_message_pool
-from jobworkerp.wire import encode
-from jobworkerp.wire_decode import decode
+from jobworkerp.wire_codec import MessageCodec
 
 REASON_LIMIT = 200  # characters of the parser's complaint kept in the status message
 
@@ -52,24 +49,15 @@ def _reason(error: Exception) -> str:
     return text[:REASON_LIMIT]
 
 
-class RequestCodec(ProtoCodec):
-    """grpclib's protobuf codec, with request bytes checked by the strict parser first, and
-    betterproto2 messages encoded by `jobworkerp.wire` and decoded by `jobworkerp.wire_decode` (the
-    same bytes and messages, faster)."""
-
-    def encode(self, message: Any, message_type: Any) -> bytes:
-        if not isinstance(message, message_type):  # as grpclib's ProtoCodec.encode
-            raise TypeError(f"Message must be of type {message_type!r}, not {type(message)!r}")
-        if isinstance(message, betterproto2.Message):
-            return encode(message)
-        return message.SerializeToString()  # type: ignore[no-any-return]  # reflection, health: google.protobuf
+class RequestCodec(MessageCodec):
+    """The project's codec (`jobworkerp.wire_codec`), with request bytes checked by the strict
+    parser first."""
 
     def decode(self, data: bytes, message_type: Any) -> Any:
         name = message_name(message_type)
         try:
             if message_type in default_message_pool.type_to_url:  # ours: betterproto2 is lenient
                 check_message_bytes(name, data)
-                return decode(message_type, data)
             return super().decode(data, message_type)
         except Exception as e:
             raise GRPCError(Status.INVALID_ARGUMENT, f"request: not a valid {name} message ({_reason(e)})") from None

@@ -24,6 +24,7 @@ from grpclib.client import Channel
 
 from jobworkerp.proto.jobworkerp import ext
 from jobworkerp.proto.jobworkerp import service as svc
+from jobworkerp.wire_codec import MessageCodec
 
 T = TypeVar("T")
 STARTUP_TIMEOUT_S = 30.0
@@ -140,7 +141,7 @@ class Client:
 async def connect(port: int, ssl: SSLContext | None = None) -> AsyncIterator[Client]:
     """Stubs over one connection to 127.0.0.1:`port`; TLS with `ssl` (the context must offer
     ALPN h2, as grpclib's own default does)."""
-    channel = Channel("127.0.0.1", port, ssl=ssl)
+    channel = Channel("127.0.0.1", port, ssl=ssl, codec=MessageCodec())
     try:
         yield Client(
             channel,

@@ -84,3 +84,22 @@ def test_a_job_result_decodes_to_what_was_sent() -> None:
         output=data.ResultOutput(items=[b"out"]), enqueue_time=-5, store_failure=True))
     assert decode(data.JobResult, bytes(result)) == result
     assert decode(data.JobResult, memoryview(bytes(result))) == result
+
+
+def test_the_codec_of_clients_and_servers_round_trips_both_kinds_of_message() -> None:
+    """betterproto2 messages through wire/wire_decode; google.protobuf ones (health, reflection)
+    through grpclib's own path."""
+    from grpclib.health.v1 import health_pb2
+
+    from jobworkerp.proto.jobworkerp import data
+    from jobworkerp.wire_codec import MessageCodec
+
+    codec = MessageCodec()
+    rng = random.Random(11)
+    for _ in range(20):
+        result = fill(data.JobResult, rng)
+        assert codec.decode(codec.encode(result, data.JobResult), data.JobResult) == result
+    check = health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+    assert codec.decode(codec.encode(check, health_pb2.HealthCheckResponse), health_pb2.HealthCheckResponse) == check
+    with pytest.raises(TypeError):
+        codec.encode(data.JobId(value=1), data.JobResult)
