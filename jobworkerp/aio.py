@@ -39,6 +39,7 @@ async def open_asyncio_bridge() -> AsyncIterator[None]:
     """Run an asyncio loop inside the current trio run (needed before serving gRPC)."""
     async with trio_asyncio.open_loop() as loop, trio.open_nursery() as nursery:
         _run_ready_handles_in_batches(loop)
+        _check_callbacks_in_debug_only(loop)
         nursery.start_soon(_prune_cancelled_timers, loop)
         try:
             yield
@@ -79,6 +80,25 @@ def _run_ready_handles_in_batches(loop: asyncio.AbstractEventLoop) -> None:
                 return
 
     loop._main_loop_one = batched  # type: ignore[attr-defined]
+
+
+def _check_callbacks_in_debug_only(loop: asyncio.AbstractEventLoop) -> None:
+    """Check the callbacks given to call_soon & co. only in debug mode, as asyncio's own loop does.
+
+    trio-asyncio checks every one (is it a coroutine? a coroutine function? callable?) on every
+    call: about twenty times per job in a Scalable worker, a few percent of its CPU, for a check
+    that only catches a programming error (a coroutine passed where a plain callback belongs),
+    which asyncio itself leaves to debug mode (PYTHONASYNCIODEBUG=1 or `loop.set_debug(True)`
+    turn it back on here too). Another trio-asyncio layout (no `_check_callback`) is left as is."""
+    check = getattr(loop, "_check_callback", None)
+    if check is None:
+        return
+
+    def check_in_debug(callback: Any, method: str) -> None:
+        if loop.get_debug():
+            check(callback, method)
+
+    loop._check_callback = check_in_debug  # type: ignore[attr-defined]
 
 
 TIMER_PRUNE_S = 1.0

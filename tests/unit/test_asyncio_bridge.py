@@ -73,3 +73,24 @@ async def test_ready_callbacks_run_in_order_and_trio_tasks_still_get_turns() -> 
 
         assert await trio_asyncio.aio_as_trio(asyncio_side)() == 42
     assert spins > 0
+
+
+async def test_callbacks_are_checked_in_debug_mode_only_as_asyncio_does() -> None:
+    """A coroutine function handed to call_soon is refused in debug mode (the check asyncio itself
+    makes only then); plain callbacks run in either mode."""
+
+    async def not_a_callback() -> None:
+        pass
+
+    ran: list[str] = []
+    async with open_asyncio_bridge():
+        loop = asyncio.get_event_loop()
+        loop.set_debug(True)
+        with pytest.raises(TypeError, match="coroutines cannot be used with call_soon"):
+            loop.call_soon(not_a_callback)
+        loop.call_soon(ran.append, "debug")
+        loop.set_debug(False)
+        loop.call_soon(ran.append, "plain")
+        for _ in range(5):
+            await trio.lowlevel.checkpoint()
+    assert ran == ["debug", "plain"]
