@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import struct
 import warnings
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import betterproto2
 
@@ -73,10 +74,7 @@ def varint(value: int) -> bytes:
 def _plan(cls: type) -> _Plan | None:
     """How to encode `cls`, or None for what is left to betterproto2 (not a betterproto2 message,
     a pydantic one)."""
-    if not issubclass(cls, betterproto2.Message):
-        return None
-    pydantic = getattr(betterproto2, "pydantic", None)
-    if pydantic is not None and pydantic.dataclasses.is_pydantic_dataclass(cls):
+    if not plain_message_class(cls):
         return None
     meta: Any = cast(Any, cls)._betterproto
     entries: list[tuple[str, Any, int, bytes, Any]] = []
@@ -127,16 +125,35 @@ def _scalar(kind: int, extra: Any, value: Any) -> bytes:
     return bytes(extra.pack(value))
 
 
-def _encode(message: Any) -> bytes:
-    cls = type(message)
+P = TypeVar("P")
+
+
+def plain_message_class(cls: type) -> bool:
+    """A betterproto2 message class that is not a pydantic one: what the fast encoder and decoder
+    handle themselves."""
+    if not issubclass(cls, betterproto2.Message):
+        return False
+    pydantic = getattr(betterproto2, "pydantic", None)
+    return pydantic is None or not pydantic.dataclasses.is_pydantic_dataclass(cls)
+
+
+def memoized_plan(cache: dict[type, P | None], cls: type, make: Callable[[type], P | None]) -> P | None:
+    """`make(cls)`, made once per class and kept in `cache`; None (the class is left to
+    betterproto2) also when `make` fails. The decoder's plans are kept the same way."""
     try:
-        plan = _plans[cls]
+        return cache[cls]
     except KeyError:
-        try:
-            plan = _plan(cls)
-        except Exception:
-            plan = None
-        _plans[cls] = plan
+        pass
+    try:
+        plan = make(cls)
+    except Exception:
+        plan = None
+    cache[cls] = plan
+    return plan
+
+
+def _encode(message: Any) -> bytes:
+    plan = memoized_plan(_plans, type(message), _plan)
     if plan is None:
         raise _Unsupported
     out = bytearray()

@@ -15,7 +15,7 @@ with a map or wrapped-type field, a pydantic class, a field whose wire type does
 declaration, truncated or malformed bytes, or a value the library would convert differently. So
 odd input gives betterproto2's own result or its own error, whichever it is.
 tests/unit/test_wire_decode.py compares both on every generated message class and on damaged
-bytes. A leaf: imports only betterproto2.
+bytes. A leaf: imports only betterproto2 and `jobworkerp.wire`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import struct
 from typing import Any, TypeVar, cast
 
 import betterproto2
+
+from jobworkerp.wire import memoized_plan, plain_message_class
 
 M = TypeVar("M", bound=betterproto2.Message)
 
@@ -44,10 +46,7 @@ class _Fallback(Exception):
 
 
 def _plan(cls: type) -> _Plan | None:
-    if not issubclass(cls, betterproto2.Message):
-        return None
-    pydantic = getattr(betterproto2, "pydantic", None)
-    if pydantic is not None and pydantic.dataclasses.is_pydantic_dataclass(cls):
+    if not plain_message_class(cls):
         return None
     meta: Any = cast(Any, cls)._betterproto
     plan: _Plan = {}
@@ -64,14 +63,7 @@ def _plan(cls: type) -> _Plan | None:
 
 
 def _plan_of(cls: type) -> _Plan:
-    try:
-        plan = _plans[cls]
-    except KeyError:
-        try:
-            plan = _plan(cls)
-        except Exception:
-            plan = None
-        _plans[cls] = plan
+    plan = memoized_plan(_plans, cls, _plan)
     if plan is None:
         raise _Fallback
     return plan
@@ -139,24 +131,29 @@ def _decode(cls: type[M], buf: bytes, pos: int, end: int) -> M:
         start = pos
         key, pos = _varint(buf, pos, end)
         wire_type = key & 7
-        entry = plan.get(key >> 3)
+        raw = 0
         if wire_type == 0:
             raw, pos = _varint(buf, pos, end)
-            if entry is None:
-                unknown += buf[start:pos]
-                continue
-            name, proto_type, repeated, extra = entry
-            value = _from_varint(proto_type, extra, raw)
+            stop = pos
         elif wire_type == 2:
             length, pos = _varint(buf, pos, end)
             stop = pos + length
-            if stop > end:
-                raise _Fallback
-            if entry is None:
-                unknown += buf[start:stop]
-                pos = stop
-                continue
-            name, proto_type, repeated, extra = entry
+        elif wire_type in (1, 5):
+            stop = pos + (8 if wire_type == 1 else 4)
+        else:
+            raise _Fallback  # groups, or not protobuf at all
+        if stop > end:
+            raise _Fallback
+        entry = plan.get(key >> 3)
+        if entry is None:
+            unknown += buf[start:stop]
+            pos = stop
+            continue
+        name, proto_type, repeated, extra = entry
+        value: Any
+        if wire_type == 0:
+            value = _from_varint(proto_type, extra, raw)
+        elif wire_type == 2:
             if proto_type == betterproto2.TYPE_MESSAGE:
                 value = _decode(extra, buf, pos, stop)
             elif proto_type == betterproto2.TYPE_BYTES:
@@ -169,22 +166,11 @@ def _decode(cls: type[M], buf: bytes, pos: int, end: int) -> M:
                 continue
             else:
                 raise _Fallback
-            pos = stop
-        elif wire_type in (1, 5):
-            stop = pos + (8 if wire_type == 1 else 4)
-            if stop > end:
-                raise _Fallback
-            if entry is None:
-                unknown += buf[start:stop]
-                pos = stop
-                continue
-            name, proto_type, repeated, extra = entry
+        else:
             if proto_type not in _FIXED or extra.size != stop - pos:
                 raise _Fallback
             value = extra.unpack_from(buf, pos)[0]
-            pos = stop
-        else:
-            raise _Fallback  # groups, or not protobuf at all
+        pos = stop
         if repeated:
             getattr(message, name).append(value)
         else:
