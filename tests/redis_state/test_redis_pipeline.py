@@ -16,13 +16,14 @@ pytestmark = pytest.mark.timeout(30)
 def count_round_trips(monkeypatch) -> list[int]:
     """Record the size of every pipeline sent to Redis (one entry per round trip)."""
     trips: list[int] = []
-    real = redis_pipeline.run_redis_pipeline
+    for name in ("run_redis_pipeline", "run_redis_pipeline_held"):  # direct, and the flusher's own
+        real = getattr(redis_pipeline, name)
 
-    async def counting(c, ops):
-        trips.append(len(ops))
-        return await real(c, ops)
+        async def counting(c, ops, real=real):
+            trips.append(len(ops))
+            return await real(c, ops)
 
-    monkeypatch.setattr(redis_pipeline, "run_redis_pipeline", counting)
+        monkeypatch.setattr(redis_pipeline, name, counting)
     return trips
 
 
@@ -56,6 +57,35 @@ async def test_a_failing_command_fails_only_its_caller(redis) -> None:
         with pytest.raises(ResponseError):
             await pipeliner.call(lambda p: p.incr(f"{prefix}text"))
         assert await pipeliner.call(lambda p: p.incr(f"{prefix}count")) == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_flushers_connection_comes_back_after_redis_drops_it(redis) -> None:
+    """The flusher keeps one connection for its round trips. When Redis closes it, the round trip
+    on it fails (its callers see the outage, as with any lost connection) and the next one
+    connects afresh: no caller is left without an answer, and nothing waits for a dead socket."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    client, prefix = redis
+    pipeliner = RedisPipeliner(client)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeliner.run)
+        name = f"{prefix}flusher"
+        assert await pipeliner.call(lambda p: p.client_setname(name)) is True
+        assert await pipeliner.call(lambda p: p.incr(f"{prefix}n")) == 1
+        flusher = [c["id"] for c in await call_asyncio(client.client_list) if c.get("name") == name]
+        assert len(flusher) == 1  # only this connection: other tests share this Redis
+        assert await call_asyncio(client.client_kill_filter, _id=flusher[0]) == 1
+        outcomes: list[object] = []
+        for _ in range(3):
+            try:
+                outcomes.append(await pipeliner.call(lambda p: p.incr(f"{prefix}n")))
+            except RedisConnectionError as e:
+                outcomes.append(type(e))
+        counted = [o for o in outcomes if isinstance(o, int)]
+        assert outcomes.count(RedisConnectionError) <= 1 and len(counted) + outcomes.count(RedisConnectionError) == 3
+        assert isinstance(outcomes[-1], int)  # back
+        assert counted == list(range(2, 2 + len(counted)))  # each answered increment counted once
         nursery.cancel_scope.cancel()
 
 
