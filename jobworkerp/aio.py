@@ -401,18 +401,26 @@ class RedisSubscription:
     async def messages(self, on_message: Callable[[bytes, bytes], None]) -> None:
         """Deliver (channel, data) of every message until cancelled (run this in one task).
 
-        Survives Redis going away: a read that fails is retried with backoff (redis-py reconnects
-        and subscribes again to every channel on the next read), and the outage is logged once
-        when it starts and once when it ends. Messages published meanwhile are lost; listeners
-        that must not miss one also read the stored state (see storage/redis_bus.py)."""
-        get = trio_asyncio.aio_as_trio(self._pubsub.get_message)
+        The reading runs as one asyncio task (`_read`) that calls `on_message` itself, rather than
+        crossing the bridge for every message: a hop costs more CPU than a message's whole
+        delivery, and a front gets one message per DIRECT job. `on_message` is plain synchronous
+        code (it wakes trio waiters), which is safe to call there: trio-asyncio runs asyncio
+        callbacks inside the trio run, on its thread.
+
+        Survives Redis going away: a read that fails ends the task, and it is started again with
+        backoff (redis-py reconnects and subscribes again to every channel on the next read); the
+        outage is logged once when it starts and once when it ends. Messages published meanwhile
+        are lost; listeners that must not miss one also read the stored state (see
+        storage/redis_bus.py)."""
         backoff = Backoff("Redis pub/sub reader", log)
         while True:
             if not self._pubsub.subscribed:
                 await trio.sleep(0.05)  # nothing to read until the first subscribe
                 continue
             try:
-                message = await get(timeout=1.0)
+                await call_asyncio_task(self._read, on_message, backoff)
+            except AsyncioTaskCancelled:
+                return  # the bridge is closing
             except Exception as e:
                 # RuntimeError: redis-py reconnecting this connection for a subscribe or an
                 # unsubscribe at the same moment ("read() called while another coroutine is
@@ -420,7 +428,12 @@ class RedisSubscription:
                 if not (is_outage(e) or isinstance(e, RuntimeError)):
                     raise
                 await backoff.failed(e)
-                continue
+
+    async def _read(self, on_message: Callable[[bytes, bytes], None], backoff: Backoff) -> None:
+        """Asyncio side of `messages`: read and deliver until nothing is subscribed any more;
+        a read that fails raises."""
+        while self._pubsub.subscribed:
+            message = await self._pubsub.get_message(timeout=1.0)
             backoff.succeeded()
             if message is None:
                 continue
