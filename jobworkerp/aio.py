@@ -264,13 +264,19 @@ async def call_asyncio_task(fn: Callable[..., Coroutine[Any, Any, T]], *args: An
     return task.result()
 
 
-async def _execute_pipeline(client: Any, ops: Sequence[Callable[[Any], Any]]) -> list[Any]:
-    """Asyncio side of `run_redis_pipeline`: queue every op on one pipeline, send it once."""
+async def _queued(client: Any, ops: Sequence[Callable[[Any], Any]]) -> Any:
+    """Asyncio side: a non-transactional pipeline with every op queued on it, not yet sent."""
     pipe = client.pipeline(transaction=False)
     for op in ops:
         queued = op(pipe)
         if inspect.isawaitable(queued):  # redis-py's Script.__call__ is a coroutine on asyncio
             await queued
+    return pipe
+
+
+async def _execute_pipeline(client: Any, ops: Sequence[Callable[[Any], Any]]) -> list[Any]:
+    """Asyncio side of `run_redis_pipeline`: queue every op on one pipeline, send it once."""
+    pipe = await _queued(client, ops)
     return await pipe.execute(raise_on_error=False)
 
 
@@ -307,11 +313,7 @@ class HeldRedisConnection:
 
 async def _execute_held(held: HeldRedisConnection, ops: Sequence[Callable[[Any], Any]]) -> list[Any]:
     """Asyncio side of `run_redis_pipeline_held`."""
-    pipe = held.client.pipeline(transaction=False)
-    for op in ops:
-        queued = op(pipe)
-        if inspect.isawaitable(queued):
-            await queued
+    pipe = await _queued(held.client, ops)
     if held.connection is None:
         held.connection = await held.client.connection_pool.get_connection()
     connection = held.connection
