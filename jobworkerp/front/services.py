@@ -305,8 +305,9 @@ class JobResultService(svc.JobResultServiceBase):
         return await _call(self._app.results.listen, message)
 
     async def listen_stream_by_worker(self, message: svc.ListenStreamByWorkerRequest) -> AsyncIterator[data.JobResult]:
-        async for result in _stream(self._app.results.stream_by_worker(message)):
-            yield result
+        async for batch in _stream(self._app.results.stream_by_worker(message)):
+            for result in batch:
+                yield result
 
     async def count(self, message: svc.CountCondition) -> svc.CountResponse:
         return svc.CountResponse(total=await _call(self._app.results.count))

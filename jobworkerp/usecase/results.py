@@ -74,11 +74,16 @@ class Results:
                 return await waiter.wait()
         raise DeadlineExceeded(f"job_id: no result for job {job_id} within {timeout_ms} ms")
 
-    async def stream_by_worker(self, req: ListenStreamByWorkerRequest) -> AsyncIterator[data.JobResult]:
-        """Every final result of one worker from now on, until the caller goes away."""
+    async def stream_by_worker(self, req: ListenStreamByWorkerRequest) -> AsyncIterator[builtins.list[data.JobResult]]:
+        """Every final result of one worker from now on, until the caller goes away; in order,
+        as many at a time as have come (`WorkerResultStream.receive_batch`)."""
         worker = await self._workers.resolve(req.worker_id, req.worker_name)
         if worker.data.response_type == data.ResponseType.DIRECT:
             raise InvalidArgument("worker", "results of DIRECT workers are returned by Enqueue only")
-        async with self._storage.bus.listen_worker(worker.id.value) as receive:
-            async for result in receive:
-                yield result
+        async with self._storage.bus.listen_worker(worker.id.value) as stream:
+            while True:
+                try:
+                    batch = await stream.receive_batch()
+                except trio.EndOfChannel:
+                    return
+                yield batch

@@ -68,3 +68,22 @@ async def test_a_waiting_subscriber_wakes_for_results_and_ends_when_unsubscribed
                 await trio.testing.wait_all_tasks_blocked()
             stream.close()
     assert got == list(range(10))
+
+
+async def test_a_batch_takes_what_has_come_in_order_within_its_caps() -> None:
+    bus = MemoryResultBus(StreamBounds(max_results=100, max_bytes=1 << 30))
+    async with bus.listen_worker(1) as stream:
+        publish(bus, *(result(i) for i in range(1, 6)))
+        assert [r.id.value for r in await stream.receive_batch(max_results=3)] == [1, 2, 3]
+        assert [r.id.value for r in await stream.receive_batch()] == [4, 5]
+        big = b"x" * 5000
+        publish(bus, result(6, big), result(7, big), result(8, big))
+        # the first always comes, whatever its size; the next ones while they fit the byte cap
+        assert [r.id.value for r in await stream.receive_batch(max_bytes=2 * (5000 + RESULT_OVERHEAD))] == [6, 7]
+        assert [r.id.value for r in await stream.receive_batch()] == [8]
+        publish(bus, result(9, big), result(10, big))
+        assert [r.id.value for r in await stream.receive_batch(max_bytes=100)] == [9]
+        assert [r.id.value for r in await stream.receive_batch(max_bytes=100)] == [10]
+        stream.close()
+        with pytest.raises(trio.EndOfChannel):
+            await stream.receive_batch()
