@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 FETCHER_MAX_RESTARTS = 10
 FETCHER_RESTART_WINDOW_S = 10.0
 POP_BATCH = 16  # most jobs one look at a `BatchPop` queue takes (bounded by the free slots)
+FETCH_YIELD_EVERY = 16  # most fetcher turns in a row that take a free slot without yielding
 
 WorkerIdsOnChannel = Callable[[str], Awaitable[list[int]]]
 
@@ -137,10 +138,18 @@ class ChannelWorker:
         most = min(POP_BATCH, self.channel.concurrency)
         backoff = Backoff(f"channel {self.name!r} queue fetcher", log)
         drained = False  # the last look left the queue empty
+        unyielding = 0  # turns in a row that took a free slot without yielding to the scheduler
         with self._fetch_scope():
             task_status.started()
             while not self._stopped:
-                await self.slots.acquire()
+                # A free slot is taken at once: `acquire` always yields first, a scheduling round
+                # per job at low load. A turn that then finds the queue empty waits (yields)
+                # anyway; a long run of turns that all find work yields every FETCH_YIELD_EVERY.
+                if unyielding < FETCH_YIELD_EVERY and self.slots.try_acquire():
+                    unyielding += 1
+                else:
+                    await self.slots.acquire()
+                    unyielding = 0
                 held = 1
                 tickets: list[Ticket] = []
                 outage: Exception | None = None
@@ -156,6 +165,7 @@ class ChannelWorker:
                     if not tickets:
                         self.slots.release(held - 1)
                         held, drained = 1, False
+                        unyielding = 0  # the wait below yields
                         with self.slots.idle():
                             if batch is not None:
                                 ticket, drained = await batch.pop_reporting(self.name, found_empty=True)
