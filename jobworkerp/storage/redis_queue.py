@@ -358,7 +358,11 @@ class RedisJobQueue:
         lock = self._channel_locks.get(channel)
         if lock is None:
             lock = self._channel_locks[channel] = trio.Lock()
-        async with lock:
+        try:  # a free lock is taken without the scheduling round `acquire` always costs
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             if not found_empty:
                 tickets, drained = await self._take_many(channel, 1)
                 if tickets:
@@ -367,6 +371,8 @@ class RedisJobQueue:
                 ticket, drained = await self._wait_and_take(channel)
                 if ticket is not None:
                     return ticket, drained
+        finally:
+            lock.release()
 
     async def try_pop(self, channel: str) -> Ticket | None:
         return await self._take(channel)
