@@ -90,9 +90,7 @@ class WorkerResultStream:
         if self.overflow is not None:
             raise ResourceExhausted(self.overflow)
         if self._items:
-            result, size = self._items.popleft()
-            self._bytes -= size
-            return result
+            return self._pop()
         if self._closed:
             raise trio.EndOfChannel
         raise trio.WouldBlock
@@ -120,14 +118,17 @@ class WorkerResultStream:
         batch = [await self.receive()]
         taken = result_size(batch[0])
         while len(batch) < max_results and self._items and self.overflow is None:
-            result, size = self._items[0]
+            size = self._items[0][1]
             if taken + size > max_bytes:
                 break
-            self._items.popleft()
-            self._bytes -= size
             taken += size
-            batch.append(result)
+            batch.append(self._pop())
         return batch
+
+    def _pop(self) -> data.JobResult:
+        result, size = self._items.popleft()
+        self._bytes -= size
+        return result
 
     def __aiter__(self) -> WorkerResultStream:
         return self

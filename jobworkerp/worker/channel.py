@@ -145,7 +145,7 @@ class ChannelWorker:
                 # A free slot is taken at once: `acquire` always yields first, a scheduling round
                 # per job at low load. A turn that then finds the queue empty waits (yields)
                 # anyway; a long run of turns that all find work yields every FETCH_YIELD_EVERY.
-                if unyielding < FETCH_YIELD_EVERY and self.slots.try_acquire():
+                if unyielding < FETCH_YIELD_EVERY and self.slots.take_free(1):
                     unyielding += 1
                 else:
                     await self.slots.acquire()

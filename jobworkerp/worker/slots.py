@@ -31,15 +31,6 @@ class Slots:
                 scope.cancel()
         await self._free.acquire()
 
-    def try_acquire(self) -> bool:
-        """Take a slot that is free right now, without waiting or yielding; False if none is
-        (or fetchers are already waiting for one: they come first)."""
-        try:
-            self._free.acquire_nowait()
-        except trio.WouldBlock:
-            return False
-        return True
-
     def take_free(self, wanted: int) -> int:
         """Take up to `wanted` more slots that are free right now; returns how many."""
         taken = 0
