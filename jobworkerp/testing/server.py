@@ -87,10 +87,14 @@ class ServerProcess:
         return self
 
     def _accepting(self) -> bool:
+        """Ready: the gRPC port accepts, and so does the dashboard's when it was asked for (the
+        server binds it after the gRPC port, so a test that reached for it at once was refused)."""
         if self.mode == "worker":  # no port: ready once it says so
             return b"serving jobs" in self.log_path.read_bytes()
+        ports = [self.port] if self.dashboard_port is None else [self.port, self.dashboard_port]
         try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            for port in ports:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return True
         except OSError:
             return False
