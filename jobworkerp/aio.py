@@ -287,55 +287,6 @@ async def run_redis_pipeline(client: Any, ops: Sequence[Callable[[Any], Any]]) -
     return await trio_asyncio.aio_as_trio(_execute_pipeline)(client, ops)
 
 
-class HeldRedisConnection:
-    """One connection of a redis.asyncio client's pool, kept for the round trips of one task that
-    makes them one at a time (a pipeliner's flusher: storage/redis_pipeline.py).
-
-    Why: `Pipeline.execute` takes a connection from the blocking pool for every round trip (a
-    condition, a timeout timer, retry and metrics wrappers) and gives it back: about 60 µs of a
-    170 µs pipeline, paid on every job's push, settle and status writes. Holding one connection
-    skips that; the commands are still queued, packed and parsed by redis-py's own pipeline.
-
-    A round trip that fails (Redis gone, the connection cut, or the call cancelled mid-reply)
-    drops the connection, which reconnects on the next round trip, and raises: the caller treats
-    it as an outage, as it does when redis-py has given up reconnecting."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.connection: Any = None
-
-    async def release(self) -> None:
-        """Asyncio side: give the connection back to the pool (at the flusher's end)."""
-        connection, self.connection = self.connection, None
-        if connection is not None:
-            await self.client.connection_pool.release(connection)
-
-
-async def _execute_held(held: HeldRedisConnection, ops: Sequence[Callable[[Any], Any]]) -> list[Any]:
-    """Asyncio side of `run_redis_pipeline_held`."""
-    pipe = await _queued(held.client, ops)
-    if held.connection is None:
-        held.connection = await held.client.connection_pool.get_connection()
-    connection = held.connection
-    try:
-        # redis-py's own round trip of `execute`, without the pool, retry and metrics around it
-        # (redis is pinned: tests/redis_state/test_redis_pipeline.py runs this path against Redis).
-        return list(await pipe._execute_pipeline(connection, pipe.command_stack, False))
-    except BaseException:
-        await connection.disconnect(nowait=True)  # a half-read reply must not meet the next call
-        raise
-
-
-async def run_redis_pipeline_held(held: HeldRedisConnection, ops: Sequence[Callable[[Any], Any]]) -> list[Any]:
-    """`run_redis_pipeline` on a held connection; its caller makes one round trip at a time."""
-    return await trio_asyncio.aio_as_trio(_execute_held)(held, ops)
-
-
-async def release_held(held: HeldRedisConnection) -> None:
-    """From trio code: give a held connection back to its pool."""
-    await trio_asyncio.aio_as_trio(held.release)()
-
-
 def open_redis(url: str, *, username: str | None = None, password: str | None = None, max_connections: int = 10,
                db: int | None = None, tls_ca_cert: str | None = None, tls_cert: str | None = None,
                tls_key: str | None = None) -> Any:

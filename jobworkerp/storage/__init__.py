@@ -161,20 +161,24 @@ async def redis_storage(client: Any, prefix: str, repo: Repository, *, queue_lea
                                   max_crashes=queue_max_crashes, pipeliner=pipeliner)
             status = RedisJobStatusStore(client, prefix, pipeliner)
             uniq_keys = RedisUniqKeyGuard(client, prefix, pipeliner)
-            yield Storage(
-                repo=repo,
-                queue=queue,
-                status=status,
-                bus=bus,
-                uniq_keys=uniq_keys,
-                settler=RedisJobSettler(client, pipeliner, status, uniq_keys, queue, bus),
-                worker_events=bus,
-                scalable=True,
-                node_id=node_lease.node_id,
-                node_lease=node_lease,
-                output=output_streams,
-                channel_reports=RedisChannelReports(client, prefix, pipeliner, instance_id),
-            )
+            try:
+                yield Storage(
+                    repo=repo,
+                    queue=queue,
+                    status=status,
+                    bus=bus,
+                    uniq_keys=uniq_keys,
+                    settler=RedisJobSettler(client, pipeliner, status, uniq_keys, queue, bus),
+                    worker_events=bus,
+                    scalable=True,
+                    node_id=node_lease.node_id,
+                    node_lease=node_lease,
+                    output=output_streams,
+                    channel_reports=RedisChannelReports(client, prefix, pipeliner, instance_id),
+                )
+            finally:  # its waiting connections are trio sockets of its own
+                with trio.CancelScope(shield=True):
+                    await queue.close_connections()
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_S):

@@ -22,13 +22,8 @@ from typing import Any
 import trio
 from redis.exceptions import NoScriptError
 
-from jobworkerp.aio import (
-    HeldRedisConnection,
-    call_asyncio,
-    release_held,
-    run_redis_pipeline,
-    run_redis_pipeline_held,
-)
+from jobworkerp.aio import call_asyncio, run_redis_pipeline
+from jobworkerp.storage.redis_wire import RedisWire
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +64,7 @@ class RedisPipeliner:
         self._wake = trio.Event()  # anything is queued
         self._urgent = trio.Event()  # a command someone waits for is queued
         self._running = False
-        self._held: HeldRedisConnection | None = None  # the flusher's own connection, while it runs
+        self._wire: RedisWire | None = None  # the flusher's own connection (trio sockets), while it runs
 
     async def call(self, op: Op, *, script: Any = None) -> Any:
         """Run one command (in the next round trip) and return its reply; errors are raised."""
@@ -126,7 +121,7 @@ class RedisPipeliner:
         a bounded time, so a graceful shutdown loses no status update or ack.
         """
         self._running = True
-        self._held = HeldRedisConnection(self._client)
+        self._wire = RedisWire(self._client)
         task_status.started()
         try:
             while True:
@@ -146,26 +141,22 @@ class RedisPipeliner:
                 pending.result = trio.ClosedResourceError("Redis pipeliner stopped")
                 pending.done.set()
             self._queue = []
-            held, self._held = self._held, None
-            if held is not None:
-                with trio.move_on_after(DRAIN_TIMEOUT_S) as release:
-                    release.shield = True
-                    try:
-                        await release_held(held)
-                    except Exception as e:  # noqa: BLE001 - the pool closes it with the client anyway
-                        log.debug("releasing the pipeliner's connection: %s", e)
+            wire, self._wire = self._wire, None
+            if wire is not None:
+                with trio.CancelScope(shield=True):
+                    await wire.aclose()
 
     async def _flush(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
             with trio.CancelScope(shield=True):  # callers are waiting on these replies
-                await self._execute(batch, self._held)
+                await self._execute(batch, self._wire)
 
-    async def _execute(self, batch: list[_Pending], held: HeldRedisConnection | None = None) -> None:
-        """One round trip for the batch (on the flusher's held connection when given: only the
+    async def _execute(self, batch: list[_Pending], wire: RedisWire | None = None) -> None:
+        """One round trip for the batch (on the flusher's own connection when given: only the
         flusher, one round trip at a time, uses it); scripts Redis has lost (a restart) are
         loaded and re-run."""
-        results = await self._round_trip(batch, held)
+        results = await self._round_trip(batch, wire)
         lost = [i for i, (p, r) in enumerate(zip(batch, results, strict=True))
                 if isinstance(r, NoScriptError) and p.script is not None]
         if lost:
@@ -174,7 +165,7 @@ class RedisPipeliner:
                     await call_asyncio(self._client.script_load, script.script)
                 except Exception as e:
                     log.warning("Redis script reload failed: %s", e)
-            for i, result in zip(lost, await self._round_trip([batch[i] for i in lost], held), strict=True):
+            for i, result in zip(lost, await self._round_trip([batch[i] for i in lost], wire), strict=True):
                 results[i] = result
         for pending, result in zip(batch, results, strict=True):
             if pending.what is not None and isinstance(result, BaseException):
@@ -182,11 +173,11 @@ class RedisPipeliner:
             pending.result = result
             pending.done.set()
 
-    async def _round_trip(self, batch: list[_Pending], held: HeldRedisConnection | None) -> list[Any]:
+    async def _round_trip(self, batch: list[_Pending], wire: RedisWire | None) -> list[Any]:
         try:
             ops = [p.op for p in batch]
-            if held is not None:
-                return await run_redis_pipeline_held(held, ops)
+            if wire is not None:
+                return await wire.round_trip(ops)
             return await run_redis_pipeline(self._client, ops)
         except Exception as e:  # the round trip itself failed: every command of it did
             return [e] * len(batch)

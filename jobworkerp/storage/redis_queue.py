@@ -42,6 +42,7 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.queue import PoisonHandler, Ticket
 from jobworkerp.storage.redis_keys import QueueKeys
 from jobworkerp.storage.redis_pipeline import RedisPipeliner, evalsha
+from jobworkerp.storage.redis_wire import RedisWire
 
 log = logging.getLogger(__name__)
 
@@ -317,6 +318,8 @@ class RedisJobQueue:
         # One Redis-side waiter per channel per process: the other local poppers of a channel queue
         # on this (fair) lock, so blocking BLPOPs never take more than one pooled connection each.
         self._channel_locks: dict[str, trio.Lock] = {}
+        # The connection each channel's waiter makes its BLPOP + POP round trips on (under that lock).
+        self._wires: dict[str, RedisWire] = {}
         # Jobs a pop here returned (id -> when), and in-flight records no pop returned (id -> first
         # seen): see `_release_orphans`.
         self._taken: dict[int, float] = {}
@@ -482,6 +485,12 @@ class RedisJobQueue:
                                                     [self.instance_id, k.queue_stem, k.wake_stem]))
         return returned
 
+    async def close_connections(self) -> None:
+        """Close the channels' waiting connections (at the storage's close, once nothing pops)."""
+        wires, self._wires = self._wires, {}
+        for wire in wires.values():
+            await wire.aclose()
+
     # --- internals --------------------------------------------------------------------------
 
     async def _take(self, channel: str) -> Ticket | None:
@@ -515,6 +524,9 @@ class RedisJobQueue:
         queue, and Cancelled is raised."""
         k = self.keys
         unblock = k.unblock(self.instance_id, channel)
+        wire = self._wires.get(channel)
+        if wire is None:
+            wire = self._wires[channel] = RedisWire(self._client)
         ops = [_blpop([k.wake(channel), unblock], self.poll_timeout_s),
                evalsha(self._pop, self._pop_keys(channel), [channel, self.instance_id, self.lease_ms, 1])]
         done = trio.Event()
@@ -522,7 +534,7 @@ class RedisJobQueue:
 
         async def round_trip() -> None:
             with trio.CancelScope(shield=True):
-                replies.append(await outcome.acapture(run_redis_pipeline, self._client, ops))
+                replies.append(await outcome.acapture(wire.round_trip, ops))
             done.set()
 
         try:

@@ -16,12 +16,17 @@ START_TIMEOUT_S = 30.0
 
 
 class RedisInstance:
-    def __init__(self, workdir: Path) -> None:
+    """`extra_args` are more redis-server options (a password, TLS); `tls_port` is allocated for
+    tests that pass TLS options (the plain port still answers, for the readiness check)."""
+
+    def __init__(self, workdir: Path, extra_args: list[str] | None = None) -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.dir = workdir / "redis"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.tls_port = free_port()
+        self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -32,7 +37,7 @@ class RedisInstance:
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir),
              "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-             "--logfile", str(self.dir / "redis.log")],
+             "--logfile", str(self.dir / "redis.log"), *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until_answering(self.proc, self._answers, f"redis-server on port {self.port}",
                              lambda: (self.dir / "redis.log").read_text()[-2000:], START_TIMEOUT_S)
@@ -47,6 +52,7 @@ class RedisInstance:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
+                reply = sock.recv(64)
+                return reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")  # up (with a password)
         except OSError:
             return False

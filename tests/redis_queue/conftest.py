@@ -34,6 +34,7 @@ class RedisEnv:
     prefix: str
     client: Any
     clients: list[Any] = field(default_factory=list)
+    queues: list[RedisJobQueue] = field(default_factory=list)
 
     @property
     def client_name(self) -> str:
@@ -46,7 +47,9 @@ class RedisEnv:
         return c
 
     def queue(self, instance_id: str, *, client: Any = None, **options: Any) -> RedisJobQueue:
-        return RedisJobQueue(client or self.client, prefix=self.prefix, instance_id=instance_id, **options)
+        q = RedisJobQueue(client or self.client, prefix=self.prefix, instance_id=instance_id, **options)
+        self.queues.append(q)  # its waiting connections are closed by the fixture
+        return q
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await call_asyncio(fn, *args, **kwargs)
@@ -86,6 +89,8 @@ async def env() -> AsyncIterator[RedisEnv]:
             yield e
         finally:
             with trio.CancelScope(shield=True):
+                for q in e.queues:
+                    await q.close_connections()
                 keys = await call_asyncio(client.keys, f"{prefix}*")
                 if keys:
                     await call_asyncio(client.delete, *keys)

@@ -285,22 +285,22 @@ async def test_one_look_takes_several_jobs_in_order_and_says_when_it_emptied_the
 async def test_a_pop_cancelled_as_its_wake_up_takes_a_job_gives_it_back(env: RedisEnv, monkeypatch) -> None:
     """The BLPOP and the POP after it are one round trip: a cancel that lands once the POP has
     moved the job must give the job back, not leave it in flight with nobody running it."""
-    from jobworkerp.storage import redis_queue
+    from jobworkerp.storage.redis_wire import RedisWire
 
     q = env.queue("a", client=env.new_client())
     await q.push("c", job(1))  # leaves a wake-up token: the BLPOP returns at once
     scope = trio.CancelScope()
-    real = redis_queue.run_redis_pipeline
+    real = RedisWire.round_trip
 
-    async def then_cancel(client: Any, ops: Any) -> list[Any]:
-        replies = await real(client, ops)
+    async def then_cancel(self: RedisWire, ops: Any) -> list[Any]:
+        replies = await real(self, ops)
         scope.cancel()  # the popper gives up just as its job arrives
         return replies
 
-    monkeypatch.setattr(redis_queue, "run_redis_pipeline", then_cancel)
+    monkeypatch.setattr(RedisWire, "round_trip", then_cancel)
     with scope:
         await q.pop("c", found_empty=True)
     assert scope.cancelled_caught
-    monkeypatch.setattr(redis_queue, "run_redis_pipeline", real)
+    monkeypatch.setattr(RedisWire, "round_trip", real)
     assert await inflight_ids(env, q) == set()
     assert (await q.pop("c")).job_id == 1

@@ -9,6 +9,7 @@ from redis.exceptions import ResponseError
 from jobworkerp.aio import call_asyncio
 from jobworkerp.storage import redis_pipeline
 from jobworkerp.storage.redis_pipeline import RedisPipeliner
+from jobworkerp.storage.redis_wire import RedisWire
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -16,14 +17,19 @@ pytestmark = pytest.mark.timeout(30)
 def count_round_trips(monkeypatch) -> list[int]:
     """Record the size of every pipeline sent to Redis (one entry per round trip)."""
     trips: list[int] = []
-    for name in ("run_redis_pipeline", "run_redis_pipeline_held"):  # direct, and the flusher's own
-        real = getattr(redis_pipeline, name)
+    real_direct = redis_pipeline.run_redis_pipeline
+    real_wire = RedisWire.round_trip
 
-        async def counting(c, ops, real=real):
-            trips.append(len(ops))
-            return await real(c, ops)
+    async def direct(client, ops):
+        trips.append(len(ops))
+        return await real_direct(client, ops)
 
-        monkeypatch.setattr(redis_pipeline, name, counting)
+    async def wire(self, ops):  # the flusher's own connection
+        trips.append(len(ops))
+        return await real_wire(self, ops)
+
+    monkeypatch.setattr(redis_pipeline, "run_redis_pipeline", direct)
+    monkeypatch.setattr(RedisWire, "round_trip", wire)
     return trips
 
 
