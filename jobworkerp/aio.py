@@ -24,9 +24,6 @@ import outcome
 import trio
 import trio_asyncio
 
-from jobworkerp.backoff import Backoff
-from jobworkerp.errors import is_outage
-
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -323,80 +320,3 @@ def open_redis(url: str, *, username: str | None = None, password: str | None = 
 
 async def close_redis(client: Any) -> None:
     await trio_asyncio.aio_as_trio(client.aclose)(close_connection_pool=True)
-
-
-class RedisSubscription:
-    """One pub/sub connection shared by a process; channels are added and removed on demand.
-
-    `subscribe` returns once Redis has confirmed the subscription, so a caller that subscribes,
-    then checks storage, cannot miss a message published in between.
-    """
-
-    def __init__(self, client: Any) -> None:
-        self._pubsub = client.pubsub()
-        self._confirmed: dict[bytes, trio.Event] = {}
-
-    async def subscribe(self, channel: str) -> None:
-        key = channel.encode()
-        event = self._confirmed.setdefault(key, trio.Event())
-        await trio_asyncio.aio_as_trio(self._pubsub.subscribe)(channel)
-        await event.wait()
-
-    async def unsubscribe(self, channel: str) -> None:
-        self._confirmed.pop(channel.encode(), None)
-        await trio_asyncio.aio_as_trio(self._pubsub.unsubscribe)(channel)
-
-    def holds(self, channel: str) -> bool:
-        """Whether the connection is subscribed to the channel, or will be again when it
-        reconnects: redis-py forgets a channel only once Redis has confirmed its UNSUBSCRIBE."""
-        return channel.encode() in self._pubsub.channels
-
-    async def messages(self, on_message: Callable[[bytes, bytes], None]) -> None:
-        """Deliver (channel, data) of every message until cancelled (run this in one task).
-
-        The reading runs as one asyncio task (`_read`) that calls `on_message` itself, rather than
-        crossing the bridge for every message: a hop costs more CPU than a message's whole
-        delivery, and a front gets one message per DIRECT job. `on_message` is plain synchronous
-        code (it wakes trio waiters), which is safe to call there: trio-asyncio runs asyncio
-        callbacks inside the trio run, on its thread.
-
-        Survives Redis going away: a read that fails ends the task, and it is started again with
-        backoff (redis-py reconnects and subscribes again to every channel on the next read); the
-        outage is logged once when it starts and once when it ends. Messages published meanwhile
-        are lost; listeners that must not miss one also read the stored state (see
-        storage/redis_bus.py)."""
-        backoff = Backoff("Redis pub/sub reader", log)
-        while True:
-            if not self._pubsub.subscribed:
-                await trio.sleep(0.05)  # nothing to read until the first subscribe
-                continue
-            try:
-                await call_asyncio_task(self._read, on_message, backoff)
-            except AsyncioTaskCancelled:
-                return  # the bridge is closing
-            except Exception as e:
-                # RuntimeError: redis-py reconnecting this connection for a subscribe or an
-                # unsubscribe at the same moment ("read() called while another coroutine is
-                # already waiting"): the connection is coming back, not broken for good.
-                if not (is_outage(e) or isinstance(e, RuntimeError)):
-                    raise
-                await backoff.failed(e)
-
-    async def _read(self, on_message: Callable[[bytes, bytes], None], backoff: Backoff) -> None:
-        """Asyncio side of `messages`: read and deliver until nothing is subscribed any more;
-        a read that fails raises."""
-        while self._pubsub.subscribed:
-            message = await self._pubsub.get_message(timeout=1.0)
-            backoff.succeeded()
-            if message is None:
-                continue
-            kind = message["type"]
-            if kind == "subscribe":
-                event = self._confirmed.get(message["channel"])
-                if event is not None:
-                    event.set()
-            elif kind == "message":
-                on_message(message["channel"], message["data"])
-
-    async def aclose(self) -> None:
-        await trio_asyncio.aio_as_trio(self._pubsub.aclose)()

@@ -32,11 +32,12 @@ from typing import Any
 
 import trio
 
-from jobworkerp.aio import RedisSubscription, call_asyncio
+from jobworkerp.aio import call_asyncio
 from jobworkerp.errors import is_outage
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.pubsub import JobResultWaiter, deliver_to_streams
 from jobworkerp.storage.redis_pipeline import RedisPipeliner, Reply
+from jobworkerp.storage.redis_subscription import RedisSubscription
 from jobworkerp.storage.worker_stream import StreamBounds, WorkerResultStream
 from jobworkerp.wire import encode
 from jobworkerp.wire_decode import decode

@@ -53,6 +53,7 @@ class RedisSocket:
         self._stream: trio.abc.Stream | None = None
         self._fd = -1  # the plain socket's descriptor, written and read directly; -1 over TLS
         self._reader: Any = None
+        self._ready = False  # connected and the handshake done
         self._sending = trio.StrictFIFOLock()
 
     @property
@@ -62,7 +63,8 @@ class RedisSocket:
 
     @property
     def connected(self) -> bool:
-        return self._stream is not None
+        """Connected, and past the handshake (whose replies `connect` reads itself)."""
+        return self._ready
 
     def pack(self, commands: Sequence[Sequence[Any]]) -> bytes:
         return b"".join(self.spec.pack_commands(commands))
@@ -97,9 +99,10 @@ class RedisSocket:
         except BaseException:
             await self.aclose()
             raise
+        self._ready = True
 
     async def aclose(self) -> None:
-        stream, self._stream, self._fd, self._reader = self._stream, None, -1, None
+        stream, self._stream, self._fd, self._reader, self._ready = self._stream, None, -1, None, False
         if stream is not None:
             await trio.aclose_forcefully(stream)
 
