@@ -6,8 +6,8 @@ grpclib and redis-py's asyncio client are asyncio libraries; the rest of the sys
 - gRPC handlers (asyncio side) make one hop into trio per call (`call_trio`), or one hop per item
   for open-ended streams (`iterate_trio`), which is what keeps the RPC path cheap.
 - Trio code calls an asyncio coroutine function with one hop (`call_asyncio`); callers group
-  Redis work into one pipeline or Lua script per hop.
-- `RedisSubscription` runs a Redis pub/sub connection and hands messages to trio.
+  Redis work into one pipeline or Lua script per hop. The per-job Redis traffic does not come
+  here: it runs on trio sockets (storage/redis_wire.py, storage/redis_subscription.py).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Automatic pipelining of Redis commands issued by many trio tasks at once.
 
-Each hop through the asyncio bridge costs far more CPU than Redis spends on a command, so the
-per-job Redis work (status, queue push/ack, uniq keys, result publish) is funnelled through one
-flusher: commands that arrive while a round trip is in flight go out together in the next one.
-Under load that turns several hops per job into a fraction of one; an idle system pays nothing
-extra (a lone command someone waits for is sent at once).
+Each round trip costs far more CPU here than Redis spends on a command, so the per-job Redis work
+(status, queue push/ack, uniq keys, result publish) is funnelled through one flusher, on a
+connection of its own on a trio socket (storage/redis_wire.py): commands that arrive while a
+round trip is in flight go out together in the next one. Under load that turns several round
+trips per job into a fraction of one; an idle system pays nothing extra (a lone command someone
+waits for is sent at once).
 
 Commands nobody waits for (`send`: status writes, publishes) linger: they go out with the next
 command someone does wait for, or LINGER_S after they were queued. A short job's RUNNING status

@@ -22,7 +22,7 @@ Layout (names in `redis_keys.QueueKeys`, all under the deployment prefix):
   wait through ``queue-unblock:...`` (a second key its BLPOP watches) and gives back what the POP
   took, so the cancel is exact.
 
-Every state change is one Lua script, i.e. atomic and one bridge hop. Scripts build per-channel and
+Every state change is one Lua script, i.e. atomic and one round trip. Scripts build per-channel and
 per-instance keys from stems passed as arguments, so this needs a single Redis (not Cluster).
 """
 
@@ -298,7 +298,7 @@ class RedisJobQueue:
     """`JobQueue` over Redis, shared by every worker process; see the module docstring for keys.
 
     `client` is a redis.asyncio client from `jobworkerp.aio.open_redis` (bytes responses, i.e. without
-    decode_responses); every call goes through the bridge, so the asyncio bridge must be open.
+    decode_responses); the asyncio bridge must be open (all but the per-job round trips use it).
     """
 
     def __init__(self, client: Any, *, prefix: str, instance_id: str, lease_ms: int = 10_000, max_crashes: int = 3,
@@ -501,8 +501,8 @@ class RedisJobQueue:
         """One POP script call; shielded, because a cancel that lands after Redis moved the jobs
         but before we read the reply would leave them in flight here with nobody running them.
         If we were cancelled meanwhile, the jobs are released back to their queue and Cancelled
-        raised. Through the pipeliner: under load the pop shares its round trip (and its hop
-        across the bridge) with the settles and status writes of the jobs already running."""
+        raised. Through the pipeliner: under load the pop shares its round trip with the settles
+        and status writes of the jobs already running."""
         with trio.CancelScope(shield=True, deadline=trio.current_time() + _SHIELD_S) as scope:
             raw = await self._run_pop(channel, most)
         if scope.cancelled_caught:
