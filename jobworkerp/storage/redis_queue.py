@@ -316,9 +316,9 @@ class RedisJobQueue:
         self.poll_timeout_s = poll_timeout_s
         self.inflight_key = self.keys.inflight(instance_id)
         # One Redis-side waiter per channel per process: the other local poppers of a channel queue
-        # on this (fair) lock, so blocking BLPOPs never take more than one pooled connection each.
+        # on this (fair) lock, so each channel's blocking BLPOPs hold one connection, its own
+        # (`_wires`: trio sockets, not the client's pool, which they could otherwise drain).
         self._channel_locks: dict[str, trio.Lock] = {}
-        # The connection each channel's waiter makes its BLPOP + POP round trips on (under that lock).
         self._wires: dict[str, RedisWire] = {}
         # Jobs a pop here returned (id -> when), and in-flight records no pop returned (id -> first
         # seen): see `_release_orphans`.
