@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import inspect
 import os
+import select
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,6 +53,7 @@ class RedisSocket:
         self.spec = pool.connection_class(**pool.connection_kwargs)
         self._stream: trio.abc.Stream | None = None
         self._fd = -1  # the plain socket's descriptor, written and read directly; -1 over TLS
+        self._poll: Any = None  # select.poll of that descriptor, for `stale`
         self._reader: Any = None
         self._ready = False  # connected and the handshake done
         self._sending = trio.StrictFIFOLock()
@@ -65,6 +67,13 @@ class RedisSocket:
     def connected(self) -> bool:
         """Connected, and past the handshake (whose replies `connect` reads itself)."""
         return self._ready
+
+    def stale(self) -> bool:
+        """Whether a connection with no reply outstanding has something to read: Redis closed it
+        (an idle-client `timeout`, CLIENT KILL, a restart) or sent what nobody asked for. Sending
+        on it would fail commands that Redis never saw, so it is better replaced first. Plain
+        sockets only: over TLS the server may send session tickets at any time."""
+        return self._poll is not None and bool(self._poll.poll(0))
 
     def pack(self, commands: Sequence[Sequence[Any]]) -> bytes:
         return b"".join(self.spec.pack_commands(commands))
@@ -83,6 +92,9 @@ class RedisSocket:
             raise RedisConnectionError(f"Redis at {self.address}: {_describe(e)}") from e
         self._stream = stream
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        if self._fd >= 0:
+            self._poll = select.poll()
+            self._poll.register(self._fd, select.POLLIN)
         options: dict[str, Any] = {"protocolError": InvalidResponse, "replyError": BaseParser.parse_error,
                                    "notEnoughData": _MORE}
         if spec.encoder.decode_responses:
@@ -103,6 +115,7 @@ class RedisSocket:
 
     async def aclose(self) -> None:
         stream, self._stream, self._fd, self._reader, self._ready = self._stream, None, -1, None, False
+        self._poll = None
         if stream is not None:
             await trio.aclose_forcefully(stream)
 
@@ -219,6 +232,8 @@ class RedisWire:
                 raise TypeError("an op for a Redis round trip must queue its command without awaiting")
         commands = list(pipe.command_stack)
         sock = self._socket
+        if sock.connected and sock.stale():
+            await sock.aclose()
         try:
             if not sock.connected:
                 await sock.connect()

@@ -85,6 +85,23 @@ async def test_a_cancelled_round_trip_leaves_no_reply_for_the_next(redis) -> Non
         await wire.aclose()
 
 
+async def test_a_connection_redis_closed_while_idle_is_replaced_before_use(redis) -> None:
+    """An idle connection Redis dropped (its client `timeout`, CLIENT KILL) must not fail the
+    next commands as an outage: they never reached Redis, so they go on a new connection."""
+    client, prefix = redis
+    wire = RedisWire(client)
+    name = f"{prefix}idle".replace(":", "-")
+    try:
+        await wire.round_trip([lambda p: p.client_setname(name)])
+        ours = [c for c in await call_asyncio(client.client_list) if c.get("name") == name]
+        assert len(ours) == 1
+        assert await call_asyncio(client.client_kill_filter, _id=ours[0]["id"]) == 1
+        assert await wire.round_trip([lambda p: p.set(f"{prefix}k", "1"), lambda p: p.get(f"{prefix}k")]) \
+            == [True, b"1"]
+    finally:
+        await wire.aclose()
+
+
 async def test_redis_going_away_is_an_outage_and_its_return_is_noticed(tmp_path: Path) -> None:
     instance = RedisInstance(tmp_path).start()
     try:
