@@ -7,6 +7,8 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from jobworkerp.testing.server import free_port
@@ -42,6 +44,16 @@ class RedisInstance:
         wait_until_answering(self.proc, self._answers, f"redis-server on port {self.port}",
                              lambda: (self.dir / "redis.log").read_text()[-2000:], START_TIMEOUT_S)
         return self
+
+    @contextmanager
+    def running(self) -> Iterator[RedisInstance]:
+        """Started for the block, stopped after it (unless the test stopped it already)."""
+        self.start()
+        try:
+            yield self
+        finally:
+            if self.proc is not None:
+                self.stop()
 
     def stop(self) -> None:
         """SIGTERM: Redis flushes its AOF and exits (what `redis-cli shutdown` does)."""

@@ -42,8 +42,7 @@ async def test_subscribe_is_confirmed_and_unsubscribe_counts_once_redis_confirms
 
 
 async def test_channels_held_are_subscribed_again_when_redis_comes_back(tmp_path: Path) -> None:
-    instance = RedisInstance(tmp_path).start()
-    try:
+    with RedisInstance(tmp_path).running() as instance:
         async with open_asyncio_bridge():
             client = open_redis(instance.url)
             sub = RedisSubscription(client)
@@ -76,6 +75,3 @@ async def test_channels_held_are_subscribed_again_when_redis_comes_back(tmp_path
             finally:
                 await sub.aclose()
                 await close_redis(client)
-    finally:
-        if instance.proc is not None:
-            instance.stop()

@@ -4,6 +4,8 @@ cancelled round trip that cannot leave a stray reply for the next one."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,77 +104,58 @@ async def test_a_connection_redis_closed_while_idle_is_replaced_before_use(redis
         await wire.aclose()
 
 
-async def test_redis_going_away_is_an_outage_and_its_return_is_noticed(tmp_path: Path) -> None:
-    instance = RedisInstance(tmp_path).start()
+@asynccontextmanager
+async def wires(*clients: Any) -> AsyncIterator[list[RedisWire]]:
+    """A wire per client; the wires and the clients closed after the block."""
+    opened = [RedisWire(client) for client in clients]
     try:
-        async with open_asyncio_bridge():
-            client = open_redis(instance.url)
-            wire = RedisWire(client)
-            try:
-                assert await wire.round_trip([lambda p: p.set("k", "1")]) == [True]
-                instance.stop()
-                with pytest.raises(Exception) as failed:
-                    await wire.round_trip([lambda p: p.get("k")])
-                assert is_outage(failed.value)
-                instance.start()  # same port; the AOF kept the key
-                assert await wire.round_trip([lambda p: p.get("k")]) == [b"1"]
-            finally:
-                await wire.aclose()
-                await close_redis(client)
+        yield opened
     finally:
-        if instance.proc is not None:
+        for wire in opened:
+            await wire.aclose()
+        for client in clients:
+            await close_redis(client)
+
+
+async def test_redis_going_away_is_an_outage_and_its_return_is_noticed(tmp_path: Path) -> None:
+    with RedisInstance(tmp_path).running() as instance:
+        async with open_asyncio_bridge(), wires(open_redis(instance.url)) as (wire,):
+            assert await wire.round_trip([lambda p: p.set("k", "1")]) == [True]
             instance.stop()
+            with pytest.raises(Exception) as failed:
+                await wire.round_trip([lambda p: p.get("k")])
+            assert is_outage(failed.value)
+            instance.start()  # same port; the AOF kept the key
+            assert await wire.round_trip([lambda p: p.get("k")]) == [b"1"]
 
 
 async def test_password_and_database_of_the_client_are_used(tmp_path: Path) -> None:
-    instance = RedisInstance(tmp_path, ["--requirepass", "s3cret"]).start()
-    try:
-        async with open_asyncio_bridge():
-            client = open_redis(instance.url, password="s3cret", db=3)
-            wrong = open_redis(instance.url, password="nope")
-            wire, refused = RedisWire(client), RedisWire(wrong)
-            try:
-                assert await wire.round_trip([lambda p: p.set("in-db-3", "1")]) == [True]
-                db0 = redis.asyncio.Redis(port=instance.port, password="s3cret", db=0)
-                db3 = redis.asyncio.Redis(port=instance.port, password="s3cret", db=3)
-                assert await call_asyncio(db3.get, "in-db-3") == b"1"
-                assert await call_asyncio(db0.get, "in-db-3") is None
-                await call_asyncio(db0.aclose)
-                await call_asyncio(db3.aclose)
-                with pytest.raises(AuthenticationError):
-                    await refused.round_trip([lambda p: p.get("in-db-3")])
-            finally:
-                await wire.aclose()
-                await refused.aclose()
-                await close_redis(client)
-                await close_redis(wrong)
-    finally:
-        instance.stop()
+    with RedisInstance(tmp_path, ["--requirepass", "s3cret"]).running() as instance:
+        async with open_asyncio_bridge(), wires(open_redis(instance.url, password="s3cret", db=3),
+                                                open_redis(instance.url, password="nope")) as (wire, refused):
+            assert await wire.round_trip([lambda p: p.set("in-db-3", "1")]) == [True]
+            db0 = redis.asyncio.Redis(port=instance.port, password="s3cret", db=0)
+            db3 = redis.asyncio.Redis(port=instance.port, password="s3cret", db=3)
+            assert await call_asyncio(db3.get, "in-db-3") == b"1"
+            assert await call_asyncio(db0.get, "in-db-3") is None
+            await call_asyncio(db0.aclose)
+            await call_asyncio(db3.aclose)
+            with pytest.raises(AuthenticationError):
+                await refused.round_trip([lambda p: p.get("in-db-3")])
 
 
 async def test_a_rediss_url_talks_tls_and_checks_the_servers_certificate(tmp_path: Path) -> None:
     pki = make_pki(tmp_path / "pki")
-    instance = RedisInstance(tmp_path, [])
+    instance = RedisInstance(tmp_path)
     instance.extra_args = ["--tls-port", str(instance.tls_port), "--tls-cert-file", str(pki.server_cert),
                            "--tls-key-file", str(pki.server_key), "--tls-ca-cert-file", str(pki.ca_cert),
                            "--tls-auth-clients", "no"]
-    instance.start()
     url = f"rediss://127.0.0.1:{instance.tls_port}"
-    try:
-        async with open_asyncio_bridge():
-            trusting = open_redis(url, tls_ca_cert=str(pki.ca_cert))
-            doubting = open_redis(url, tls_ca_cert=str(pki.other_ca_cert))
-            wire, refused = RedisWire(trusting), RedisWire(doubting)
-            try:
-                assert await wire.round_trip([lambda p: p.set("over-tls", "1"), lambda p: p.get("over-tls")]) \
-                    == [True, b"1"]
-                with pytest.raises(Exception) as failed:
-                    await refused.round_trip([lambda p: p.get("over-tls")])
-                assert is_outage(failed.value) and "CERTIFICATE_VERIFY_FAILED" in str(failed.value)
-            finally:
-                await wire.aclose()
-                await refused.aclose()
-                await close_redis(trusting)
-                await close_redis(doubting)
-    finally:
-        instance.stop()
+    with instance.running():
+        async with open_asyncio_bridge(), wires(open_redis(url, tls_ca_cert=str(pki.ca_cert)),
+                                                open_redis(url, tls_ca_cert=str(pki.other_ca_cert))) as (wire, refused):
+            assert await wire.round_trip([lambda p: p.set("over-tls", "1"), lambda p: p.get("over-tls")]) \
+                == [True, b"1"]
+            with pytest.raises(Exception) as failed:
+                await refused.round_trip([lambda p: p.get("over-tls")])
+            assert is_outage(failed.value) and "CERTIFICATE_VERIFY_FAILED" in str(failed.value)
