@@ -67,6 +67,21 @@ async def test_round_trip_values_are_the_ones_redis_py_returns(redis) -> None:
     assert isinstance(by_wire[7], ResponseError) and isinstance(by_wire[8], NoScriptError)
 
 
+def test_commands_are_packed_as_redis_py_packs_them() -> None:
+    from redis.exceptions import DataError
+
+    from jobworkerp.storage.redis_wire import RedisSocket
+
+    sock = RedisSocket(redis.asyncio.Redis())  # never connected: packing needs no server
+    commands = [("HSET", "k", "f", b"v"), ("CLIENT SETNAME", "x"), (b"CONFIG GET", b"maxmemory"),
+                ("EVALSHA", "a" * 40, 3, "k1", "k2", "k3", 1.5, 2**70, -3, "ünï", memoryview(b"mv"),
+                 bytearray(b"ba"), b"x" * 100_000)]
+    assert sock.pack(commands) == b"".join(sock.spec.pack_commands(commands))
+    for refused in (None, True):
+        with pytest.raises(DataError):
+            sock.pack([("SET", "k", refused)])
+
+
 async def test_a_cancelled_round_trip_leaves_no_reply_for_the_next(redis) -> None:
     client, prefix = redis
     wire = RedisWire(client)
