@@ -37,12 +37,19 @@ class RedisSubscription:
     async def subscribe(self, channel: str) -> None:
         """Subscribe, and return once Redis has confirmed it; an outage raises."""
         key = channel.encode()
+        held = key in self._channels
         event = self._confirmed.setdefault(key, trio.Event())
-        await self._connected()
-        self._channels.add(key)
-        self._leaving.discard(key)
-        self._wanted.set()
-        await self._socket.send(self._socket.pack([("SUBSCRIBE", key)]))
+        try:
+            await self._connected()
+            self._channels.add(key)
+            self._leaving.discard(key)
+            self._wanted.set()
+            await self._socket.send(self._socket.pack([("SUBSCRIBE", key)]))
+        except BaseException:
+            if not held:  # never reached Redis (the connection is gone): nothing to hold or confirm
+                self._channels.discard(key)
+                self._confirmed.pop(key, None)
+            raise
         await event.wait()
 
     async def unsubscribe(self, channel: str) -> None:

@@ -145,7 +145,9 @@ class RedisSocket:
 
     async def send(self, payload: bytes) -> None:
         """Written at once when the socket takes it (trio's send_all always waits a scheduling
-        round first), the rest the usual way; a broken connection raises ConnectionError."""
+        round first), the rest the usual way; a broken connection raises ConnectionError. A send
+        cut off part way (cancelled) closes the connection: what follows a partial command on
+        it would be read by Redis as that command's rest."""
         stream = self._stream
         if stream is None:
             raise RedisConnectionError(f"Redis at {self.address}: not connected")
@@ -162,7 +164,11 @@ class RedisSocket:
                 payload = payload[written:]
                 if not payload:
                     return
-            await stream.send_all(payload)
+            try:
+                await stream.send_all(payload)
+            except BaseException:
+                await self.aclose()
+                raise
         except _BROKEN as e:
             raise RedisConnectionError(f"Redis at {self.address}: {_describe(e)}") from e
         finally:

@@ -58,6 +58,9 @@ async def test_channels_held_are_subscribed_again_when_redis_comes_back(tmp_path
                     except Exception as e:
                         assert is_outage(e)
                     assert sub.holds("dropped")  # never confirmed
+                    with pytest.raises(Exception) as refused:  # a new topic while Redis is away
+                        await sub.subscribe("while-away")
+                    assert is_outage(refused.value) and not sub.holds("while-away")
                     instance.start()
                     # Both are held, so both are subscribed again; publish until the reader is back.
                     got: tuple[bytes, bytes] | None = None
@@ -70,7 +73,7 @@ async def test_channels_held_are_subscribed_again_when_redis_comes_back(tmp_path
                     await sub.unsubscribe("dropped")  # Redis is back: now it goes
                     await sub.subscribe("marker")  # confirmed after the unsubscribe: Redis answers in order
                     assert not sub.holds("dropped") and await numsub(client, "dropped") == 0
-                    assert await numsub(client, "kept") == 1
+                    assert await numsub(client, "kept") == 1 and await numsub(client, "while-away") == 0
                     nursery.cancel_scope.cancel()
             finally:
                 await sub.aclose()
