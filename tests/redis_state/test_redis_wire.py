@@ -4,6 +4,8 @@ cancelled round trip that cannot leave a stray reply for the next one."""
 
 from __future__ import annotations
 
+import contextlib
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +21,7 @@ from jobworkerp.errors import is_outage
 from jobworkerp.storage.redis_wire import RedisWire
 from tests.certs import make_pki
 from tests.chaos.redis_instance import RedisInstance
+from tests.services import REDIS_URL
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -100,6 +103,47 @@ async def test_a_cancelled_round_trip_leaves_no_reply_for_the_next(redis) -> Non
         assert await wire.round_trip([lambda p: p.get(f"{prefix}k")]) == [b"after"]
     finally:
         await wire.aclose()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_no_reply_ever_reaches_the_wrong_round_trip(redis, seed: int) -> None:
+    """Round trips cut off at random points (before, while and after their commands go out),
+    the connection killed by Redis, and plain round trips, in a random order: every round trip
+    that returns gets its own replies, never one left over from another."""
+    base, prefix = redis
+    name = f"{prefix}rand{seed}".replace(":", "-")
+    client = redis_py_client_named(name)
+    wire = RedisWire(client)
+    rng = random.Random(seed)
+    try:
+        for step in range(40):
+            action = rng.choice(["plain", "cut", "cut", "kill"])
+            if action == "cut":  # a blocking command whose reply may come after the cut
+                await call_asyncio(base.rpush, f"{prefix}list", b"x")
+                async with trio.open_nursery() as nursery:
+                    async def cut_off() -> None:
+                        with contextlib.suppress(Exception):
+                            await wire.round_trip([lambda p: p.blpop([f"{prefix}list"], timeout=1),
+                                                   lambda p: p.get(f"{prefix}other")])
+
+                    nursery.start_soon(cut_off)
+                    for _ in range(rng.randint(0, 4)):
+                        await trio.lowlevel.checkpoint()
+                    nursery.cancel_scope.cancel()
+            elif action == "kill":
+                ours = [c for c in await call_asyncio(base.client_list) if c.get("name") == name]
+                for c in ours:
+                    await call_asyncio(base.client_kill_filter, _id=c["id"])
+            value = f"v{step}".encode()
+            assert await wire.round_trip([lambda p, v=value: p.set(f"{prefix}k", v), lambda p: p.get(f"{prefix}k"),
+                                          lambda p, v=value: p.echo(v)]) == [True, value, value]
+    finally:
+        await wire.aclose()
+        await close_redis(client)
+
+
+def redis_py_client_named(name: str) -> Any:
+    return open_redis(f"{REDIS_URL}?client_name={name}")
 
 
 async def test_a_connection_redis_closed_while_idle_is_replaced_before_use(redis) -> None:
