@@ -22,7 +22,6 @@ way) is closed and the failure raised as redis-py's ConnectionError (an outage t
 
 from __future__ import annotations
 
-import errno
 import inspect
 import os
 import select
@@ -197,13 +196,10 @@ class RedisSocket:
                 while True:
                     await trio.lowlevel.wait_readable(fd)
                     try:
-                        chunk = os.read(fd, READ_SIZE)
+                        chunk = os.read(fd, READ_SIZE)  # (EINTR is retried by Python itself)
                         break
                     except BlockingIOError:
                         continue
-                    except OSError as e:
-                        if e.errno != errno.EINTR:
-                            raise
         except _BROKEN as e:
             raise RedisConnectionError(f"Redis at {self.address}: {_describe(e)}") from e
         if not chunk:
@@ -217,8 +213,8 @@ class RedisSocket:
             return await trio.open_unix_socket(path)
         stream: trio.abc.Stream = await trio.open_tcp_stream(spec.host, spec.port)
         tls = getattr(spec, "ssl_context", None)
-        if tls is not None:
-            context = tls.get()
+        if tls is not None:  # built (and cached by redis-py) off the event loop: it reads CA and key files
+            context = await trio.to_thread.run_sync(tls.get)
             ssl_stream = trio.SSLStream(stream, context,
                                         server_hostname=spec.host if context.check_hostname else None)
             await ssl_stream.do_handshake()
