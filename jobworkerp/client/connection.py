@@ -144,12 +144,11 @@ async def open_services(address: Address, timeout_ms: int | None, auth_token: st
     """Connect lazily (grpclib dials on the first call) and close the connection on exit.
 
     Must be entered in a running asyncio loop: grpclib's Channel binds to the loop it is made in."""
-    from grpclib.client import Channel
-
+    from jobworkerp.client.fair_channel import FairChannel
     from jobworkerp.wire_codec import MessageCodec
 
     context = client_ssl_context(address, tls_files or TlsFiles(), option_names)
-    channel = Channel(address.host, address.port, ssl=context, codec=MessageCodec())
+    channel = FairChannel(address.host, address.port, ssl=context, codec=MessageCodec())
     try:
         yield services_over(channel, timeout_ms / 1000 if timeout_ms else None, auth_token)
     finally:

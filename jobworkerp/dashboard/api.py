@@ -22,11 +22,10 @@ CALL_TIMEOUT_S = 15.0  # each unary or listing call; streams that follow results
 
 async def _open(target: Target) -> Services:
     """Asyncio side: the stubs over one lazily dialled connection (grpclib binds the loop here)."""
-    from grpclib.client import Channel
-
+    from jobworkerp.client.fair_channel import FairChannel
     from jobworkerp.wire_codec import MessageCodec
 
-    channel = Channel(target.host, target.port, ssl=target.ssl, codec=MessageCodec())
+    channel = FairChannel(target.host, target.port, ssl=target.ssl, codec=MessageCodec())
     return services_over(channel, CALL_TIMEOUT_S, target.token)
 
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from grpclib.client import Channel
 
+from jobworkerp.client.fair_channel import FairChannel
 from jobworkerp.proto.jobworkerp import ext
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.wire_codec import MessageCodec
@@ -145,7 +146,7 @@ class Client:
 async def connect(port: int, ssl: SSLContext | None = None) -> AsyncIterator[Client]:
     """Stubs over one connection to 127.0.0.1:`port`; TLS with `ssl` (the context must offer
     ALPN h2, as grpclib's own default does)."""
-    channel = Channel("127.0.0.1", port, ssl=ssl, codec=MessageCodec())
+    channel = FairChannel("127.0.0.1", port, ssl=ssl, codec=MessageCodec())
     try:
         yield Client(
             channel,

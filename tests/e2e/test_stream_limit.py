@@ -83,3 +83,86 @@ def test_more_calls_than_the_cap_on_one_connection_all_complete(server: ServerPr
 
     ids = run(scenario(), timeout=HANG_S)
     assert len(ids) == 4 * CAP and len(set(ids)) == 1
+
+
+def _worker(name: str) -> data.WorkerData:
+    return data.WorkerData(name=name, runner_id=data.RunnerId(value=1),
+                           runner_settings=bytes(runner_pb.CommandRunnerSettings(name="true")))
+
+
+def test_a_caller_that_keeps_calling_does_not_starve_one_that_waits(server: ServerProcess) -> None:
+    """CAP callers call again as soon as each call ends; one more caller then makes one call.
+    grpclib alone wakes every waiting call when a stream closes, after the caller that just
+    closed it has already taken it again, so the late call waited until the others were done.
+    The client's channel (client/fair_channel.py) queues calls in arrival order: the late call
+    takes the next stream that closes."""
+    rounds = 30
+
+    async def scenario() -> list[str]:
+        async with connect(server.port) as c:
+            await c.worker.create(_worker("fair"))
+            finished: list[str] = []
+            running = [asyncio.Event() for _ in range(CAP)]
+
+            async def find() -> None:
+                await c.worker.find_by_name(svc.WorkerNameRequest(name="fair"), timeout=HANG_S)
+
+            async def keeps_calling(i: int) -> None:
+                for _ in range(rounds):
+                    await find()
+                    finished.append("busy")
+                    running[i].set()
+
+            async def one_call() -> None:
+                await asyncio.gather(*(e.wait() for e in running))
+                await find()
+                finished.append("late")
+
+            await asyncio.gather(*(keeps_calling(i) for i in range(CAP)), one_call())
+            return finished
+
+    finished = run(scenario(), timeout=HANG_S)
+    late = finished.index("late")
+    # It arrived once every busy caller had finished a call: at most CAP calls were open then,
+    # each ended before the next in the queue, so it ends among the next few, not the last.
+    assert late < 4 * CAP, (late, len(finished))
+
+
+def test_calls_that_give_up_waiting_for_a_stream_leave_none_taken(server: ServerProcess) -> None:
+    """With every stream held, a call whose deadline passes while it waits fails with a deadline
+    error and a cancelled one is cancelled; afterwards the connection still runs CAP calls at
+    once and more than CAP calls all complete."""
+    async def scenario() -> tuple[int, list[int]]:
+        async with connect(server.port) as c:
+            worker_id = (await c.worker.create(_worker("held"))).id
+            await c.worker.find_by_name(svc.WorkerNameRequest(name="held"))  # connected: the cap is known
+
+            async def hold() -> None:
+                async for _ in c.job_result.listen_stream_by_worker(
+                        svc.ListenStreamByWorkerRequest(worker_id=worker_id)):
+                    pass
+
+            holders = [asyncio.ensure_future(hold()) for _ in range(CAP)]
+            await asyncio.sleep(0)  # each holder took its stream's place in its first step
+            expired = 0
+            for _ in range(3):
+                try:
+                    await c.worker.find_by_name(svc.WorkerNameRequest(name="held"), timeout=0.05)
+                except TimeoutError:
+                    expired += 1
+            cancelled = asyncio.ensure_future(c.worker.find_by_name(svc.WorkerNameRequest(name="held")))
+            await asyncio.sleep(0)
+            cancelled.cancel()
+            await asyncio.gather(cancelled, return_exceptions=True)
+            for h in holders:
+                h.cancel()
+            await asyncio.gather(*holders, return_exceptions=True)
+
+            async def find() -> int:
+                return (await c.worker.find_by_name(svc.WorkerNameRequest(name="held"), timeout=HANG_S)).data.id.value
+
+            return expired, await asyncio.gather(*(find() for _ in range(4 * CAP)))
+
+    expired, ids = run(scenario(), timeout=HANG_S)
+    assert expired == 3
+    assert len(ids) == 4 * CAP and len(set(ids)) == 1
