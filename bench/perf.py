@@ -3,8 +3,10 @@ job queues, one table, with the ratios the performance targets are written in.
 
 Columns: this server Standalone (all-in-one) and Scalable (1 grpc-front + 1 worker on Redis +
 MariaDB, scratch database and key prefix); a bare grpclib echo server (one unary RPC per call:
-the ceiling of one RPC per job); arq, dramatiq (Redis broker + results middleware) and taskiq
-(taskiq-redis) on the same Redis, in their own database (--redis-db, flushed before and after).
+the ceiling of one RPC per job) and the same echo served on this server's stack ("trio echo":
+trio, the asyncio bridge, the front's connection protocol; the ceiling for this design); arq,
+dramatiq (Redis broker + results middleware) and taskiq (taskiq-redis) on the same Redis, in their
+own database (--redis-db, flushed before and after).
 
 Rows, each measured for --seconds after a warm-up, every caller running one job after another:
 - (a) no-op jobs/s at 1 and at 50 callers. This server: a DIRECT worker on the `hello` plugin,
@@ -45,7 +47,7 @@ from typing import Any
 
 from perfkit import columns as cols
 from perfkit.measure import Load, RowFailed, measure
-from perfkit.report import COLUMNS, PEERS, render
+from perfkit.report import COLUMNS, ECHOES, PEERS, render
 
 NOOP_CONCURRENCY = 50
 ROW_GROUPS = ("noop", "sleep", "slots", "bulk")
@@ -100,13 +102,14 @@ def run_column(name: str, opts: cols.Options, args: argparse.Namespace, raw: dic
                                                           "sleep_100", "rss_mb", "pss_mb")}
         start = cols.peer_column(name, opts)
     else:
-        start = {"standalone": cols.standalone, "scalable": cols.scalable, "echo": cols.echo}[name]
+        start = {"standalone": cols.standalone, "scalable": cols.scalable, "echo": cols.echo,
+                 "echo_stack": cols.echo_stack}[name]
     out: dict[str, Any] = {}
     if "noop" in args.rows:
         out.update(_rows(("noop_1", "noop_50", "cpu_ms", "p50_ms", "p99_ms"), name, raw,
                          lambda: _noop(start, opts, args)))
-    # the echo server runs no jobs: (c) and memory at concurrency 100 do not apply
-    if name != "echo" and "sleep" in args.rows:
+    # the echo servers run no jobs: (c) and memory at concurrency 100 do not apply
+    if name not in ECHOES and "sleep" in args.rows:
         out.update(_rows(("sleep_100", "rss_mb", "pss_mb"), name, raw, lambda: _sleep(start, opts, args)))
     if name in ("standalone", "scalable") and "slots" in args.rows:
         for concurrency in (2, 100):

@@ -89,8 +89,21 @@ def scalable(opts: Options, concurrency: int) -> Iterator[Running]:
 
 @contextmanager
 def echo(opts: Options, concurrency: int) -> Iterator[Running]:
+    with _echo(opts, []) as running:
+        yield running
+
+
+@contextmanager
+def echo_stack(opts: Options, concurrency: int) -> Iterator[Running]:
+    """The same echo served on this server's stack (trio, the asyncio bridge, the front's protocol)."""
+    with _echo(opts, ["--stack"]) as running:
+        yield running
+
+
+@contextmanager
+def _echo(opts: Options, flags: list[str]) -> Iterator[Running]:
     port = free_port()
-    with _process([sys.executable, "-m", "perfkit.echo", str(port)], opts, "echo", {}) as proc:
+    with _process([sys.executable, "-m", "perfkit.echo", str(port), *flags], opts, "echo", {}) as proc:
         _wait_for_port(proc, port)
         yield Running([proc.pid], "echo", sys.executable, port)
 

@@ -13,12 +13,14 @@ COLUMNS = {
     "standalone": "Standalone",
     "scalable": "Scalable",
     "echo": "grpc echo",
+    "echo_stack": "trio echo",
     "arq": "arq",
     "dramatiq": "dramatiq",
     "taskiq": "taskiq",
 }
 PEERS = ("arq", "dramatiq", "taskiq")
 OURS = ("standalone", "scalable")
+ECHOES = ("echo", "echo_stack")
 
 # (key, label, format, better): better is "high" or "low", for choosing the best peer.
 ROWS = [
@@ -56,9 +58,13 @@ def ratios(results: dict[str, dict[str, Any]]) -> list[tuple[str, float | None, 
     def ratio(what: str, top: float | None, bottom: float | None, note: str = "") -> None:
         out.append((what, top / bottom if top is not None and bottom else None, note))
 
+    ratio("(a) trio echo / echo, 50 callers", number(results, "echo_stack", "noop_50"),
+          number(results, "echo", "noop_50"), "the stack's own cost")
     for ours in OURS:
         name = COLUMNS[ours]
         ratio(f"(a) {name} / echo, 50 callers", number(results, ours, "noop_50"), number(results, "echo", "noop_50"))
+        ratio(f"(a) {name} / trio echo, 50 callers", number(results, ours, "noop_50"),
+              number(results, "echo_stack", "noop_50"), "the job system's own cost")
         ratio(f"(a) {name} concurrency 100 / concurrency 2", number(results, ours, "noop_c100"),
               number(results, ours, "noop_c2"))
         for row, label in (("noop_1", "1 caller"), ("noop_50", "50 callers")):
