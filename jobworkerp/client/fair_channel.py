@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, cast
@@ -59,7 +60,10 @@ class StreamGate:
                 self.release()  # admitted just as the wait ended: pass the place on
             else:
                 waiter.cancel()
-                self._waiters.remove(waiter)
+                # Gone already if `admit` ran between the cancel (which cancels the awaited
+                # future at once) and this handler, and skipped it.
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
             if isinstance(e, TimeoutError):
                 raise TimeoutError("Deadline exceeded") from None
             raise
