@@ -16,7 +16,8 @@ Rows, each measured for --seconds after a warm-up, every caller running one job 
   processes) plus the client process, over the measured part. Redis and MariaDB are not counted.
 - round trip p50 / p99 at 1 caller (this server: the DIRECT Enqueue).
 - (c) 10 ms jobs/s at concurrency 100: the `sleep` plugin (ms=10) with WORKER_DEFAULT_CONCURRENCY=100,
-  the peers' async 10 ms sleep at concurrency 100; 2 callers per slot keep every slot busy.
+  the peers' async 10 ms sleep at concurrency 100; 2 callers per slot keep every slot busy (this
+  server's driver spreads its calls over connections of at most 100 open calls, the default stream cap).
 - RSS (and PSS) of the trees, the peak sampled during (c).
 - This server only: (a) at 50 callers again with concurrency 2 and 100, to see whether more slots
   cost throughput.

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
+import math
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,13 +21,16 @@ from typing import Any
 from perfkit.load import Call, drive, emit
 
 PEER_JOBS = {"noop": "noop", "sleep": "sleep_ms"}
+STREAMS_PER_CONNECTION = 100  # the server's default GRPC_MAX_CONCURRENT_STREAMS
 PROBE_WAIT_S = 1.0  # how long a probe job's result may take before the stream is asked again
 
 
 @asynccontextmanager
-async def jobworkerp_client(port: int, job: str, sleep_ms: int) -> AsyncIterator[Call]:
+async def jobworkerp_client(port: int, job: str, sleep_ms: int, callers: int) -> AsyncIterator[Call]:
     """A DIRECT worker on the `hello` (no-op) or `sleep` plugin: one Enqueue RPC per job that
-    answers with the job's result."""
+    answers with the job's result. Calls go over as many connections as it takes to have every
+    caller's call open at once (the server's GRPC_MAX_CONCURRENT_STREAMS, 100, per connection),
+    taken in turn."""
     from jobworkerp.proto.jobworkerp import data
     from jobworkerp.proto.jobworkerp import service as svc
     from jobworkerp.runners.plugins import proto_messages
@@ -33,14 +39,18 @@ async def jobworkerp_client(port: int, job: str, sleep_ms: int) -> AsyncIterator
 
     plugin = "hello" if job == "noop" else "sleep"
     args = b"" if job == "noop" else proto_messages(sleep.ARGS_PROTO).SleepArgs(ms=sleep_ms).SerializeToString()
-    async with connect(port) as c:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(connect(port))
+                   for _ in range(max(1, math.ceil(callers / STREAMS_PER_CONNECTION)))]
+        c = clients[0]
         runner_id = [r.id async for r in c.runner.find_list(svc.FindListRequest()) if r.data.name == plugin][0]
         worker = data.WorkerData(name=f"perf-{plugin}-{uuid.uuid4().hex[:8]}", runner_id=runner_id,
                                  response_type=data.ResponseType.DIRECT, use_static=True)
         request = svc.JobRequest(worker_id=(await c.worker.create(worker)).id, args=args)
+        turns = itertools.cycle(clients)
 
         async def call() -> None:
-            result = (await c.job.enqueue(request)).result
+            result = (await next(turns).job.enqueue(request)).result
             if result is None or result.data.status != data.ResultStatus.SUCCESS:
                 raise RuntimeError(f"job did not succeed: {result}")
 
@@ -138,7 +148,7 @@ def open_client(args: argparse.Namespace) -> Any:
     if args.target == "jobworkerp" and args.job == "bulk":
         return jobworkerp_bulk_client(args.port, args.batch)
     if args.target == "jobworkerp":
-        return jobworkerp_client(args.port, args.job, args.sleep_ms)
+        return jobworkerp_client(args.port, args.job, args.sleep_ms, args.callers)
     if args.target == "echo":
         from perfkit.echo import client
 
