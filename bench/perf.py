@@ -94,8 +94,9 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def run_column(name: str, opts: cols.Options, args: argparse.Namespace, raw: dict[str, Any]) -> dict[str, Any]:
-    """Measure every row that applies to the column; a failure fills the rows it took down."""
+def run_column(name: str, opts: cols.Options, args: argparse.Namespace, raw: dict[str, Any],
+               groups: list[str]) -> dict[str, Any]:
+    """Measure the rows of `groups` that apply to the column; a failure fills the rows it took down."""
     if name in PEERS:
         missing = cols.missing_peer(name, opts)
         if missing:
@@ -106,17 +107,17 @@ def run_column(name: str, opts: cols.Options, args: argparse.Namespace, raw: dic
         start = {"standalone": cols.standalone, "scalable": cols.scalable, "echo": cols.echo,
                  "echo_stack": cols.echo_stack}[name]
     out: dict[str, Any] = {}
-    if "noop" in args.rows:
+    if "noop" in groups:
         out.update(_rows(("noop_1", "noop_50", "cpu_ms", "p50_ms", "p99_ms"), name, raw,
                          lambda: _noop(start, opts, args)))
     # the echo servers run no jobs: (c) and memory at concurrency 100 do not apply
-    if name not in ECHOES and "sleep" in args.rows:
+    if name not in ECHOES and "sleep" in groups:
         out.update(_rows(("sleep_100", "rss_mb", "pss_mb"), name, raw, lambda: _sleep(start, opts, args)))
-    if name in ("standalone", "scalable") and "slots" in args.rows:
+    if name in ("standalone", "scalable") and "slots" in groups:
         for concurrency in (2, 100):
             key = f"noop_c{concurrency}"
             out.update(_rows((key,), name, raw, functools.partial(_noop_at, start, opts, args, concurrency, key)))
-    if name in ("standalone", "scalable") and "bulk" in args.rows:
+    if name in ("standalone", "scalable") and "bulk" in groups:
         out.update(_rows(("noop_bulk",), name, raw, lambda: _bulk(start, opts, args)))
     return out
 
@@ -195,12 +196,17 @@ def main() -> None:
         opts = cols.Options(Path(tmp), args.redis_db, args.poll_ms, args.arq_python)
         results: dict[str, dict[str, Any]] = {}
         raw: dict[str, dict[str, Any]] = {}
-        for name in [c for c in COLUMNS if c in args.only]:
-            print(f"... {COLUMNS[name]}", file=sys.stderr, flush=True)
-            raw[name] = {}
-            began = time.monotonic()
-            results[name] = run_column(name, opts, args, raw[name])
-            raw[name]["column_wall_s"] = time.monotonic() - began
+        # Row group by row group, every column in turn: the machine's speed drifts over a run
+        # (several-fold between days, tens of percent within an hour on a shared host), so the
+        # columns a ratio compares are measured minutes apart at most, not a whole run apart.
+        columns = [c for c in COLUMNS if c in args.only]
+        for group in args.rows:
+            for name in columns:
+                print(f"... {group}: {COLUMNS[name]}", file=sys.stderr, flush=True)
+                raw.setdefault(name, {})
+                began = time.monotonic()
+                results.setdefault(name, {}).update(run_column(name, opts, args, raw[name], [group]))
+                raw[name]["column_wall_s"] = raw[name].get("column_wall_s", 0.0) + time.monotonic() - began
         found = versions(opts)
     table = render(results, [c for c in COLUMNS if c in args.only])
     print(f"jobworkerp perf bench, {os.cpu_count()} CPUs, {args.seconds:g} s per row, "
