@@ -36,6 +36,7 @@ import datetime
 import functools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--redis-db", type=int, default=13, help="Redis database of the peers (flushed)")
     parser.add_argument("--arq-python", default=str(DEFAULT_ARQ_PYTHON),
                         help="interpreter with arq (arq pins redis<6, this project redis 8: `just bench-arq-venv`)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure each row group this many times, the columns taking turns, and report "
+                             "each row's median (the machine's speed drifts: 3 makes the ratios steadier)")
     parser.add_argument("--json", type=Path, help="where to write the results (default: a file under .bench/)")
     args = parser.parse_args()
     args.seconds = args.seconds or (1.0 if args.quick else 10.0)
@@ -170,6 +174,16 @@ def _sleep(start: cols.Start, opts: cols.Options, args: argparse.Namespace
     return values, {"sleep_10ms_concurrency_100": result}
 
 
+def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each row's median over the rounds that measured it; a row no round measured keeps the
+    first round's reason (a string)."""
+    out: dict[str, Any] = {}
+    for row in dict.fromkeys(key for measured in rounds for key in measured):
+        values = [m[row] for m in rounds if isinstance(m.get(row), int | float)]
+        out[row] = statistics.median(values) if values else next(m[row] for m in rounds if row in m)
+    return out
+
+
 def versions(opts: cols.Options) -> dict[str, str]:
     found: dict[str, str] = {"python": sys.version.split()[0]}
     for dist in ("jobworkerp", "grpclib", "dramatiq", "taskiq", "taskiq-redis", "redis"):
@@ -200,13 +214,17 @@ def main() -> None:
         # (several-fold between days, tens of percent within an hour on a shared host), so the
         # columns a ratio compares are measured minutes apart at most, not a whole run apart.
         columns = [c for c in COLUMNS if c in args.only]
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in columns}
         for group in args.rows:
-            for name in columns:
-                print(f"... {group}: {COLUMNS[name]}", file=sys.stderr, flush=True)
-                raw.setdefault(name, {})
-                began = time.monotonic()
-                results.setdefault(name, {}).update(run_column(name, opts, args, raw[name], [group]))
-                raw[name]["column_wall_s"] = raw[name].get("column_wall_s", 0.0) + time.monotonic() - began
+            for turn in range(args.repeat):
+                for name in columns:
+                    print(f"... {group}{f' ({turn + 1}/{args.repeat})' if args.repeat > 1 else ''}: "
+                          f"{COLUMNS[name]}", file=sys.stderr, flush=True)
+                    details = raw.setdefault(name, {}).setdefault(f"{group} {turn + 1}", {})
+                    began = time.monotonic()
+                    rounds[name].append(run_column(name, opts, args, details, [group]))
+                    raw[name]["column_wall_s"] = raw[name].get("column_wall_s", 0.0) + time.monotonic() - began
+        results = {name: medians(rounds[name]) for name in columns}
         found = versions(opts)
     table = render(results, [c for c in COLUMNS if c in args.only])
     print(f"jobworkerp perf bench, {os.cpu_count()} CPUs, {args.seconds:g} s per row, "
