@@ -208,7 +208,6 @@ def main() -> None:
     json_path: Path = args.json or cols.ROOT / ".bench" / f"perf-{started:%Y%m%d-%H%M%S}.json"
     with tempfile.TemporaryDirectory(prefix="jw-perf-") as tmp:
         opts = cols.Options(Path(tmp), args.redis_db, args.poll_ms, args.arq_python)
-        results: dict[str, dict[str, Any]] = {}
         raw: dict[str, dict[str, Any]] = {}
         # Row group by row group, every column in turn: the machine's speed drifts over a run
         # (several-fold between days, tens of percent within an hour on a shared host), so the
@@ -224,7 +223,7 @@ def main() -> None:
                     began = time.monotonic()
                     rounds[name].append(run_column(name, opts, args, details, [group]))
                     raw[name]["column_wall_s"] = raw[name].get("column_wall_s", 0.0) + time.monotonic() - began
-        results = {name: medians(rounds[name]) for name in columns}
+        results: dict[str, dict[str, Any]] = {name: medians(rounds[name]) for name in columns}
         found = versions(opts)
     table = render(results, [c for c in COLUMNS if c in args.only])
     print(f"jobworkerp perf bench, {os.cpu_count()} CPUs, {args.seconds:g} s per row, "
