@@ -8,6 +8,11 @@ The limit is approximate on purpose: reading a queue's length on every enqueue w
 round trip to the hot path, so a channel's length is read at most every REFRESH_S and the jobs
 this process queued since are added to it. Other processes' enqueues within that window can
 overshoot the limit by what they accept in it.
+
+One read at a time per channel: the enqueues that find the count stale while a read is under way
+wait for that read instead of starting their own. Without it, every enqueue in flight when the
+count went stale read the length too — under 50 callers, a ZCARD round trip for four jobs in ten
+on a Scalable front, instead of ten a second.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class QueueLimit:
         self._queue = queue
         self._max = max_length
         self._known: dict[str, tuple[int, float]] = {}  # channel -> (length, read at)
+        self._reading: dict[str, trio.Event] = {}  # channel -> set when its read under way ends
 
     async def admit(self, channel: str) -> None:
         """Count one more job for `channel`, or refuse it when the queue is full."""
@@ -33,9 +39,25 @@ class QueueLimit:
         now = trio.current_time()
         length, read_at = self._known.get(channel, (0, -REFRESH_S))
         if now - read_at >= REFRESH_S:
-            length, read_at = await self._queue.length(channel), now
+            await self._refresh(channel, now)
+            # The read's count (or, if it failed, the one before), plus the jobs admitted since.
+            length, read_at = self._known.get(channel, (0, -REFRESH_S))
         if length >= self._max:
             self._known[channel] = (length, read_at)
             raise ResourceExhausted(f"channel {channel!r} has {length} queued jobs, its limit "
                                     f"(JOB_QUEUE_MAX_LENGTH={self._max}); try again later")
         self._known[channel] = (length + 1, read_at)
+
+    async def _refresh(self, channel: str, now: float) -> None:
+        """Read the channel's length into `_known`, or wait for the read already under way. A
+        failed read raises for the enqueue that made it; those waiting go on with the old count."""
+        under_way = self._reading.get(channel)
+        if under_way is not None:
+            await under_way.wait()
+            return
+        self._reading[channel] = done = trio.Event()
+        try:
+            self._known[channel] = (await self._queue.length(channel), now)
+        finally:
+            del self._reading[channel]
+            done.set()
