@@ -21,17 +21,17 @@ CALLERS = 20
 
 
 class HeldReads(RedisJobQueue):
-    """The real queue; its length reads are counted, and each waits for `release` so that every
+    """The real queue; its length reads are counted, and each waits for `reads_may_end` so that every
     caller arrives while the first read is under way."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.reads = 0
-        self.release = trio.Event()
+        self.reads_may_end = trio.Event()
 
     async def length(self, channel: str) -> int:
         self.reads += 1
-        await self.release.wait()
+        await self.reads_may_end.wait()
         return await super().length(channel)
 
 
@@ -57,7 +57,7 @@ async def test_concurrent_enqueues_share_one_length_read_and_the_limit_holds(env
             nursery.start_soon(enqueue, caller)
         await trio.testing.wait_all_tasks_blocked()  # every caller waits on the one read
         assert queue.reads == 1
-        queue.release.set()
+        queue.reads_may_end.set()
     assert queue.reads == 1
     # 3 queued + 2 admitted reach the limit of 5; without the shared read each caller read 3.
     assert len(admitted) == LIMIT - QUEUED and len(refused) == CALLERS - (LIMIT - QUEUED)
