@@ -15,7 +15,7 @@ from typing import Any
 import betterproto2
 from grpclib.encoding.proto import ProtoCodec
 
-from jobworkerp.wire import encode
+from jobworkerp.wire import Encoded, encode
 from jobworkerp.wire_decode import decode
 
 
@@ -23,6 +23,8 @@ class MessageCodec(ProtoCodec):
     """The codec of every channel and server of this project (see the module doc)."""
 
     def encode(self, message: Any, message_type: Any) -> bytes:
+        if type(message) is Encoded:  # already in its wire form (wire.Encoded)
+            return message.data
         if not isinstance(message, message_type):  # as grpclib's ProtoCodec.encode
             raise TypeError(f"Message must be of type {message_type!r}, not {type(message)!r}")
         if isinstance(message, betterproto2.Message):

@@ -28,13 +28,16 @@ from jobworkerp.errors import (
 )
 from jobworkerp.proto.jobworkerp import data, ext
 from jobworkerp.proto.jobworkerp import service as svc
+from jobworkerp.storage.pubsub import EncodedResult
 from jobworkerp.tracing.carrier import Carrier, client_context
+from jobworkerp.wire import Encoded, encode, with_message_field
 
 if TYPE_CHECKING:
     from grpclib._typing import IServable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_RESPONSE_RESULT = 2  # CreateJobResponse.result (proto/jobworkerp/service/job.proto)
 
 _STATUS_OF: tuple[tuple[type[Exception], Status], ...] = (
     (InvalidArgument, Status.INVALID_ARGUMENT),
@@ -160,10 +163,17 @@ class JobService(svc.JobServiceBase):
     async def _rpc_enqueue(self, stream: Any) -> None:
         request = await stream.recv_message()
         assert request is not None  # refused before (front/decoding.py)
-        await stream.send_message(await self.enqueue(request, client_context(stream.metadata)))
+        job_id, result = await _call(self._app.jobs.enqueue, request, client_context(stream.metadata))
+        if isinstance(result, EncodedResult):  # a Scalable DIRECT result: passed on undecoded
+            head = encode(svc.CreateJobResponse(id=data.JobId(value=job_id)))
+            await stream.send_message(Encoded(with_message_field(head, _RESPONSE_RESULT, result.payload)))
+        else:
+            await stream.send_message(svc.CreateJobResponse(id=data.JobId(value=job_id), result=result))
 
     async def enqueue(self, message: svc.JobRequest, client_trace: Carrier | None = None) -> svc.CreateJobResponse:
         job_id, result = await _call(self._app.jobs.enqueue, message, client_trace)
+        if isinstance(result, EncodedResult):
+            result = result.decoded()
         return svc.CreateJobResponse(id=data.JobId(value=job_id), result=result)
 
     async def delete(self, message: data.JobId) -> svc.SuccessResponse:

@@ -16,8 +16,23 @@ import trio
 
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.worker_stream import StreamBounds, WorkerResultStream
+from jobworkerp.wire_decode import decode
 
 log = logging.getLogger(__name__)
+
+
+class EncodedResult:
+    """A final result as the JobResult bytes it crossed the Redis bus in, for a waiter that only
+    passes it on: the DIRECT Enqueue answers with these bytes (usecase/jobs.py, front/services.py)
+    and nothing decodes them unless someone reads the result."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def decoded(self) -> data.JobResult:
+        return decode(data.JobResult, self.payload)
 
 
 class JobResultWaiter:
@@ -25,17 +40,32 @@ class JobResultWaiter:
 
     def __init__(self) -> None:
         self._event = trio.Event()
-        self.result: data.JobResult | None = None
+        self.delivered: data.JobResult | EncodedResult | None = None
 
-    def deliver(self, result: data.JobResult) -> None:
-        if self.result is None:
-            self.result = result
+    @property
+    def result(self) -> data.JobResult | None:
+        """The delivered result, decoded (once) if it came as bytes."""
+        delivered = self.delivered
+        if isinstance(delivered, EncodedResult):
+            self.delivered = delivered = delivered.decoded()
+        return delivered
+
+    def deliver(self, result: data.JobResult | EncodedResult) -> None:
+        if self.delivered is None:
+            self.delivered = result
             self._event.set()
 
-    async def wait(self) -> data.JobResult:
+    async def wait_delivered(self) -> data.JobResult | EncodedResult:
+        """The result as it was delivered: for a caller that can pass bytes on undecoded."""
         await self._event.wait()
-        assert self.result is not None
-        return self.result
+        assert self.delivered is not None
+        return self.delivered
+
+    async def wait(self) -> data.JobResult:
+        await self.wait_delivered()
+        result = self.result
+        assert result is not None
+        return result
 
 
 class ResultBus(Protocol):

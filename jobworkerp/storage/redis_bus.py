@@ -35,12 +35,12 @@ import trio
 from jobworkerp.aio import call_asyncio
 from jobworkerp.errors import is_outage
 from jobworkerp.proto.jobworkerp import data
-from jobworkerp.storage.pubsub import JobResultWaiter, deliver_to_streams
+from jobworkerp.storage.pubsub import EncodedResult, JobResultWaiter, deliver_to_streams
 from jobworkerp.storage.redis_pipeline import RedisPipeliner, Reply
 from jobworkerp.storage.redis_subscription import RedisSubscription
 from jobworkerp.storage.worker_stream import StreamBounds, WorkerResultStream
 from jobworkerp.wire import encode
-from jobworkerp.wire_decode import decode
+from jobworkerp.wire_decode import decode, message_field
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,19 @@ RECHECK_S = 1.0
 UNSUBSCRIBE_S = 5.0  # longest wait for an UNSUBSCRIBE (or closing the subscription) to complete
 LEFTOVER_RETRY_S = 1.0  # how often unsubscribes Redis has not confirmed are tried again
 
+_RESULT_DATA = 2  # JobResult.data (proto/jobworkerp/data/job_result.proto)
+_DATA_JOB_ID = 1  # JobResultData.job_id
+
+
+def _job_id_of(payload: bytes) -> int:
+    """The job id in an encoded JobResult, read without decoding the rest of it (a DIRECT reply
+    is passed on as it came); anything unusual is decoded whole."""
+    result_data = message_field(payload, _RESULT_DATA)
+    job_id = None if result_data is None else message_field(result_data, _DATA_JOB_ID)
+    if job_id is None:
+        return decode(data.JobResult, payload).data.job_id.value
+    return decode(data.JobId, job_id).value
+
 
 class _RedisJobWaiter(JobResultWaiter):
     """Waits for the published result, and now and then reads the job's result key too."""
@@ -78,7 +91,7 @@ class _RedisJobWaiter(JobResultWaiter):
         self._job_id = job_id
         self.route: Reply | None = None  # a DIRECT caller's reply route write, confirmed in `wait`
 
-    async def wait(self) -> data.JobResult:
+    async def wait_delivered(self) -> data.JobResult | EncodedResult:
         if self.route is not None:
             try:
                 await self.route.reply()
@@ -88,7 +101,7 @@ class _RedisJobWaiter(JobResultWaiter):
             self.route = None
         while True:
             with trio.move_on_after(RECHECK_S):
-                return await super().wait()
+                return await super().wait_delivered()
             stored = await self._bus.stored_result(self._job_id)
             if stored is not None:
                 self.deliver(stored)
@@ -240,10 +253,10 @@ class RedisResultBus:
 
     def _on_message(self, channel: bytes, payload: bytes) -> None:
         topic = channel.decode()
-        if topic == self.reply_topic:  # a result for a DIRECT caller here
-            result = decode(data.JobResult, payload)
-            for waiter in self._job_waiters.get(self.job_topic(result.data.job_id.value), ()):
-                waiter.deliver(result)
+        if topic == self.reply_topic:  # a result for a DIRECT caller here, passed on as it came
+            reply = EncodedResult(payload)
+            for waiter in self._job_waiters.get(self.job_topic(_job_id_of(payload)), ()):
+                waiter.deliver(reply)
             return
         if topic == self._worker_changed_topic:
             worker_id = int(payload)
@@ -307,7 +320,7 @@ class RedisResultBus:
             yield waiter
         finally:
             self._forget_waiter(topic, waiter)
-            if waiter.result is None:  # (with its result, the job's settle dropped the route)
+            if waiter.delivered is None:  # (with its result, the job's settle dropped the route)
                 self._redis.send(lambda p: p.hdel(self.reply_routes_key, field), f"job {job_id}'s reply route")
 
     @asynccontextmanager

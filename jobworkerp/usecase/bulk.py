@@ -32,9 +32,10 @@ import trio
 from jobworkerp.errors import InvalidArgument, ResourceExhausted, Unavailable, is_outage
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.service import JobRequest
+from jobworkerp.storage.pubsub import EncodedResult
 from jobworkerp.usecase.workers import Workers
 
-EnqueueTo = Callable[[data.Worker, JobRequest], Awaitable[tuple[int, data.JobResult | None]]]
+EnqueueTo = Callable[[data.Worker, JobRequest], Awaitable[tuple[int, data.JobResult | EncodedResult | None]]]
 FAN_OUT = 64  # items placed at once: enough to fill a Redis round trip, few enough to stay polite
 YIELD_EVERY = 32  # items a placing task places before it lets other tasks run
 _WorkerKey = tuple[str, object]

@@ -27,7 +27,7 @@ from jobworkerp.proto.jobworkerp import data
 from jobworkerp.proto.jobworkerp.ext import JobExtras
 from jobworkerp.proto.jobworkerp.service import JobRequest
 from jobworkerp.storage import Storage
-from jobworkerp.storage.pubsub import JobResultWaiter
+from jobworkerp.storage.pubsub import EncodedResult, JobResultWaiter
 from jobworkerp.tracing import current as current_tracing
 from jobworkerp.tracing.carrier import Carrier, PassedOn
 from jobworkerp.usecase.bulk import Batch
@@ -110,8 +110,9 @@ class Jobs:
             raise Unavailable("the server is stopping and accepts no new jobs; retry against a running server")
 
     async def enqueue(self, req: JobRequest, client_trace: Carrier | None = None, *, stream_output: bool = False,
-                      before_place: BeforePlace | None = None) -> tuple[int, data.JobResult | None]:
-        """Accept a job; for DIRECT workers also wait for and return its result. `client_trace`:
+                      before_place: BeforePlace | None = None) -> tuple[int, data.JobResult | EncodedResult | None]:
+        """Accept a job; for DIRECT workers also wait for and return its result — as it came off the
+        Redis bus, still encoded, when it came that way (to be passed on). `client_trace`:
         the trace context the client sent (jobworkerp/tracing/carrier.py).
 
         `stream_output`: the job's output is streamed (kept in its JobExtras, `usecase/extras.py`).
@@ -145,7 +146,7 @@ class Jobs:
 
     async def _enqueue_to(self, worker: data.Worker, req: JobRequest, trace: TraceOrigin | None = None,
                           stream_output: bool = False, before_place: BeforePlace | None = None
-                          ) -> tuple[int, data.JobResult | None]:
+                          ) -> tuple[int, data.JobResult | EncodedResult | None]:
         self._workers.check_args(worker, req.args)
         job = self._build_job(req, worker)
         if worker.data.response_type == data.ResponseType.DIRECT and job.data.run_after_time > 0:
@@ -186,7 +187,8 @@ class Jobs:
             if holder is not None:
                 raise AlreadyExists(f"uniq_key {key!r} is taken by job {holder}")
 
-    async def _wait_direct(self, job: data.Job, worker: data.Worker, waiter: JobResultWaiter) -> data.JobResult:
+    async def _wait_direct(self, job: data.Job, worker: data.Worker, waiter: JobResultWaiter
+                           ) -> data.JobResult | EncodedResult:
         job_id = job.id.value
         # Through every retry: the caller waits for the final result, not the first attempt's.
         longest = retry.longest_run_ms(worker.data.retry_policy, job.data.timeout)
@@ -194,7 +196,7 @@ class Jobs:
         finished = False
         try:
             with trio.move_on_after(wait_s):
-                result = await waiter.wait()
+                result = await waiter.wait_delivered()
                 finished = True
                 return result
             raise DeadlineExceeded(f"job {job_id}: no result within {longest} ms (timeout {job.data.timeout} ms "
