@@ -194,8 +194,9 @@ def _library_field(meta: Any, value: Any) -> bytes:
 
 class Encoded:
     """A message already in its wire form: `wire_codec.MessageCodec` sends `data` as it is. For
-    an answer that passes on bytes that came in — a DIRECT job's result off the Redis bus — where
-    decoding them and encoding them again was a twentieth of a Scalable front's work per job."""
+    an answer that passes on bytes that came in — a DIRECT job's result off the Redis bus
+    (storage/pubsub.py `EncodedResult`) — where decoding them and encoding them again was a
+    twentieth of a Scalable front's work per job."""
 
     __slots__ = ("data",)
 

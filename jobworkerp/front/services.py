@@ -28,9 +28,9 @@ from jobworkerp.errors import (
 )
 from jobworkerp.proto.jobworkerp import data, ext
 from jobworkerp.proto.jobworkerp import service as svc
-from jobworkerp.storage.pubsub import EncodedResult
 from jobworkerp.tracing.carrier import Carrier, client_context
 from jobworkerp.wire import Encoded, encode, with_message_field
+from jobworkerp.wire_decode import decode
 
 if TYPE_CHECKING:
     from grpclib._typing import IServable
@@ -164,16 +164,16 @@ class JobService(svc.JobServiceBase):
         request = await stream.recv_message()
         assert request is not None  # refused before (front/decoding.py)
         job_id, result = await _call(self._app.jobs.enqueue, request, client_context(stream.metadata))
-        if isinstance(result, EncodedResult):  # a Scalable DIRECT result: passed on undecoded
+        if isinstance(result, Encoded):  # a Scalable DIRECT result's bytes: passed on undecoded
             head = encode(svc.CreateJobResponse(id=data.JobId(value=job_id)))
-            await stream.send_message(Encoded(with_message_field(head, _RESPONSE_RESULT, result.payload)))
+            await stream.send_message(Encoded(with_message_field(head, _RESPONSE_RESULT, result.data)))
         else:
             await stream.send_message(svc.CreateJobResponse(id=data.JobId(value=job_id), result=result))
 
     async def enqueue(self, message: svc.JobRequest, client_trace: Carrier | None = None) -> svc.CreateJobResponse:
         job_id, result = await _call(self._app.jobs.enqueue, message, client_trace)
-        if isinstance(result, EncodedResult):
-            result = result.decoded()
+        if isinstance(result, Encoded):
+            result = decode(data.JobResult, result.data)
         return svc.CreateJobResponse(id=data.JobId(value=job_id), result=result)
 
     async def delete(self, message: data.JobId) -> svc.SuccessResponse:

@@ -16,23 +16,21 @@ import trio
 
 from jobworkerp.proto.jobworkerp import data
 from jobworkerp.storage.worker_stream import StreamBounds, WorkerResultStream
+from jobworkerp.wire import Encoded
 from jobworkerp.wire_decode import decode
 
 log = logging.getLogger(__name__)
 
 
-class EncodedResult:
+class EncodedResult(Encoded):
     """A final result as the JobResult bytes it crossed the Redis bus in, for a waiter that only
     passes it on: the DIRECT Enqueue answers with these bytes (usecase/jobs.py, front/services.py)
     and nothing decodes them unless someone reads the result."""
 
-    __slots__ = ("payload",)
-
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
+    __slots__ = ()
 
     def decoded(self) -> data.JobResult:
-        return decode(data.JobResult, self.payload)
+        return decode(data.JobResult, self.data)
 
 
 class JobResultWaiter:
