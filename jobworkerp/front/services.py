@@ -30,7 +30,6 @@ from jobworkerp.proto.jobworkerp import data, ext
 from jobworkerp.proto.jobworkerp import service as svc
 from jobworkerp.tracing.carrier import Carrier, client_context
 from jobworkerp.wire import Encoded, encode, with_message_field
-from jobworkerp.wire_decode import decode
 
 if TYPE_CHECKING:
     from grpclib._typing import IServable
@@ -161,6 +160,8 @@ class JobService(svc.JobServiceBase):
         return _with_trace_context(super().__mapping__(), "/jobworkerp.service.JobService/Enqueue", self._rpc_enqueue)
 
     async def _rpc_enqueue(self, stream: Any) -> None:
+        """Enqueue, in place of the generated handler (`__mapping__`): it reads the request's
+        metadata, and may answer with bytes that are already encoded."""
         request = await stream.recv_message()
         assert request is not None  # refused before (front/decoding.py)
         job_id, result = await _call(self._app.jobs.enqueue, request, client_context(stream.metadata))
@@ -169,12 +170,6 @@ class JobService(svc.JobServiceBase):
             await stream.send_message(Encoded(with_message_field(head, _RESPONSE_RESULT, result.data)))
         else:
             await stream.send_message(svc.CreateJobResponse(id=data.JobId(value=job_id), result=result))
-
-    async def enqueue(self, message: svc.JobRequest, client_trace: Carrier | None = None) -> svc.CreateJobResponse:
-        job_id, result = await _call(self._app.jobs.enqueue, message, client_trace)
-        if isinstance(result, Encoded):
-            result = decode(data.JobResult, result.data)
-        return svc.CreateJobResponse(id=data.JobId(value=job_id), result=result)
 
     async def delete(self, message: data.JobId) -> svc.SuccessResponse:
         return svc.SuccessResponse(is_success=await _call(self._app.jobs.delete, _id(message)))
