@@ -279,7 +279,8 @@ class RedisOutputStreams:
         self._wanted.set()
         if self._reading and not feed.reading:
             key = self._wake_key
-            self.redis.submit(lambda p: p.xadd(key, {"w": "1"}, maxlen=1, approximate=False))
+            self.redis.send(lambda p: p.xadd(key, {"w": "1"}, maxlen=1, approximate=False),
+                            "wake-up of the output read", at_once=True)
             self.redis.send(lambda p: p.pexpire(key, WAKE_TTL_MS), "expiry of the output wake-up stream")
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

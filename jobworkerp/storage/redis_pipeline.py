@@ -12,6 +12,16 @@ command someone does wait for, or LINGER_S after they were queued. A short job's
 then shares the round trip of its settle instead of costing one of its own: on a quiet system
 each round trip is a socket write and a read on both sides, the larger part of a job's CPU
 (py-spy of a Scalable worker, one caller at a time).
+
+A caller that awaits a reply (`call`, or a `submit`'s reply) when no round trip is in flight
+makes the round trip itself, with everything queued so far, rather than handing it to the
+flusher and waiting to be woken: on a quiet system that hand-over and the wake-up after it were
+two scheduling rounds of each job's push (front) and settle (worker), on the path every DIRECT
+answer waits for — about half of what the pipelining cost over the bare socket
+(bench/redis_round_trip.py). Under load a round trip is nearly always in flight, so callers
+queue for the flusher as before. Either way one round trip is on the connection at a time, and
+commands go out in the order they were queued (tests/redis_state/test_redis_pipeline.py tries
+random interleavings of callers, some cancelled).
 """
 
 from __future__ import annotations
@@ -34,21 +44,27 @@ LINGER_S = 0.01  # longest a command nobody waits for waits for company
 
 
 class _Pending:
-    __slots__ = ("done", "op", "result", "script", "what")
+    __slots__ = ("done", "op", "owner", "result", "script", "what")
 
-    def __init__(self, op: Op, what: str | None = None, script: Any = None) -> None:
+    def __init__(self, op: Op, what: str | None = None, script: Any = None,
+                 owner: RedisPipeliner | None = None) -> None:
         self.op = op
         self.done = trio.Event()
         self.result: Any = None
         self.what = what  # set for fire-and-forget commands: named in the log when they fail
         self.script = script  # the Lua script an EVALSHA op runs, to reload it if Redis lost it
+        self.owner = owner  # the pipeliner whose queue holds it (None: its round trip is the caller's)
 
     async def reply(self) -> Any:
         """The command's reply once its round trip is done; its error is raised. A reply that is
         already here is returned without a scheduling round (`Event.wait` yields even when set):
-        a DIRECT job's front confirms two writes so, sent with its push."""
+        a DIRECT job's front confirms two writes so, sent with its push. One still queued is
+        sent now: by the caller itself when no round trip is in flight."""
         if not self.done.is_set():
-            await self.done.wait()
+            if self.owner is None:
+                await self.done.wait()
+            else:
+                await self.owner._deliver(self)
         if isinstance(self.result, BaseException):
             raise self.result
         return self.result
@@ -66,6 +82,8 @@ class RedisPipeliner:
         self._urgent = trio.Event()  # a command someone waits for is queued
         self._running = False
         self._wire: RedisWire | None = None  # the flusher's own connection (trio sockets), while it runs
+        self._in_flight = False  # a round trip is on that connection (the flusher's or a caller's)
+        self._landed = trio.Event()  # set when a caller's round trip there ends
 
     async def call(self, op: Op, *, script: Any = None) -> Any:
         """Run one command (in the next round trip) and return its reply; errors are raised."""
@@ -77,21 +95,44 @@ class RedisPipeliner:
 
     def submit(self, op: Op, *, script: Any = None) -> Reply | None:
         """Queue a command whose reply the caller reads later (`await reply.reply()`), without a
-        checkpoint: commands the caller queues before it awaits go out after it, in the same
-        round trip when they are queued before the flusher wakes. So a write that must be
-        confirmed but has to precede another command costs no round trip of its own. None when
-        no flusher runs (then `call`)."""
+        checkpoint: commands the caller queues before it awaits go out with it, in the same
+        round trip. So a write that must be confirmed but has to precede another command costs
+        no round trip of its own. None when no flusher runs (then `call`)."""
         if not self._running:
             return None
-        pending = _Pending(op, script=script)
+        pending = _Pending(op, script=script, owner=self)
         self._queue.append(pending)
-        self._wake.set()
-        self._urgent.set()
+        self._wake.set()  # unless someone awaits it first, it goes out as `send`'s do
         return pending
 
-    def send(self, op: Op, what: str, *, script: Any = None) -> bool:
+    async def _deliver(self, pending: _Pending) -> None:
+        """Until `pending` has its reply: make the round trip when none is in flight, else ask
+        the flusher for the next one and wait."""
+        while not pending.done.is_set():
+            if self._running and not self._in_flight and self._queue:
+                await self._lead()
+            else:
+                self._wake.set()
+                self._urgent.set()
+                await pending.done.wait()
+
+    async def _lead(self) -> None:
+        """A caller's own round trip with what is queued (shielded, as the flusher's: other
+        callers wait on its replies, and the connection must not be left mid-reply)."""
+        batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        self._in_flight = True
+        try:
+            with trio.CancelScope(shield=True):
+                await self._execute(batch, self._wire)
+        finally:
+            self._in_flight = False
+            landed, self._landed = self._landed, trio.Event()
+            landed.set()
+
+    def send(self, op: Op, what: str, *, script: Any = None, at_once: bool = False) -> bool:
         """Queue a command whose reply nobody waits for (status updates, publishes); it goes out
-        with the next command someone waits for, or after LINGER_S.
+        with the next command someone waits for, or after LINGER_S — or in the next round trip
+        with `at_once` (a wake-up that someone's read waits for).
 
         It goes out in order with everything queued before and after it, so e.g. a job's RUNNING
         status can never land after its final delete. Returns False when no flusher runs (the
@@ -101,6 +142,8 @@ class RedisPipeliner:
             return False
         self._queue.append(_Pending(op, what, script))
         self._wake.set()
+        if at_once:
+            self._urgent.set()
         return True
 
     def send_script(self, script: Any, keys: Sequence[Any], args: Sequence[Any], what: str) -> bool:
@@ -147,11 +190,21 @@ class RedisPipeliner:
                 with trio.CancelScope(shield=True):
                     await wire.aclose()
 
+    async def _callers_landed(self) -> None:
+        """Wait until no caller's round trip is on the connection."""
+        while self._in_flight:
+            await self._landed.wait()
+
     async def _flush(self) -> None:
+        await self._callers_landed()
         while self._queue:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-            with trio.CancelScope(shield=True):  # callers are waiting on these replies
-                await self._execute(batch, self._wire)
+            self._in_flight = True
+            try:
+                with trio.CancelScope(shield=True):  # callers are waiting on these replies
+                    await self._execute(batch, self._wire)
+            finally:
+                self._in_flight = False
 
     async def _execute(self, batch: list[_Pending], wire: RedisWire | None = None) -> None:
         """One round trip for the batch (on the flusher's own connection when given: only the

@@ -158,3 +158,107 @@ async def test_a_command_nobody_waits_for_goes_out_with_the_next_awaited_one(red
             await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     assert trips == [2, 1]
+
+
+async def test_a_lone_call_is_sent_by_its_caller_with_what_was_queued_before_it(redis, monkeypatch) -> None:
+    """With no round trip in flight, the caller makes the round trip itself rather than handing
+    it to the flusher and waiting to be woken (two scheduling rounds on a quiet system's job
+    path); it takes along what was queued before it, in order."""
+    client, prefix = redis
+    senders: list[str] = []
+    real_wire = RedisWire.round_trip
+
+    async def wire(self, ops):
+        senders.append(trio.lowlevel.current_task().name)
+        return await real_wire(self, ops)
+
+    monkeypatch.setattr(RedisWire, "round_trip", wire)
+    pipeliner = RedisPipeliner(client)
+    key = f"{prefix}order"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeliner.run)
+        await pipeliner.call(lambda p: p.ping())  # connected
+        senders.clear()
+        ahead = pipeliner.submit(lambda p: p.rpush(key, "status"))
+        assert ahead is not None
+        assert await pipeliner.call(lambda p: p.rpush(key, "push")) == 2
+        assert await ahead.reply() == 1
+        nursery.cancel_scope.cancel()
+    assert len(senders) == 1 and "run" not in senders[0]  # the caller's task, not the flusher's
+
+
+@pytest.mark.parametrize("seed", range(40))
+async def test_random_interleavings_lose_reorder_or_mix_up_no_command(redis, monkeypatch, seed: int) -> None:
+    """Callers that `call`, `submit` (and await later, or never) and `send` at random moments,
+    some cancelled while they wait: every command reaches Redis exactly once, in the order it
+    was queued; every reply read is its own command's; and one round trip at a time is on the
+    connection, whether the flusher or a caller makes it."""
+    import random
+
+    client, prefix = redis
+    rng = random.Random(seed)
+    key = f"{prefix}log{seed}"
+    queued: list[str] = []  # tokens in the order their commands were queued
+    replies: dict[str, int] = {}  # token -> RPUSH's reply (the list's length after it)
+    on_wire = 0
+    real_wire = RedisWire.round_trip
+
+    async def wire(self, ops):
+        nonlocal on_wire
+        on_wire += 1
+        assert on_wire == 1, "two round trips on one connection"
+        try:
+            await trio.lowlevel.checkpoint()  # let the others run meanwhile
+            return await real_wire(self, ops)
+        finally:
+            on_wire -= 1
+
+    monkeypatch.setattr(RedisWire, "round_trip", wire)
+    pipeliner = RedisPipeliner(client)
+
+    def push(token: str):
+        return lambda p: p.rpush(key, token)
+
+    async def caller(n: int, plan: list[tuple[str, int]]) -> None:
+        later = []
+        for i, (kind, pause) in enumerate(plan):
+            for _ in range(pause):
+                await trio.lowlevel.checkpoint()
+            token = f"{n}.{i}"
+            queued.append(token)
+            if kind == "call":
+                replies[token] = await pipeliner.call(push(token))
+            elif kind == "submit":
+                reply = pipeliner.submit(push(token))
+                assert reply is not None
+                later.append((token, reply))
+            else:
+                assert pipeliner.send(push(token), f"push {token}")
+        for token, reply in later:
+            if rng.random() < 0.7:  # the others are never awaited
+                replies[token] = await reply.reply()
+
+    async def cancelled_after(checkpoints: int, n: int, plan: list[tuple[str, int]]) -> None:
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(caller, n, plan)
+                for _ in range(checkpoints):
+                    await trio.lowlevel.checkpoint()
+                scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeliner.run)
+        async with trio.open_nursery() as callers:
+            for n in range(rng.randint(1, 12)):
+                plan = [(rng.choice(["call", "call", "submit", "send"]), rng.randint(0, 3))
+                        for _ in range(rng.randint(1, 4))]
+                if rng.random() < 0.25:
+                    callers.start_soon(cancelled_after, rng.randint(0, 8), n, plan)
+                else:
+                    callers.start_soon(caller, n, plan)
+        await pipeliner.call(lambda p: p.ping())  # everything queued before it has gone out
+        nursery.cancel_scope.cancel()
+    landed = [item.decode() for item in await call_asyncio(client.lrange, key, 0, -1)]
+    assert landed == queued
+    for token, reply in replies.items():
+        assert reply == landed.index(token) + 1, token
