@@ -179,8 +179,27 @@ async def _tracked(fn: Callable[..., Awaitable[T]], *args: Any) -> outcome.Outco
 
 async def call_trio(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """From asyncio code: run a trio coroutine function and return its value."""
-    result: outcome.Outcome[T] = await trio_asyncio.trio_as_aio(_tracked)(fn, *args)
+    future = trio_asyncio.trio_as_aio(_tracked)(fn, *args)
+    try:
+        result: outcome.Outcome[T] = await future
+    finally:
+        _drop_cancel_override(future)
     return result.unwrap()
+
+
+def _drop_cancel_override(future: Any) -> None:
+    """Take trio-asyncio's `cancel` override off a future it has resolved.
+
+    Why: it puts a closure on the future as its `cancel` (so that cancelling the future cancels
+    the trio task), and the closure holds the task's handle, which holds the future: a
+    reference cycle per call, and with it the call's whole result (a job's JobResult and its
+    parts), its context and cancel scope, left for the garbage collector instead of freed when
+    the call returns. Done, the future's own `cancel` does the same (nothing: it is done)."""
+    if future.done():
+        try:
+            del future.cancel
+        except AttributeError:  # not overridden (another trio-asyncio layout)
+            pass
 
 
 async def wait_for_bridged_calls(timeout_s: float) -> int:
@@ -196,8 +215,21 @@ async def wait_for_bridged_calls(timeout_s: float) -> int:
 
 
 def iterate_trio(agen: AsyncIterator[T]) -> AsyncIterator[T]:
-    """From asyncio code: iterate a trio async generator."""
-    return trio_asyncio.trio_as_aio(agen)
+    """From asyncio code: iterate a trio async generator (each item one trio task, as
+    trio-asyncio's own `trio_as_aio(agen)` does, without leaving a reference cycle per item)."""
+    return _iterate(trio_asyncio.current_loop.get(), agen.__aiter__())
+
+
+async def _iterate(loop: Any, agen: AsyncIterator[T]) -> AsyncIterator[T]:
+    while True:
+        future = loop.trio_as_future(agen.__anext__)
+        try:
+            item = await future
+        except StopAsyncIteration:
+            return
+        finally:
+            _drop_cancel_override(future)
+        yield item
 
 
 def close_trio_generator(agen: AsyncGenerator[Any, None]) -> None:

@@ -7,10 +7,12 @@ stalled the event loop for tens of milliseconds each time, which every request i
 health checks included — waited out (bench/overload.py). Freezing what start-up created moves
 it out of the collector's sight; the objects still die by reference counting if dropped.
 
-Full collections are also made more frequent (the third threshold 10 -> 2): each request leaves
-a few dozen objects in reference cycles (grpclib's streams, the trio <-> asyncio hop), and
-collecting them every couple of seconds in one go was the other long stall. More frequent,
-smaller collections cost the same in total and stall the loop for less each time.
+Full collections are also made more frequent (the third threshold 10 -> 2): each request used
+to leave a few dozen objects in reference cycles (grpclib's streams, the trio <-> asyncio hop),
+and collecting them every couple of seconds in one go was the other long stall. More frequent,
+smaller collections cost the same in total and stall the loop for less each time. (Those cycles
+are gone — aio.py, front/message_limit.py, tests/unit/test_no_cycles_per_request.py — so under
+load the collector now has little to do at all; these settings bound what is left.)
 
 Young collections wait for 5 000 new container objects instead of 700. A job's objects mostly die
 by reference counting within the job; at 700, with 50 jobs in flight, each young collection still

@@ -28,7 +28,7 @@ from grpclib.exceptions import GRPCError
 from h2.exceptions import StreamClosedError
 
 from jobworkerp.descriptors import check_message_bytes
-from jobworkerp.front.message_limit import refuse_oversized
+from jobworkerp.front.message_limit import lift_limit, refuse_oversized
 from jobworkerp.proto.message_pool import default_message_pool
 from jobworkerp.wire_codec import MessageCodec
 
@@ -115,6 +115,8 @@ def _guard(handler: Handler, max_message_bytes: int) -> Handler:
             # grpclib expects CancelledError for a client gone and logs anything else as
             # "ERROR Failed to handle cancellation" (seen in CI under load).
             raise asyncio.CancelledError() from None
+        finally:
+            lift_limit(stream)
 
     return handler._replace(func=guarded)
 

@@ -12,7 +12,10 @@ what the client still sends.
 
 grpclib reads a request through the `recv_data` of its protocol stream (`grpclib.protocol.Stream`,
 the private `_stream` of the server stream): first the 5-byte prefix, then the body. That method
-is wrapped on the one stream object of each request; grpclib 0.4.9 is pinned in pyproject.toml.
+is wrapped on the one stream object of each request, for as long as its handler runs
+(`lift_limit` takes the wrapper off: it refers to the stream it is set on, and that reference
+cycle left every request's stream, and all it holds, to the garbage collector); grpclib 0.4.9 is
+pinned in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ PREFIX_BYTES = 5  # compressed flag (1 byte) + big-endian message length (4 byte
 
 def refuse_oversized(stream: Any, limit: int, name: str) -> None:
     """Make `stream` (a grpclib server stream) refuse, with RESOURCE_EXHAUSTED, a message whose
-    declared length passes `limit`, before it reads the message's body."""
+    declared length passes `limit`, before it reads the message's body; until `lift_limit`."""
     data_stream = stream._stream
     read: Callable[[int], Awaitable[bytes]] = data_stream.recv_data
     expecting_prefix = True
@@ -50,3 +53,8 @@ def refuse_oversized(stream: Any, limit: int, name: str) -> None:
         return chunk
 
     data_stream.recv_data = recv_data
+
+
+def lift_limit(stream: Any) -> None:
+    """Take `refuse_oversized`'s wrapper off `stream` again (the handler is done reading)."""
+    stream._stream.__dict__.pop("recv_data", None)
