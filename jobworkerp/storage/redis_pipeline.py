@@ -53,7 +53,7 @@ class _Pending:
         self.result: Any = None
         self.what = what  # set for fire-and-forget commands: named in the log when they fail
         self.script = script  # the Lua script an EVALSHA op runs, to reload it if Redis lost it
-        self.owner = owner  # the pipeliner whose queue holds it (None: its round trip is the caller's)
+        self.owner = owner  # the pipeliner that sends it when its reply is awaited (None: not awaited so)
 
     async def reply(self) -> Any:
         """The command's reply once its round trip is done; its error is raised. A reply that is
@@ -83,7 +83,7 @@ class RedisPipeliner:
         self._running = False
         self._wire: RedisWire | None = None  # the flusher's own connection (trio sockets), while it runs
         self._in_flight = False  # a round trip is on that connection (the flusher's or a caller's)
-        self._landed = trio.Event()  # set when a caller's round trip there ends
+        self._landed = trio.Event()  # set when a round trip there ends
 
     async def call(self, op: Op, *, script: Any = None) -> Any:
         """Run one command (in the next round trip) and return its reply; errors are raised."""
@@ -117,8 +117,9 @@ class RedisPipeliner:
                 await pending.done.wait()
 
     async def _lead(self) -> None:
-        """A caller's own round trip with what is queued (shielded, as the flusher's: other
-        callers wait on its replies, and the connection must not be left mid-reply)."""
+        """One round trip with the next batch of what is queued, on the flusher's connection —
+        made by the flusher, or by a caller awaiting a reply when none is in flight. Shielded:
+        other callers wait on its replies, and the connection must not be left mid-reply."""
         batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
         self._in_flight = True
         try:
@@ -190,21 +191,11 @@ class RedisPipeliner:
                 with trio.CancelScope(shield=True):
                     await wire.aclose()
 
-    async def _callers_landed(self) -> None:
-        """Wait until no caller's round trip is on the connection."""
-        while self._in_flight:
-            await self._landed.wait()
-
     async def _flush(self) -> None:
-        await self._callers_landed()
+        while self._in_flight:  # a caller's round trip: the connection takes one at a time
+            await self._landed.wait()
         while self._queue:
-            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-            self._in_flight = True
-            try:
-                with trio.CancelScope(shield=True):  # callers are waiting on these replies
-                    await self._execute(batch, self._wire)
-            finally:
-                self._in_flight = False
+            await self._lead()
 
     async def _execute(self, batch: list[_Pending], wire: RedisWire | None = None) -> None:
         """One round trip for the batch (on the flusher's own connection when given: only the
